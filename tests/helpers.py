@@ -1,0 +1,80 @@
+"""Helpers shared by every test folder: free ports, real server processes, sample data."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CT_SAMPLES = Path(os.environ.get("DSS_CT_SAMPLES", REPO_ROOT.parent / "shared" / "ct-samples"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
+    """Wait until `url` answers 200; fail early if `process` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
+
+
+class ServerProcess:
+    """A real server started as a child process, stopped (and reaped) on exit."""
+
+    def __init__(self, args: list[str], env: dict[str, str], health_url: str,
+                 log_path: Path, cwd: Path | None = None, timeout: float = 60.0):
+        self.args, self.health_url, self.log_path = args, health_url, log_path
+        self._log = open(log_path, "ab")
+        self.process = subprocess.Popen(
+            args, env={**os.environ, **env}, cwd=cwd or REPO_ROOT,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_http(health_url, timeout, self.process)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"{args} failed to start; log:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the crash a test wants to survive."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+PYTHON = sys.executable
