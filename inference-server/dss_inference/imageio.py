@@ -1,0 +1,268 @@
+"""Reading CT volumes (NIfTI, NRRD, MHA, DICOM series in a zip) and writing label images.
+
+Every input is checked from its header before any pixel is read, so that a file declaring
+gigavoxels is refused without allocating memory. Problems with the input raise
+`ImageInputError` carrying the HTTP status the API answers with.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import SimpleITK as sitk
+
+# Upload name suffix -> input format; the longest suffix wins (".nii.gz" before ".gz").
+INPUT_FORMATS = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": None,
+                 ".mha": "mha", ".mhd": None, ".zip": "dicom-zip"}
+# Result format name (query `format=`) -> file suffix.
+RESULT_FORMATS = {"nrrd": ".nrrd", "nii.gz": ".nii.gz", "nii": ".nii", "mha": ".mha"}
+MIN_SLICES = 2
+_COPY_CHUNK = 1024 * 1024
+
+
+class ImageInputError(Exception):
+    """The input cannot be used; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@dataclass
+class Volume:
+    """A CT volume in Hounsfield units with its ITK geometry.
+
+    hu: float32 array indexed (z, y, x). spacing, origin: (x, y, z) in mm, LPS world
+    coordinates as ITK. direction: 9 floats, the 3x3 direction matrix row-major as ITK.
+    """
+
+    hu: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.hu.shape)
+
+    def voxel_to_world(self, zyx: np.ndarray) -> np.ndarray:
+        """World (x, y, z) mm of continuous voxel indices given as rows (z, y, x)."""
+        ijk = np.asarray(zyx, dtype=np.float64)[..., ::-1]
+        matrix = np.asarray(self.direction, dtype=np.float64).reshape(3, 3) * np.asarray(self.spacing)
+        return ijk @ matrix.T + np.asarray(self.origin)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """A validated input: the files to read and the header facts already checked."""
+
+    fmt: str
+    paths: tuple[Path, ...]
+    size: tuple[int, int, int]
+
+
+def input_format(filename: str) -> str:
+    """The input format of an upload from its file name, or ImageInputError 415."""
+    name = filename.lower()
+    for suffix in sorted(INPUT_FORMATS, key=len, reverse=True):
+        if name.endswith(suffix):
+            fmt = INPUT_FORMATS[suffix]
+            if fmt is None:
+                raise ImageInputError(415, f"'{suffix}' headers need a separate data file; "
+                                           "send a single-file .nrrd or .mha instead")
+            return fmt
+    supported = ", ".join(s for s, f in INPUT_FORMATS.items() if f)
+    raise ImageInputError(415, f"unsupported file type '{filename}'; send one of {supported}")
+
+
+def upload_suffix(fmt: str) -> str:
+    """The suffix an upload is stored under; a gzipped NIfTI gets ".gz" once its bytes say so."""
+    return {"nifti": ".nii", "nrrd": ".nrrd", "mha": ".mha", "dicom-zip": ".zip"}[fmt]
+
+
+def inspect_input(path: Path, fmt: str, work_dir: Path, max_voxels: int,
+                  max_bytes: int, max_members: int) -> ImageSource:
+    """Check an uploaded file from its header(s) only; extract a DICOM zip into work_dir."""
+    if fmt == "dicom-zip":
+        dicom_dir = work_dir / "dicom"
+        extract_zip(path, dicom_dir, max_bytes, max_members)
+        paths = _largest_series(dicom_dir)
+    else:
+        if fmt == "nifti" and _is_gzip(path) and not path.name.endswith(".gz"):
+            path = path.rename(path.with_name(path.name + ".gz"))
+        paths = (path,)
+    reader = _header_reader(paths[0])
+    size = _checked_size(reader, slices=len(paths) if len(paths) > 1 else None,
+                         max_voxels=max_voxels)
+    return ImageSource(fmt, paths, size)
+
+
+def read_volume(source: ImageSource) -> Volume:
+    """Read the pixels of a validated input into a float32 HU volume."""
+    try:
+        if len(source.paths) > 1:
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames([str(p) for p in source.paths])
+            image = reader.Execute()
+        else:
+            image = sitk.ReadImage(str(source.paths[0]))
+    except RuntimeError as exc:
+        raise ImageInputError(422, f"cannot read the image: {_itk_reason(exc)}") from None
+    if tuple(image.GetSize()) != source.size:
+        raise ImageInputError(422, f"the image holds {image.GetSize()} voxels, "
+                                   f"its header declared {source.size}")
+    hu = sitk.GetArrayFromImage(image)
+    if hu.dtype != np.float32:
+        hu = hu.astype(np.float32)
+    return Volume(hu=hu, spacing=tuple(image.GetSpacing()), origin=tuple(image.GetOrigin()),
+                  direction=tuple(image.GetDirection()))
+
+
+def write_labels(labels: np.ndarray, volume: Volume, path: Path) -> Path:
+    """Write a label image on exactly the volume's grid (size, spacing, origin, direction)."""
+    if labels.shape != volume.shape:
+        raise ValueError(f"labels {labels.shape} do not match the volume {volume.shape}")
+    dtype = np.uint8 if labels.size == 0 or labels.max(initial=0) <= 255 else np.uint16
+    image = sitk.GetImageFromArray(np.ascontiguousarray(labels, dtype=dtype))
+    image.SetSpacing(volume.spacing)
+    image.SetOrigin(volume.origin)
+    image.SetDirection(volume.direction)
+    sitk.WriteImage(image, str(path), useCompression=True)
+    return path
+
+
+def convert_labels(source: Path, target: Path) -> Path:
+    """Rewrite a label image in the format of target's suffix, geometry unchanged."""
+    sitk.WriteImage(sitk.ReadImage(str(source)), str(target), useCompression=True)
+    return target
+
+
+def extract_zip(path: Path, target: Path, max_bytes: int, max_members: int) -> list[Path]:
+    """Extract a zip safely: no traversal, absolute or link names; capped count and size.
+
+    Members get flat numbered names, so nothing from the archive chooses a path on disk.
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise ImageInputError(422, "the .zip upload is not a readable zip archive") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        for member in archive.infolist():
+            _check_member_name(member)
+        if not members:
+            raise ImageInputError(422, "the zip archive holds no files")
+        if len(members) > max_members:
+            raise ImageInputError(413, f"the zip archive holds {len(members)} files, "
+                                       f"more than the limit of {max_members}")
+        declared = sum(m.file_size for m in members)
+        if declared > max_bytes:
+            raise ImageInputError(413, f"the zip archive expands to {declared} bytes, "
+                                       f"more than the limit of {max_bytes}")
+        target.mkdir(parents=True, exist_ok=True)
+        budget = [max_bytes]
+        return [_extract_member(archive, m, target / f"{i:06d}.dcm", budget)
+                for i, m in enumerate(members)]
+
+
+def _check_member_name(member: zipfile.ZipInfo) -> None:
+    name = member.filename
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        raise ImageInputError(422, f"the zip archive holds an unsafe path name: {name!r}")
+    if stat.S_ISLNK(member.external_attr >> 16):
+        raise ImageInputError(422, f"the zip archive holds a symbolic link: {name!r}")
+
+
+def _extract_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, dest: Path,
+                    budget: list[int]) -> Path:
+    """Copy one member, counting real bytes: the sizes in a zip header can lie."""
+    try:
+        with archive.open(member) as src, open(dest, "wb") as out:
+            while chunk := src.read(_COPY_CHUNK):
+                budget[0] -= len(chunk)
+                if budget[0] < 0:
+                    raise ImageInputError(413, "the zip archive expands beyond the size limit")
+                out.write(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError,
+            EOFError, OSError) as exc:
+        raise ImageInputError(422, f"cannot extract {member.filename!r} from the zip: {exc}") from None
+    return dest
+
+
+def _largest_series(directory: Path) -> tuple[Path, ...]:
+    """The files of the DICOM series with the most files in directory, in slice order."""
+    reader = sitk.ImageSeriesReader()
+    try:
+        series = reader.GetGDCMSeriesIDs(str(directory))
+    except RuntimeError:
+        series = ()
+    if not series:
+        raise ImageInputError(422, "the zip archive holds no DICOM image series")
+    files = max((reader.GetGDCMSeriesFileNames(str(directory), sid) for sid in series), key=len)
+    return tuple(Path(f) for f in files)
+
+
+def _header_reader(path: Path) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ImageInputError(422, f"not a readable image: {_itk_reason(exc)}") from None
+    return reader
+
+
+def _checked_size(reader: sitk.ImageFileReader, slices: int | None,
+                  max_voxels: int) -> tuple[int, int, int]:
+    """The 3-D size the header declares, after every check that needs no pixels."""
+    size = list(reader.GetSize())
+    if slices is not None:  # a DICOM series: each file is one slice
+        if len(size) == 3 and size[2] == 1:
+            size = size[:2]
+        if len(size) != 2:
+            raise ImageInputError(422, f"DICOM series files must each hold one 2-D slice, "
+                                       f"got a {len(size)}-D image")
+        size.append(slices)
+    while len(size) > 3 and size[-1] == 1:
+        size.pop()
+    if len(size) != 3:
+        raise ImageInputError(422, f"expected a 3-D CT volume, got a {len(size)}-D image "
+                                   f"of size {tuple(size)}")
+    if reader.GetNumberOfComponents() != 1:
+        raise ImageInputError(422, f"expected a scalar CT image, got "
+                                   f"{reader.GetNumberOfComponents()} components per voxel")
+    if min(size) < MIN_SLICES:
+        raise ImageInputError(422, f"the image size {tuple(size)} is not a 3-D volume "
+                                   f"(every axis needs at least {MIN_SLICES} voxels)")
+    voxels = math.prod(size)
+    if voxels > max_voxels:
+        raise ImageInputError(413, f"the image declares {voxels} voxels {tuple(size)}, "
+                                   f"more than the limit of {max_voxels}")
+    spacing = reader.GetSpacing()[:3]
+    if not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise ImageInputError(422, f"the image spacing {spacing} is not positive and finite")
+    if not all(math.isfinite(v) for v in reader.GetOrigin()):
+        raise ImageInputError(422, "the image origin is not finite")
+    return tuple(size)
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def _itk_reason(exc: RuntimeError) -> str:
+    """The useful last line of an ITK exception, without file paths of the server."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[-1] if lines else "unknown error"
+    return reason.split(": ", 1)[-1][:300]
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
