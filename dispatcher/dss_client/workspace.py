@@ -1,0 +1,389 @@
+"""ITK-SNAP workspaces (`.itksnap` registry files): read, edit, save and export like ITK-SNAP.
+
+The file format is ITK-SNAP's `Registry` (SNAP `Common/Registry.cxx`): an XML document with a
+fixed DOCTYPE, nested `<folder key=..>` and `<entry key=.. value=..>`, entries before folders,
+each sorted by key (ITK-SNAP keeps them in `std::map`), values escaped with `EncodeXML`. A key
+with dots (`Layers.Layer[000]`) names nested folders, and a folder key seen twice is merged, as
+ITK-SNAP's reader does.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import re
+import xml.parsers.expat
+from dataclasses import dataclass
+from pathlib import Path
+
+WORKSPACE_VERSION = "20230925"
+HEADER = ("ITK-SNAP (itksnap.org) Project File\n\n"
+          "This file can be moved/copied along with the images that it references\n"
+          "as long as the relative location of the images to the project file is \n"
+          "the same. Do not modify the SaveLocation entry, or this will not work.\n")
+DOCTYPE = ("<!DOCTYPE registry [\n"
+           "<!ELEMENT registry (entry*,folder*)>\n"
+           "<!ELEMENT folder (entry*,folder*)>\n"
+           "<!ELEMENT entry EMPTY>\n"
+           "<!ATTLIST folder key CDATA #REQUIRED>\n"
+           "<!ATTLIST entry key CDATA #REQUIRED>\n"
+           "<!ATTLIST entry value CDATA #REQUIRED>\n"
+           "]>\n")
+ROLES = ("MainRole", "OverlayRole", "SegmentationRole")
+LAYER_KEY = re.compile(r"^Layer\[(\d{3,})\]$")
+MAX_WORKSPACE_BYTES = 16 * 1024 * 1024  # a real workspace is a few KB; refuse anything absurd
+_XML_ESCAPES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;"}
+
+
+class WorkspaceError(ValueError):
+    """The file is not an ITK-SNAP workspace ITK-SNAP would open."""
+
+
+class Registry:
+    """One registry folder: entries and sub-folders, addressed by dotted keys."""
+
+    def __init__(self):
+        self.entries: dict[str, str] = {}
+        self.folders: dict[str, Registry] = {}
+
+    def folder(self, key: str) -> "Registry":
+        """The folder at a dotted key, created when missing (ITK-SNAP's `Registry::Folder`)."""
+        node = self
+        for part in key.split("."):
+            node = node.folders.setdefault(part, Registry())
+        return node
+
+    def has_folder(self, key: str) -> bool:
+        node = self
+        for part in key.split("."):
+            if part not in node.folders:
+                return False
+            node = node.folders[part]
+        return True
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        parent, _, name = key.rpartition(".")
+        if parent and not self.has_folder(parent):
+            return default
+        return (self.folder(parent) if parent else self).entries.get(name, default)
+
+    def set(self, key: str, value) -> None:
+        parent, _, name = key.rpartition(".")
+        (self.folder(parent) if parent else self).entries[name] = str(value)
+
+    def remove_folder(self, key: str) -> None:
+        parent, _, name = key.rpartition(".")
+        if not parent or self.has_folder(parent):
+            (self.folder(parent) if parent else self).folders.pop(name, None)
+
+    def write_xml(self, lines: list[str], indent: str) -> None:
+        for key in sorted(self.entries, key=_byte_order):
+            lines.append(f'{indent}<entry key="{_escape(key)}" value="{_escape(self.entries[key])}" />')
+        for key in sorted(self.folders, key=_byte_order):
+            lines.append(f'{indent}<folder key="{_escape(key)}" >')
+            self.folders[key].write_xml(lines, indent + "  ")
+            lines.append(f"{indent}</folder>")
+
+    def to_xml(self) -> str:
+        lines = ['<?xml version="1.0" encoding="UTF-8" ?>', f"<!--{HEADER}-->", DOCTYPE + "<registry>"]
+        self.write_xml(lines, "  ")
+        lines.append("</registry>")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def from_xml(cls, data: bytes) -> "Registry":
+        root, stack = cls(), []
+        parser = xml.parsers.expat.ParserCreate()
+
+        def refuse_entities(*_):  # billion-laughs and external entities
+            raise WorkspaceError("entity declarations are not allowed in a workspace")
+
+        def start(name, attrs):
+            name = name.lower()
+            if name == "registry":
+                stack.append(root)
+                return
+            if not stack:
+                raise WorkspaceError("not an ITK-SNAP registry: <registry> is missing")
+            if "key" not in attrs:
+                raise WorkspaceError(f"<{name}> without a 'key' attribute")
+            if name == "folder":
+                stack.append(stack[-1].folder(attrs["key"]))
+            elif name == "entry":
+                if "value" not in attrs:
+                    raise WorkspaceError(f"entry {attrs['key']!r} has no 'value' attribute")
+                stack[-1].set(attrs["key"], attrs["value"])
+            else:
+                raise WorkspaceError(f"unknown XML element <{name}>")
+
+        def end(name):
+            if name.lower() == "folder":
+                stack.pop()
+
+        parser.EntityDeclHandler = refuse_entities
+        parser.ExternalEntityRefHandler = refuse_entities
+        parser.StartElementHandler, parser.EndElementHandler = start, end
+        try:
+            parser.Parse(data, True)
+        except xml.parsers.expat.ExpatError as exc:
+            raise WorkspaceError(f"not valid XML: {exc}") from None
+        return root
+
+
+def _escape(text: str) -> str:
+    return "".join(_XML_ESCAPES.get(c, c) for c in text)
+
+
+def _byte_order(key: str) -> bytes:
+    return key.encode("utf-8")
+
+
+def _split_tags(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+@dataclass(frozen=True)
+class Layer:
+    key: str            # "Layers.Layer[000]"
+    role: str           # MainRole | OverlayRole | SegmentationRole
+    path: Path          # where the file actually is (moved-workspace rule applied)
+    tags: tuple[str, ...]
+    nickname: str
+
+
+@dataclass(frozen=True)
+class Landmark:
+    text: str
+    position: tuple[float, float, float]   # ITK-SNAP image coordinates (voxel i spans [i, i+1))
+
+
+class Workspace:
+    """An ITK-SNAP workspace held in memory; `path` is where it was read from (or None)."""
+
+    def __init__(self, registry: Registry, path: Path | None = None):
+        self.registry = registry
+        self.path = path
+
+    # ----- reading
+    @classmethod
+    def load(cls, path) -> "Workspace":
+        path = Path(path).resolve()
+        if path.stat().st_size > MAX_WORKSPACE_BYTES:
+            raise WorkspaceError(f"{path.name} is too large to be a workspace")
+        registry = Registry.from_xml(path.read_bytes())
+        if registry.get("SaveLocation") is None or registry.get("Version") is None:
+            raise WorkspaceError(f"{path.name} is not an ITK-SNAP workspace "
+                                 "(no SaveLocation/Version entries)")
+        return cls(registry, path)
+
+    def _layer_numbers(self) -> list[int]:
+        if not self.registry.has_folder("Layers"):
+            return []
+        found = (LAYER_KEY.match(k) for k in self.registry.folder("Layers").folders)
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def actual_path(self, stored: str) -> Path:
+        """ITK-SNAP's moved-workspace rule (`WorkspaceAPI::GetLayerActualPath`)."""
+        if self.path is None:
+            return Path(stored)
+        save_location = self.registry.get("SaveLocation", "")
+        project_dir = str(self.path.parent)
+        if save_location != project_dir and stored:
+            relative = os.path.relpath(stored, save_location or "/")
+            moved = Path(os.path.normpath(os.path.join(project_dir, relative)))
+            if moved.is_file():
+                return moved
+        return Path(stored)
+
+    @property
+    def layers(self) -> list[Layer]:
+        result = []
+        for number in self._layer_numbers():
+            key = f"Layers.Layer[{number:03d}]"
+            folder = self.registry.folder(key)
+            tags = _split_tags(folder.entries.get("Tags"))
+            tags += [t for t in _split_tags(folder.get("LayerMetaData.Tags")) if t not in tags]
+            result.append(Layer(key, folder.entries.get("Role", ""),
+                                self.actual_path(folder.entries.get("AbsolutePath", "")),
+                                tuple(tags), folder.get("LayerMetaData.CustomNickName", "")))
+        return result
+
+    def main_layer(self) -> Layer:
+        for layer in self.layers:
+            if layer.role == "MainRole":
+                return layer
+        raise WorkspaceError("the workspace has no main image layer (Role MainRole)")
+
+    def find_layer(self, tag: str | None = None) -> Layer:
+        """The first image layer carrying `tag`; the main layer when untagged or not found."""
+        if tag:
+            for layer in self.layers:
+                if layer.role != "SegmentationRole" and tag in layer.tags:
+                    return layer
+        return self.main_layer()
+
+    def validate(self) -> None:
+        """The checks ITK-SNAP's loader makes (`IRISApplication::OpenProject`)."""
+        layers = self.layers
+        if not layers or layers[0].key != "Layers.Layer[000]" or layers[0].role != "MainRole":
+            raise WorkspaceError("Layer 0 in a project must be of type 'Main Image'")
+        for index, layer in enumerate(layers):
+            if layer.key != f"Layers.Layer[{index:03d}]":
+                raise WorkspaceError(f"layer keys are not contiguous at {layer.key}")
+            if layer.role not in ROLES:
+                raise WorkspaceError(f"Layer {index} has an unrecognized type {layer.role!r}")
+            if index and layer.role == "MainRole":
+                raise WorkspaceError(f"Layer {index} in a project may not be of type 'Main Image'")
+            if not layer.path.is_file():
+                raise WorkspaceError(f"The image file in Layer {index} ({layer.path}) does not exist")
+
+    # ----- label table and annotations
+    def label_table(self) -> dict[int, tuple[str, tuple[int, int, int]]]:
+        """{label value: (name, (r, g, b))} from the main layer's `ProjectMetaData.IRIS.LabelTable`."""
+        key = f"{self.main_layer().key}.ProjectMetaData.IRIS.LabelTable"
+        if not self.registry.has_folder(key):
+            return {}
+        table = {}
+        for element in self.registry.folder(key).folders.values():
+            colour = tuple(int(v) for v in element.entries.get("Color", "0 0 0").split())
+            table[int(element.entries["Index"])] = (element.entries.get("Label", ""), colour)
+        return table
+
+    def set_labels(self, labels: dict[int, tuple[str, tuple[int, int, int]]]) -> None:
+        """Name and colour labels, keeping the other labels already in the table."""
+        key = f"{self.main_layer().key}.ProjectMetaData.IRIS.LabelTable"
+        merged = {**self.label_table(), **labels}
+        self.registry.remove_folder(key)
+        table = self.registry.folder(key)
+        table.set("NumberOfElements", len(merged))
+        for position, value in enumerate(sorted(merged)):
+            name, (r, g, b) = merged[value]
+            element = table.folder(f"Element[{position}]")
+            for entry, text in (("Alpha", 255), ("Color", f"{r} {g} {b}"), ("Flags", "1 1"),
+                                ("Index", value), ("Label", name)):
+                element.set(entry, text)
+
+    @property
+    def landmarks(self) -> list[Landmark]:
+        if not self.registry.has_folder("Annotations.Annotations"):
+            return []
+        folder = self.registry.folder("Annotations.Annotations")
+        result = []
+        for index in range(int(folder.entries.get("ArraySize", "0"))):
+            element = folder.folder(f"Element[{index}]")
+            if element.entries.get("Type") == "LandmarkAnnotation":
+                position = tuple(float(v) for v in element.entries["Pos"].split())
+                result.append(Landmark(element.entries.get("Text", ""), position))
+        return result
+
+    def add_landmarks(self, points, colour=(1.0, 1.0, 0.0)) -> None:
+        """Add ITK-SNAP point landmarks `[(text, (x, y, z) in physical mm, LPS)]`.
+
+        ITK-SNAP keeps annotation positions in its image coordinates, where voxel i spans
+        [i, i+1), so the main image's header converts them."""
+        image = _read_header(self.main_layer().path)
+        annotations = self.registry.folder("Annotations")
+        annotations.set("Format", "ITK-SNAP Annotation File")
+        annotations.set("FormatDate", "20150624")
+        array = annotations.folder("Annotations")
+        start = int(array.entries.get("ArraySize", "0"))
+        for offset, (text, point_mm) in enumerate(points):
+            index = image.TransformPhysicalPointToContinuousIndex([float(v) for v in point_mm])
+            element = array.folder(f"Element[{start + offset}]")
+            for entry, value in (("Color", " ".join(f"{c:g}" for c in colour)), ("Offset", "0 0"),
+                                 ("Plane", 2), ("Pos", " ".join(f"{i + 0.5:g}" for i in index)),
+                                 ("Selected", 0), ("Tags", ""), ("Text", text),
+                                 ("Type", "LandmarkAnnotation"), ("VisibleInAllPlanes", 1),
+                                 ("VisibleInAllSlices", 0)):
+                element.set(entry, value)
+        array.set("ArraySize", start + len(points))
+
+    def landmark_point_mm(self, landmark: Landmark) -> tuple[float, float, float]:
+        image = _read_header(self.main_layer().path)
+        return tuple(image.TransformContinuousIndexToPhysicalPoint([p - 0.5 for p in landmark.position]))
+
+    # ----- writing
+    def next_layer_key(self) -> str:
+        """The next free `Layers.Layer[NNN]` key; an existing layer is never overwritten."""
+        numbers = self._layer_numbers()
+        return f"Layers.Layer[{(numbers[-1] + 1) if numbers else 0:03d}]"
+
+    def add_layer(self, path, role: str, nickname: str = "", tags=()) -> str:
+        if role not in ROLES:
+            raise WorkspaceError(f"unknown layer role {role!r}")
+        key = self.next_layer_key()
+        folder = self.registry.folder(key)
+        folder.set("AbsolutePath", str(Path(path).resolve()))
+        folder.set("Role", role)
+        folder.set("Tags", ",".join(tags))
+        meta = folder.folder("LayerMetaData")
+        for entry, value in (("Alpha", 255), ("CustomNickName", nickname),
+                             ("Sticky", 1 if role == "SegmentationRole" else 0),
+                             ("Tags", ",".join(tags))):
+            meta.set(entry, value)
+        return key
+
+    def add_segmentation(self, path, nickname: str, labels=None) -> str:
+        """A new segmentation layer under the next free key, its labels named and coloured."""
+        key = self.add_layer(path, "SegmentationRole", nickname)
+        if labels:
+            self.set_labels(labels)
+        return key
+
+    @classmethod
+    def for_image(cls, image_path) -> "Workspace":
+        """A new workspace whose main layer is `image_path`."""
+        workspace = cls(Registry())
+        workspace.add_layer(image_path, "MainRole")
+        return workspace
+
+    def save(self, path) -> Path:
+        """Write like ITK-SNAP: absolute layer paths, `SaveLocation` = the file's directory."""
+        path = Path(path).resolve()
+        registry = copy.deepcopy(self.registry)
+        for layer in self.layers:
+            registry.set(f"{layer.key}.AbsolutePath", str(layer.path.resolve()))
+        registry.set("SaveLocation", str(path.parent))
+        registry.set("Version", WORKSPACE_VERSION)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".part")
+        temporary.write_text(registry.to_xml(), encoding="utf-8")
+        os.replace(temporary, path)   # never leave a half-written workspace behind
+        self.registry, self.path = registry, path
+        return path
+
+    def export(self, out_dir, name: str) -> list[Path]:
+        """Like `itksnap-wt` export: every image layer re-saved as
+        `layer_%03d_<md5 of voxel data>.nii.gz`, IOHints cleared, the workspace saved as `name`.
+        Returns the workspace path first, then the layer files."""
+        import SimpleITK as sitk
+
+        out_dir = Path(out_dir).resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        exported = Workspace(copy.deepcopy(self.registry), self.path)
+        files = []
+        for index, layer in enumerate(self.layers):
+            image = sitk.ReadImage(str(layer.path))
+            digest = hashlib.md5(sitk.GetArrayViewFromImage(image).tobytes()).hexdigest()
+            target = out_dir / f"layer_{index:03d}_{digest}.nii.gz"
+            sitk.WriteImage(image, str(target), useCompression=True)
+            exported.registry.set(f"{layer.key}.AbsolutePath", str(target))
+            exported.registry.remove_folder(f"{layer.key}.IOHints")
+            files.append(target)
+        exported.path = None   # paths are now absolute in out_dir
+        name = name if name.endswith(".itksnap") else name + ".itksnap"
+        return [exported.save(out_dir / Path(name).name)] + files
+
+
+def _read_header(path: Path):
+    """The image's geometry without reading its voxels."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    image = sitk.Image([1, 1, 1], sitk.sitkUInt8)
+    image.SetOrigin(reader.GetOrigin())
+    image.SetSpacing(reader.GetSpacing())
+    image.SetDirection(reader.GetDirection())
+    return image
