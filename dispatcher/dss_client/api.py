@@ -1,0 +1,360 @@
+"""DSSClient: the one client of the DSS REST API (user, provider and admin sides).
+
+Every call maps to one route of the wire protocol (../shared/dss-protocol.md, sections c.1-c.6
+and h.1). Bodies are parsed in `wire`; anything but HTTP 200 raises `DSSError`, and what is worth
+retrying (no connection, timeouts, 5xx) raises `DSSTransientError`.
+"""
+from __future__ import annotations
+
+import email.utils
+import http.cookiejar
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterable
+
+import requests
+
+from . import wire
+from .errors import DSSError, DSSTransientError
+from .multipart import MultipartFile
+from .wire import (AdminTicket, Attachment, AvailableService, Claim, FileEntry, LogEntry,
+                   ProviderService, ProviderUser, Service, Ticket)
+
+SESSION_COOKIE = "webpy_session_id"
+CONNECT_TIMEOUT = 10.0
+CLAIM_WAIT_MARGIN = 30.0
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+_GITHASH = re.compile(r"[0-9a-f]{40}")
+_TRANSPORT_FAILURES = (requests.ConnectionError, requests.Timeout,
+                       requests.exceptions.ChunkedEncodingError)
+
+
+class _NoCookieJarPolicy(http.cookiejar.DefaultCookiePolicy):
+    """The session id is kept by DSSClient itself, so requests' jar must never hold a copy."""
+
+    def set_ok(self, cookie, request):
+        return False
+
+
+def _retry_after(header: str | None) -> float | None:
+    """Seconds from a `Retry-After` header: a number of seconds or an HTTP date."""
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(header).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_transient(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
+def safe_filename(name: str) -> str:
+    """The basename of a server-given file name; refuses names that could leave the folder."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if base in ("", ".", "..") or "\x00" in base:
+        raise DSSError(None, f"refusing unsafe file name from server: {name!r}")
+    return base
+
+
+def _ids(githashes: str | Iterable[str]) -> str:
+    return githashes if isinstance(githashes, str) else ",".join(githashes)
+
+
+class DSSClient:
+    """A logged-in (or NOAUTH) conversation with one DSS server."""
+
+    def __init__(self, base_url: str, session_id: str | None = None, timeout: float = 300):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._session_id = session_id or None
+        self._http = requests.Session()
+        self._http.cookies.set_policy(_NoCookieJarPolicy())
+
+    def __enter__(self) -> "DSSClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def session_id(self) -> str | None:
+        """Value of the `webpy_session_id` cookie; pass it to a new DSSClient to resume."""
+        return self._session_id
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, params=None, data=None, headers=None,
+                 stream: bool = False, read_timeout: float | None = None) -> requests.Response:
+        url = f"{self.base_url}/{path}"
+        headers = dict(headers or {})
+        if self._session_id:
+            headers["Cookie"] = f"{SESSION_COOKIE}={self._session_id}"
+        try:
+            response = self._http.request(
+                method, url, params=params, data=data, headers=headers, stream=stream,
+                allow_redirects=False, timeout=(CONNECT_TIMEOUT, read_timeout or self.timeout))
+        except _TRANSPORT_FAILURES as exc:
+            raise DSSTransientError(None, f"cannot reach {self.base_url}: {exc}", url) from None
+        except requests.RequestException as exc:
+            raise DSSError(None, f"request to {self.base_url} failed: {exc}", url) from None
+        new_session = response.cookies.get(SESSION_COOKIE)
+        if new_session:
+            self._session_id = new_session
+        if response.status_code != 200:
+            raise self._error(response, url)
+        return response
+
+    @staticmethod
+    def _error(response: requests.Response, url: str) -> DSSError:
+        try:
+            body = response.content[:4000].decode("utf-8", errors="replace")
+        except requests.RequestException:
+            body = ""
+        finally:
+            response.close()
+        status = response.status_code
+        if _is_transient(status):
+            return DSSTransientError(status, body, url, _retry_after(response.headers.get("Retry-After")))
+        return DSSError(status, body, url)
+
+    def _text(self, method: str, path: str, **kwargs) -> str:
+        response = self._request(method, path, **kwargs)
+        try:
+            return response.content.decode("utf-8", errors="replace")
+        except requests.RequestException as exc:
+            raise DSSTransientError(None, f"connection lost reading {path}: {exc}") from None
+
+    def _get(self, path: str, **params) -> str:
+        return self._text("GET", path, params=params or None)
+
+    def _post(self, path: str, **form) -> str:
+        return self._text("POST", path, data=form)
+
+    def _upload(self, path: str, file: Path, **fields: str) -> str:
+        file = Path(file)
+        body = MultipartFile(file, {"filename": file.name, "submit": "send", **fields})
+        return self._text("POST", path, data=body, headers={"Content-Type": body.content_type})
+
+    def _download(self, path: str, dest_dir: Path, name: str) -> Path:
+        """Stream one file to `dest_dir/name` (via a temporary name, so no half files remain)."""
+        target = Path(dest_dir) / safe_filename(name)
+        partial = target.with_name(target.name + ".part")
+        response = self._request("GET", path, stream=True)
+        try:
+            with open(partial, "wb") as out:
+                for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+                    out.write(chunk)
+        except requests.RequestException as exc:
+            partial.unlink(missing_ok=True)
+            raise DSSTransientError(None, f"download of {name} interrupted: {exc}") from None
+        finally:
+            response.close()
+        partial.replace(target)
+        return target
+
+    def _download_area(self, prefix: str, dest_dir: str | Path) -> list[Path]:
+        dest = Path(dest_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        entries = wire.parse_files(self._get(prefix))
+        return [self._download(f"{prefix}/{entry.index}", dest, entry.name) for entry in entries]
+
+    # -- authentication ----------------------------------------------------------------------
+
+    def login(self, token: str) -> str:
+        """Log in with a login or provider token; returns the user's e-mail."""
+        return wire.parse_login(self._post("api/login", token=token.strip()))
+
+    def whoami(self) -> str:
+        return wire.parse_login(self._get("api/login"))
+
+    # -- user: services and tickets ----------------------------------------------------------
+
+    def services(self) -> list[Service]:
+        return wire.parse_services(self._get("api/services"))
+
+    def service_detail(self, githash: str) -> dict:
+        return wire.parse_json(self._get(f"api/services/{githash}/detail"))
+
+    def service_stats(self, githash: str) -> dict:
+        return wire.parse_stats(self._get(f"api/services/{githash}/stats", format="json"))
+
+    def create_ticket(self, service: str) -> int:
+        """New ticket for a service given by githash (40 hex) or by name (highest version)."""
+        key = "githash" if _GITHASH.fullmatch(service) else "name"
+        return wire.parse_int(self._post("api/tickets", **{key: service}), "ticket id")
+
+    def upload_input(self, ticket_id: int, path: str | Path) -> str:
+        return wire.parse_text(self._upload(f"api/tickets/{ticket_id}/files/input", Path(path)))
+
+    def mark_ready(self, ticket_id: int) -> str:
+        return wire.parse_text(self._post(f"api/tickets/{ticket_id}/status", status="ready"))
+
+    def submit_workspace(self, workspace_or_image: str | Path, service: str) -> int:
+        """Create a ticket, upload the exported workspace (an image gets one made), mark it ready.
+
+        The ticket is deleted again if anything fails before it is ready, so no `init` ticket
+        is left counting against the user's open-ticket limit.
+        """
+        from .workspace import Workspace
+
+        source = Path(workspace_or_image)
+        if not source.is_file():
+            raise FileNotFoundError(f"no such file: {source}")
+        workspace = (Workspace.load(source) if source.suffix == ".itksnap"
+                     else Workspace.for_image(source))
+        ticket_id = self.create_ticket(service)
+        try:
+            with tempfile.TemporaryDirectory(prefix="dss_export_") as export_dir:
+                for file in workspace.export(export_dir, f"ticket_{ticket_id:08d}"):
+                    self.upload_input(ticket_id, file)
+            self.mark_ready(ticket_id)
+        except BaseException:
+            try:
+                self.delete(ticket_id)
+            except DSSError:
+                pass
+            raise
+        return ticket_id
+
+    def tickets(self) -> list[Ticket]:
+        return wire.parse_tickets(self._get("api/tickets"))
+
+    def status(self, ticket_id: int) -> str:
+        return wire.parse_text(self._get(f"api/tickets/{ticket_id}/status"))
+
+    def progress(self, ticket_id: int) -> float:
+        return wire.parse_float(self._get(f"api/tickets/{ticket_id}/progress"), "progress")
+
+    def queue_position(self, ticket_id: int) -> int:
+        return wire.parse_int(self._get(f"api/tickets/{ticket_id}/queuepos"), "queue position")
+
+    def detail(self, ticket_id: int, since: int = 0) -> dict:
+        return wire.parse_result(self._get(f"api/tickets/{ticket_id}/detail", since=since))
+
+    def log(self, ticket_id: int, since: int = 0) -> list[LogEntry]:
+        return wire.parse_log(self._get(f"api/tickets/{ticket_id}/log", since=since))
+
+    def log_attachments(self, log_id: int) -> list[Attachment]:
+        return wire.parse_attachments(self._get(f"api/tickets/logs/{log_id}/attachments"))
+
+    def files(self, ticket_id: int, area: str = "results") -> list[FileEntry]:
+        return wire.parse_files(self._get(f"api/tickets/{ticket_id}/files/{area}"))
+
+    def download(self, ticket_id: int, area: str, dest_dir: str | Path) -> list[Path]:
+        return self._download_area(f"api/tickets/{ticket_id}/files/{area}", dest_dir)
+
+    def delete(self, ticket_id: int) -> str:
+        return wire.parse_text(self._get(f"api/tickets/{ticket_id}/delete"))
+
+    def retry(self, ticket_id: int) -> str:
+        return wire.parse_text(self._get(f"api/tickets/{ticket_id}/retry"))
+
+    # -- provider ----------------------------------------------------------------------------
+
+    def provider_services(self) -> list[ProviderService]:
+        return wire.parse_provider_services(self._get("api/pro/services"))
+
+    def claim(self, githashes: str | Iterable[str], provider: str, code: str = "default",
+              wait: float | None = None) -> Claim | None:
+        """Claim the oldest ready ticket of these services, or None.
+
+        With `wait`, the server holds the request up to that many seconds until one is ready.
+        """
+        form = {"services": _ids(githashes), "provider": provider, "code": code}
+        read_timeout = None
+        if wait:
+            form["wait"] = f"{wait:g}"
+            read_timeout = max(self.timeout, wait + CLAIM_WAIT_MARGIN)
+        return wire.parse_claim(self._text("POST", "api/pro/services/claims", data=form,
+                                           read_timeout=read_timeout))
+
+    def available(self, githashes: str | Iterable[str]) -> list[AvailableService]:
+        return wire.parse_available(self._post("api/pro/services/available",
+                                               services=_ids(githashes)))
+
+    def provider_files(self, ticket_id: int, area: str = "input") -> list[FileEntry]:
+        return wire.parse_files(self._get(f"api/pro/tickets/{ticket_id}/files/{area}"))
+
+    def provider_download(self, ticket_id: int, dest_dir: str | Path) -> list[Path]:
+        return self._download_area(f"api/pro/tickets/{ticket_id}/files/input", dest_dir)
+
+    def upload_result(self, ticket_id: int, path: str | Path) -> str:
+        return wire.parse_text(self._upload(f"api/pro/tickets/{ticket_id}/files/results", Path(path)))
+
+    def set_progress(self, ticket_id: int, start: float, end: float, value: float) -> str:
+        return wire.parse_text(self._post(f"api/pro/tickets/{ticket_id}/progress",
+                                          chunk_start=float(start), chunk_end=float(end),
+                                          progress=float(value)))
+
+    def log_message(self, ticket_id: int, category: str, message: str) -> int:
+        """Append `info`, `warning` or `error` to the ticket log; returns the log id."""
+        return wire.parse_int(self._post(f"api/pro/tickets/{ticket_id}/{category}", message=message),
+                              "log id")
+
+    def attach(self, ticket_id: int, path: str | Path, description: str,
+               mime_type: str | None = None) -> int:
+        """Attach a file; it is linked to the next log message. Returns the attachment id."""
+        fields = {"desc": description, **({"mime_type": mime_type} if mime_type else {})}
+        return wire.parse_int(self._upload(f"api/pro/tickets/{ticket_id}/attachments", Path(path),
+                                           **fields), "attachment id")
+
+    def set_status(self, ticket_id: int, status: str) -> str:
+        return wire.parse_text(self._post(f"api/pro/tickets/{ticket_id}/status", status=status))
+
+    def provider_status(self, ticket_id: int) -> str:
+        return wire.parse_text(self._get(f"api/pro/tickets/{ticket_id}/status"))
+
+    # -- admin -------------------------------------------------------------------------------
+
+    def providers(self) -> list[str]:
+        return wire.parse_names(self._get("api/admin/providers"))
+
+    def add_provider(self, name: str) -> str:
+        return wire.parse_text(self._post("api/admin/providers", name=name))
+
+    def delete_provider(self, name: str) -> str:
+        return wire.parse_text(self._get(f"api/admin/providers/{name}/delete"))
+
+    def provider_users(self, provider: str) -> list[ProviderUser]:
+        return wire.parse_provider_users(self._get(f"api/admin/providers/{provider}/users"))
+
+    def add_provider_user(self, provider: str, email: str, admin: bool = False) -> str:
+        return wire.parse_text(self._post(f"api/admin/providers/{provider}/users",
+                                          email=email, admin=int(admin)))
+
+    def remove_provider_user(self, provider: str, user_id: int) -> str:
+        return wire.parse_text(self._get(f"api/admin/providers/{provider}/users/{user_id}/delete"))
+
+    def provider_service_list(self, provider: str) -> list[Service]:
+        return wire.parse_admin_services(self._get(f"api/admin/providers/{provider}/services"))
+
+    def register_service(self, provider: str, repo: str, ref: str = "") -> str:
+        """Register the service.json of a git repo at `ref`; returns its githash."""
+        return wire.parse_text(self._post(f"api/admin/providers/{provider}/services",
+                                          repo=repo, ref=ref))
+
+    def retire_service(self, provider: str, githash: str) -> str:
+        return wire.parse_text(self._get(f"api/admin/providers/{provider}/services/{githash}/delete"))
+
+    def admin_tickets(self) -> list[AdminTicket]:
+        return wire.parse_admin_tickets(self._get("api/admin/tickets"))
+
+    def purge(self, scope: str, days: float | None = None, hours: float | None = None) -> str:
+        """Delete `completed` (or `all`) tickets older than days/hours (server default 7 days)."""
+        form = {key: value for key, value in (("days", days), ("hours", hours)) if value is not None}
+        return wire.parse_text(self._post(f"api/admin/tickets/purge/{scope}", **form))
+
+    def issue_token(self, email: str) -> str:
+        """A reusable provider token for `email` (project extension `POST /api/admin/tokens`)."""
+        return wire.parse_text(self._post("api/admin/tokens", email=email))

@@ -1,0 +1,71 @@
+"""`dss demo`: a synthetic chest CT through both lung services, end to end, with what came back.
+
+A fresh clone has no CT of its own, so the phantom generator of the inference package makes one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .api import DSSClient
+from .terminal import CLIError, ProgressBar, wait_for_ticket
+
+PHANTOM_NAME = "phantom_chest_ct.nii.gz"
+
+
+def _write_phantom(out_dir: Path) -> Path:
+    try:
+        from dss_inference.phantom import write_phantom
+    except ImportError as exc:
+        raise CLIError(f"dss demo needs the inference package to make its phantom CT ({exc}); "
+                       "run `make install` in the DSS checkout") from None
+    path = out_dir / PHANTOM_NAME
+    write_phantom(path)
+    return path
+
+
+def _describe_workspace(paths: list[Path]) -> list[str]:
+    """One line per layer of the downloaded result workspace (role, nickname, file)."""
+    from .workspace import Workspace
+
+    lines = []
+    for path in paths:
+        if path.suffix == ".itksnap":
+            for layer in Workspace.load(path).layers:
+                name = f" '{layer.nickname}'" if layer.nickname else ""
+                lines.append(f"  layer {layer.role}{name}: {Path(layer.path).name}")
+    return lines
+
+
+def _report(service: str, ticket_id: int, log: list[dict], paths: list[Path]) -> None:
+    print(f"\n{service} (ticket {ticket_id}): success")
+    for path in paths:
+        print(f"  {path}")
+    print("\n".join(_describe_workspace(paths)))
+    for entry in log:
+        print(f"  [{entry['category']}] {entry['message']}")
+        for attachment in entry.get("attachments", []):
+            print(f"    @ {attachment['url']} : {attachment['description']}")
+
+
+def run_demo(client: DSSClient, out_dir: Path, segmentation_service: str,
+             nodule_service: str) -> int:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image = _write_phantom(out_dir)
+    print(f"phantom chest CT: {image}")
+    tickets = {service: client.submit_workspace(image, service)
+               for service in (segmentation_service, nodule_service)}
+    for service, ticket_id in tickets.items():
+        print(f"submitted ticket {ticket_id} to {service}", flush=True)
+    failed = []
+    for service, ticket_id in tickets.items():
+        status, log = wait_for_ticket(client, ticket_id, ProgressBar(f"{service} #{ticket_id}"))
+        if status != "success":
+            errors = [entry["message"] for entry in log if entry["category"] == "error"]
+            failed.append(f"{service} ticket {ticket_id} {status}" +
+                          (f" ({errors[-1]})" if errors else ""))
+            continue
+        paths = client.download(ticket_id, "results", out_dir / service)
+        _report(service, ticket_id, log, paths)
+    if failed:
+        raise CLIError("; ".join(failed))
+    return 0

@@ -1,0 +1,24 @@
+"""Errors raised by the DSS client."""
+from __future__ import annotations
+
+
+class DSSError(Exception):
+    """The server answered something other than 200 (or a body the protocol does not allow).
+
+    `status` is the HTTP status (None when no answer came), `body` the response text.
+    """
+
+    def __init__(self, status: int | None, body: str, url: str = ""):
+        self.status, self.body, self.url = status, body, url
+        where = f" ({url})" if url else ""
+        reason = body.strip() or "(empty body)"
+        super().__init__(f"HTTP {status}: {reason}{where}" if status else f"{reason}{where}")
+
+
+class DSSTransientError(DSSError):
+    """Worth retrying: connection refused or reset, timeout, 5xx, 503 (`retry_after` seconds)."""
+
+    def __init__(self, status: int | None, body: str, url: str = "",
+                 retry_after: float | None = None):
+        super().__init__(status, body, url)
+        self.retry_after = retry_after

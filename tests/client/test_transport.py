@@ -1,0 +1,135 @@
+"""HTTP mechanics of DSSClient against a scripted loopback server: errors, cookies, streaming."""
+import io
+import pytest
+from werkzeug.formparser import parse_form_data
+
+from dss_client import DSSClient, DSSError, DSSTransientError
+from dss_client.multipart import CHUNK_BYTES, MultipartFile
+from helpers import free_port
+from loopback import Answer, LoopbackServer
+
+
+def test_503_is_transient_with_retry_after():
+    with LoopbackServer(lambda r: Answer(503, b"queue full", {"Retry-After": "7"})) as server:
+        with pytest.raises(DSSTransientError) as caught:
+            DSSClient(server.url).services()
+    assert caught.value.status == 503 and caught.value.retry_after == 7.0
+    assert "queue full" in str(caught.value)
+
+
+def test_500_is_transient_and_400_is_not():
+    with LoopbackServer(lambda r: Answer(500, b"internal server error")) as server:
+        with pytest.raises(DSSTransientError) as caught:
+            DSSClient(server.url).tickets()
+    assert caught.value.status == 500 and caught.value.retry_after is None
+    with LoopbackServer(lambda r: Answer(400, b"Ticket 9 not found for user 1")) as server:
+        with pytest.raises(DSSError) as caught:
+            DSSClient(server.url).status(9)
+    assert not isinstance(caught.value, DSSTransientError)
+    assert caught.value.status == 400 and caught.value.body == "Ticket 9 not found for user 1"
+
+
+def test_anything_but_200_is_an_error_even_redirects_and_201():
+    for status in (201, 204, 302):
+        answer = Answer(status, b"", {"Location": "/elsewhere"})
+        with LoopbackServer(lambda r, a=answer: a) as server:
+            with pytest.raises(DSSError) as caught:
+                DSSClient(server.url).delete(3)
+        assert caught.value.status == status
+
+
+def test_connection_refused_and_timeout_are_transient():
+    with pytest.raises(DSSTransientError) as caught:
+        DSSClient(f"http://127.0.0.1:{free_port()}").services()
+    assert caught.value.status is None
+    with LoopbackServer(lambda r: Answer(200, b"ready", delay=2.0)) as server:
+        with pytest.raises(DSSTransientError):
+            DSSClient(server.url, timeout=0.3).status(1)
+
+
+def test_session_cookie_is_sent_and_replaced_by_the_server():
+    sid = "ab" * 20
+
+    def respond(request):
+        if request.path == "/api/login":
+            return Answer(200, b"logged in as a@b.org \n",
+                          {"Set-Cookie": f"webpy_session_id={sid}; Path=/; HttpOnly"})
+        return Answer(200, b"")
+
+    with LoopbackServer(respond) as server:
+        client = DSSClient(server.url + "/", session_id="cd" * 20)  # trailing slash tolerated
+        client.tickets()
+        assert client.login("tok") == "a@b.org"
+        assert client.session_id == sid
+        client.tickets()
+    first, login, last = server.requests
+    assert first.headers["Cookie"] == "webpy_session_id=" + "cd" * 20
+    assert login.path == "/api/login" and login.body == b"token=tok"
+    assert last.headers["Cookie"] == f"webpy_session_id={sid}"
+
+
+def test_claim_sends_wait_and_reads_none():
+    with LoopbackServer(lambda r: Answer(200, b"None")) as server:
+        assert DSSClient(server.url).claim(["a" * 40, "b" * 40], "lab", wait=5) is None
+    form = dict(pair.split("=") for pair in server.requests[0].body.decode().split("&"))
+    assert form["services"] == "a" * 40 + "%2C" + "b" * 40
+    assert form["provider"] == "lab" and form["code"] == "default" and form["wait"] == "5"
+
+
+def test_ticket_by_githash_or_by_name():
+    with LoopbackServer(lambda r: Answer(200, b"17")) as server:
+        client = DSSClient(server.url)
+        assert client.create_ticket("e0a316038e9cbe6a000e07c82758532a8863f51f") == 17
+        assert client.create_ticket("LungSegmentation") == 17
+    assert server.requests[0].body == b"githash=e0a316038e9cbe6a000e07c82758532a8863f51f"
+    assert server.requests[1].body == b"name=LungSegmentation"
+
+
+def test_upload_is_multipart_like_itksnap_with_content_length(tmp_path):
+    file = tmp_path / "report, \"final\".json"
+    file.write_bytes(b'{"nodules": []}')
+    with LoopbackServer(lambda r: Answer(200, b"4")) as server:
+        assert DSSClient(server.url).attach(3, file, "Nodule report", "application/json") == 4
+    request = server.requests[0]
+    assert request.path == "/api/pro/tickets/3/attachments"
+    assert int(request.headers["Content-Length"]) == len(request.body)
+    assert "Transfer-Encoding" not in request.headers
+    _, form, files = parse_form_data({
+        "REQUEST_METHOD": "POST", "CONTENT_TYPE": request.headers["Content-Type"],
+        "CONTENT_LENGTH": str(len(request.body)), "wsgi.input": io.BytesIO(request.body)})
+    assert form["filename"] == file.name and form["submit"] == "send"
+    assert form["desc"] == "Nodule report" and form["mime_type"] == "application/json"
+    assert files["myfile"].read() == b'{"nodules": []}'
+
+
+def test_upload_body_streams_the_file_in_chunks(tmp_path):
+    file = tmp_path / "big.nii.gz"
+    file.write_bytes(b"\1" * (3 * CHUNK_BYTES + 5))
+    body = MultipartFile(file, {"filename": file.name, "submit": "send"})
+    chunks = iter(body)
+    head = next(chunks)
+    assert b'name="myfile"; filename="big.nii.gz"' in head and len(head) < 1024
+    sizes = [len(chunk) for chunk in chunks]
+    assert max(sizes) <= CHUNK_BYTES and len(sizes) >= 4
+    assert len(body) == len(head) + sum(sizes)
+
+
+def test_download_keeps_server_names_inside_the_folder(tmp_path):
+    listing = b"0,ticket_00000001_results.itksnap\r\n1,../../evil.sh\r\n"
+
+    def respond(request):
+        if request.path.endswith("/files/results"):
+            return Answer(200, listing)
+        return Answer(200, b"<registry/>")
+
+    out = tmp_path / "a" / "out"
+    with LoopbackServer(respond) as server:
+        client = DSSClient(server.url)
+        paths = client.download(1, "results", out)
+        assert paths == [out / "ticket_00000001_results.itksnap", out / "evil.sh"]
+        assert paths[0].read_bytes() == b"<registry/>"
+        listing = b"0,..\r\n"
+        with pytest.raises(DSSError, match="unsafe"):
+            client.download(1, "results", out)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
+        "evil.sh", "ticket_00000001_results.itksnap"]
