@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .api import DSSClient
 from .terminal import CLIError, ProgressBar, wait_for_ticket
 
@@ -13,13 +15,21 @@ PHANTOM_NAME = "phantom_chest_ct.nii.gz"
 
 
 def _write_phantom(out_dir: Path) -> Path:
+    """Write the phantom CT and print its truth, to compare with what the services find."""
     try:
-        from dss_inference.phantom import write_phantom
+        from dss_inference.phantom import make_phantom, write_phantom
     except ImportError as exc:
         raise CLIError(f"dss demo needs the inference package to make its phantom CT ({exc}); "
                        "run `make install` in the DSS checkout") from None
+    phantom = make_phantom()
     path = out_dir / PHANTOM_NAME
-    write_phantom(path)
+    write_phantom(path, phantom)
+    litres_per_voxel = float(np.prod(phantom.spacing)) / 1e6
+    right, left = ((phantom.lungs == label).sum() * litres_per_voxel for label in (1, 2))
+    print(f"phantom chest CT: {path}")
+    print(f"  truth: right lung {right:.2f} l, left lung {left:.2f} l, "
+          f"{len(phantom.nodules)} nodules of " +
+          ", ".join(f"{nodule.diameter_mm:g}" for nodule in phantom.nodules) + " mm")
     return path
 
 
@@ -51,7 +61,6 @@ def run_demo(client: DSSClient, out_dir: Path, segmentation_service: str,
              nodule_service: str) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     image = _write_phantom(out_dir)
-    print(f"phantom chest CT: {image}")
     tickets = {service: client.submit_workspace(image, service)
                for service in (segmentation_service, nodule_service)}
     for service, ticket_id in tickets.items():

@@ -85,6 +85,14 @@ def test_ticket_by_githash_or_by_name():
     assert server.requests[1].body == b"name=LungSegmentation"
 
 
+def _form(request):
+    """The fields and files of a captured multipart request, parsed as a Flask server would."""
+    _, form, files = parse_form_data({
+        "REQUEST_METHOD": "POST", "CONTENT_TYPE": request.headers["Content-Type"],
+        "CONTENT_LENGTH": str(len(request.body)), "wsgi.input": io.BytesIO(request.body)})
+    return form, files
+
+
 def test_upload_is_multipart_like_itksnap_with_content_length(tmp_path):
     file = tmp_path / "report, \"final\".json"
     file.write_bytes(b'{"nodules": []}')
@@ -94,9 +102,7 @@ def test_upload_is_multipart_like_itksnap_with_content_length(tmp_path):
     assert request.path == "/api/pro/tickets/3/attachments"
     assert int(request.headers["Content-Length"]) == len(request.body)
     assert "Transfer-Encoding" not in request.headers
-    _, form, files = parse_form_data({
-        "REQUEST_METHOD": "POST", "CONTENT_TYPE": request.headers["Content-Type"],
-        "CONTENT_LENGTH": str(len(request.body)), "wsgi.input": io.BytesIO(request.body)})
+    form, files = _form(request)
     assert form["filename"] == file.name and form["submit"] == "send"
     assert form["desc"] == "Nodule report" and form["mime_type"] == "application/json"
     assert files["myfile"].read() == b'{"nodules": []}'
@@ -133,3 +139,38 @@ def test_download_keeps_server_names_inside_the_folder(tmp_path):
             client.download(1, "results", out)
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
         "evil.sh", "ticket_00000001_results.itksnap"]
+
+
+def _small_image(path):
+    import numpy as np
+    import SimpleITK as sitk
+
+    sitk.WriteImage(sitk.GetImageFromArray(np.arange(64, dtype=np.int16).reshape(4, 4, 4)), str(path))
+    return path
+
+
+def test_submit_image_creates_uploads_export_and_marks_ready(tmp_path):
+    image = _small_image(tmp_path / "ct.nii.gz")
+    answers = {"/api/tickets": b"42", "/api/tickets/42/status": b"ready"}
+    with LoopbackServer(lambda r: Answer(200, answers.get(r.path, b"success"))) as server:
+        assert DSSClient(server.url).submit_workspace(image, "LungSegmentation") == 42
+    paths = [r.path for r in server.requests]
+    assert paths[0] == "/api/tickets" and paths[-1] == "/api/tickets/42/status"
+    uploads = [r for r in server.requests if r.path == "/api/tickets/42/files/input"]
+    names = sorted(_form(r)[0]["filename"] for r in uploads)
+    assert len(uploads) == 2 and names[1] == "ticket_00000042.itksnap"
+    assert names[0].startswith("layer_000_") and names[0].endswith(".nii.gz")
+
+
+def test_submit_deletes_the_ticket_when_an_upload_fails(tmp_path):
+    image = _small_image(tmp_path / "ct.nii.gz")
+
+    def respond(request):
+        if request.path.endswith("/files/input"):
+            return Answer(400, b"bad request")
+        return Answer(200, b"7" if request.path == "/api/tickets" else b"deleted")
+
+    with LoopbackServer(respond) as server:
+        with pytest.raises(DSSError):
+            DSSClient(server.url).submit_workspace(image, "LungSegmentation")
+    assert server.requests[-1].path == "/api/tickets/7/delete"

@@ -1,0 +1,58 @@
+"""The `dss` command line against a scripted loopback server: login storage, output, errors."""
+import json
+import stat
+
+from clirun import one_line_error, run_dss
+from helpers import free_port
+from loopback import Answer, LoopbackServer
+
+SESSION = "5e" * 20
+
+
+def _server(request):
+    if request.path == "/api/login":
+        return Answer(200, b"logged in as ann@example.org \n",
+                      {"Set-Cookie": f"webpy_session_id={SESSION}; Path=/; HttpOnly"})
+    if request.path == "/api/tickets":
+        return Answer(200, b'3,LungSegmentation,ready\r\n12,LungNoduleDetection,"suc,cess"\r\n')
+    return Answer(400, b"Ticket 99 not found for user 1")
+
+
+def test_login_stores_server_and_session_owner_only_then_reuses_them(tmp_path):
+    config = tmp_path / "cfg" / "dss.json"
+    with LoopbackServer(_server) as server:
+        result = run_dss(config, "login", server.url, stdin="  tok123\n")
+        assert result.returncode == 0, result.stderr
+        assert "ann@example.org" in result.stdout
+        stored = json.loads(config.read_text())
+        assert stored == {"server": server.url, "session_id": SESSION, "email": "ann@example.org"}
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600
+
+        listed = run_dss(config, "tickets")
+        as_json = run_dss(config, "tickets", "--json")
+    assert server.requests[0].body == b"token=tok123"
+    assert server.requests[1].headers["Cookie"] == f"webpy_session_id={SESSION}"
+    header, first, second = listed.stdout.splitlines()
+    assert header.split() == ["id", "service", "status"]
+    assert first.split() == ["3", "LungSegmentation", "ready"]
+    assert first.index("LungSegmentation") == second.index("LungNoduleDetection")  # aligned
+    assert json.loads(as_json.stdout)[1] == {"id": 12, "service": "LungNoduleDetection",
+                                             "status": "suc,cess"}
+
+
+def test_server_errors_are_one_line(tmp_path):
+    with LoopbackServer(_server) as server:
+        line = one_line_error(run_dss(tmp_path / "c.json", "--server", server.url, "status", "99"))
+    assert "400" in line and "Ticket 99 not found for user 1" in line
+
+
+def test_unreachable_server_missing_login_and_missing_file_are_one_line(tmp_path):
+    config = tmp_path / "c.json"
+    assert "not logged in" in one_line_error(run_dss(config, "services"))
+    down = f"http://127.0.0.1:{free_port()}"
+    assert "cannot reach" in one_line_error(run_dss(config, "--server", down, "services"))
+    missing = one_line_error(run_dss(config, "--server", down, "submit", str(tmp_path / "no.nii.gz"),
+                                     "--service", "LungSegmentation"))
+    assert "no such file" in missing
+    config.write_text("{not json")
+    assert "dss login" in one_line_error(run_dss(config, "tickets"))
