@@ -1,1 +1,122 @@
-"""Package."""
+"""The DSS web server: a Flask app speaking the ITK-SNAP Distributed Segmentation Service protocol."""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+from flask import Flask, g
+from werkzeug.exceptions import HTTPException
+
+from . import db as database
+from . import wire
+from .api import BLUEPRINTS
+from .api._http import DSSRequest, discard_uploads, wants_json
+from .config import Config, load_config
+from .errors import DSSError
+from .services import bootstrap, notify
+
+log = logging.getLogger(__name__)
+UPLOAD_OVERHEAD = 16 * 1024 * 1024  # multipart framing and text fields on top of the file cap
+HTTP_MESSAGES = {400: "bad request", 401: "unauthorized", 404: "not found",
+                 405: "method not allowed"}
+
+
+def create_app(config: Config | Mapping | None = None) -> Flask:
+    """The app; `config` is a Config, or a mapping of overrides of the environment's settings."""
+    if not isinstance(config, Config):
+        config = load_config(**dict(config or {}))
+    app = Flask(__name__)
+    app.request_class = DSSRequest
+    app.config.update(DSS=config, SECRET_KEY=config.secret_key,
+                      MAX_CONTENT_LENGTH=config.max_upload_bytes + UPLOAD_OVERHEAD)
+    app.wsgi_app = _MergeSlashes(app.wsgi_app)
+    _init_database(app, config)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    _init_request_cycle(app)
+    _init_error_handlers(app)
+    _init_optional_parts(app)
+    return app
+
+
+def _init_database(app: Flask, config: Config) -> None:
+    engine = database.make_engine(config.database_url)
+    sessions = database.make_session_factory(engine)
+    app.extensions.update(dss_engine=engine, dss_sessions=sessions)
+    migrate = config.embedded if config.migrate_on_start is None else config.migrate_on_start
+    if migrate:
+        database.migrate(engine)
+    if config.embedded:
+        bootstrap.ensure_local_admin(sessions)
+    notify.install(sessions, engine)
+    if config.lease_sweep:
+        bootstrap.start_lease_sweeper(sessions, config)
+
+
+def _init_request_cycle(app: Flask) -> None:
+    @app.after_request
+    def _finish_transaction(response):
+        session = g.get("db")
+        if session is not None:
+            if response.status_code < 400:
+                session.commit()
+            else:
+                session.rollback()
+        return response
+
+    @app.teardown_request
+    def _close(exc):
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+        discard_uploads()
+
+
+def _init_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DSSError)
+    def _dss_error(exc: DSSError):
+        return wire.error(exc.status, exc.message, _json_safe())
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if exc.code == 413:
+            message = exc.description if "bytes" in (exc.description or "") else (
+                f"Request exceeds the maximum upload size of "
+                f"{app.config['DSS'].max_upload_bytes} bytes")
+        else:
+            message = HTTP_MESSAGES.get(exc.code) or exc.description or exc.name
+        return wire.error(exc.code or 500, message, _json_safe())
+
+    @app.errorhandler(Exception)
+    def _crash(exc: Exception):
+        log.exception("unhandled error")
+        return wire.error(500, "internal server error", _json_safe())
+
+
+def _json_safe() -> bool:
+    try:
+        return wants_json()
+    except Exception:  # a malformed request must still get its error
+        return False
+
+
+def _init_optional_parts(app: Flask) -> None:
+    try:
+        from . import metrics
+    except ImportError:  # written by another engineer; the server works without it
+        return
+    metrics.init_app(app)
+
+
+class _MergeSlashes:
+    """`//api/...` (a client base URL with a trailing slash) routes like `/api/...`, no redirect."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if "//" in path:
+            environ["PATH_INFO"] = re.sub("/{2,}", "/", path)
+        return self.wsgi_app(environ, start_response)

@@ -1,0 +1,95 @@
+"""Login, tokens, sessions and NOAUTH (spec c.1, 0.1 rules 4-5, h.5)."""
+import re
+
+from dss_server.services import auth
+
+
+def test_login_answers_logged_in_as_with_a_host_only_year_long_cookie(harness):
+    token = harness.token("alice@example.org")
+    client = harness.app.test_client()
+    response = client.post("/api/login", data={"token": token})
+    assert response.status_code == 200
+    assert response.data == b"logged in as alice@example.org \n"
+    cookie = response.headers["Set-Cookie"]
+    assert re.match(r"^webpy_session_id=[0-9a-f]{40};", cookie)
+    assert "Domain" not in cookie and "Path=/" in cookie and "HttpOnly" in cookie
+    assert "Max-Age=31536000" in cookie
+    assert client.get("/api/login").data == b"logged in as alice@example.org \n"
+
+
+def test_login_json_as_the_gui_sends_it(harness):
+    token = harness.token("gui@example.org")
+    client = harness.app.test_client()
+    response = client.post("/api/login?format=json", data={"token": token})
+    assert response.status_code == 200
+    assert response.json == {"result": {"email": "gui@example.org"}}
+    assert client.get("/api/login?format=json").json == {"result": {"email": "gui@example.org"}}
+
+
+def test_login_token_is_single_use_provider_token_is_reusable(harness):
+    single = harness.token("once@example.org")
+    client = harness.app.test_client()
+    assert client.post("/api/login", data={"token": single}).status_code == 200
+    again = harness.app.test_client().post("/api/login", data={"token": single})
+    assert (again.status_code, again.data) == (401, b"unauthorized")
+    reusable = harness.token("robot@example.org", reusable=True)
+    for _ in range(2):
+        assert harness.app.test_client().post("/api/login", data={"token": reusable}).status_code == 200
+
+
+def test_tokens_are_stored_hashed(harness):
+    token = harness.token("hashed@example.org")
+    with harness.sessions() as db:
+        from sqlalchemy import select
+        from dss_server.models import Token
+        stored = db.scalars(select(Token.token_hash)).all()
+    assert token not in stored and auth.digest(token) in stored
+
+
+def test_session_id_is_kept_on_relogin(harness):
+    client = harness.client("keep@example.org")
+    first = client.get_cookie("webpy_session_id").value
+    client.post("/api/login", data={"token": harness.token("keep@example.org")})
+    assert client.get_cookie("webpy_session_id").value == first
+
+
+def test_not_logged_in_is_401_with_the_original_text(harness):
+    client = harness.app.test_client()
+    for url in ("/api/login", "/api/services", "/api/tickets", "/api/pro/services"):
+        response = client.get(url)
+        assert (response.status_code, response.data) == (401, b"You are not logged in!")
+    assert client.get("/api/tickets", headers={"Accept": "application/json"}).json == {
+        "error": "You are not logged in!"}
+
+
+def test_bad_token_kills_the_session(harness):
+    client = harness.client("bad@example.org")
+    response = client.post("/api/login", data={"token": "0" * 48})
+    assert (response.status_code, response.data) == (401, b"unauthorized")
+    assert client.get("/api/login").status_code == 401
+
+
+def test_missing_token_is_400(harness):
+    response = harness.app.test_client().post("/api/login", data={})
+    assert response.status_code == 400 and b"token" in response.data
+
+
+def test_api_token_needs_accepted_terms_and_issues_a_working_token(harness):
+    client = harness.client("terms@example.org")
+    assert (client.get("/api/token").status_code, client.get("/api/token").data) == (
+        401, b"Unauthorized access")
+    with harness.sessions() as db:
+        auth.set_accept_terms(db, client.get_cookie("webpy_session_id").value, True)
+        db.commit()
+    token = client.get("/api/token").data.decode()
+    assert re.fullmatch(r"[0-9a-f]{48}", token)
+    other = harness.app.test_client()
+    assert other.post("/api/login", data={"token": token}).data == b"logged in as terms@example.org \n"
+
+
+def test_noauth_makes_cookieless_requests_the_test_admin(make_harness):
+    harness = make_harness(noauth=True)
+    client = harness.app.test_client()
+    assert client.get("/api/login").data == b"logged in as test@example.com \n"
+    assert re.fullmatch(rb"[0-9a-f]{48}", client.get("/api/token").data)
+    assert client.get("/api/admin/providers").status_code == 200

@@ -1,0 +1,115 @@
+"""Request glue shared by the blueprints: DB session, identity, parameters, uploads, downloads."""
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from flask import Request, current_app, g, request, send_file
+
+from ..config import Config
+from ..errors import DSSError, not_logged_in
+from ..services import auth
+from ..services.access import require_admin
+from ..services.files import UploadFile, upload_dir
+
+SESSION_COOKIE = "webpy_session_id"
+ONE_YEAR = 365 * 24 * 3600
+
+
+class DSSRequest(Request):
+    """Multipart file parts stream straight into the datastore's tmp folder, hashed and capped."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None,
+                         content_length=None):
+        upload = UploadFile(upload_dir(config().datastore), config().max_upload_bytes)
+        g.setdefault("uploads", []).append(upload)
+        return upload
+
+
+def config() -> Config:
+    return current_app.config["DSS"]
+
+
+def db():
+    if "db" not in g:
+        g.db = current_app.extensions["dss_sessions"]()
+    return g.db
+
+
+def param(name: str, default: str | None = None) -> str | None:
+    """Form and query merged (web.py's web.input()); the form wins."""
+    value = request.form.get(name)
+    if value is None:
+        value = request.args.get(name)
+    return default if value is None else value
+
+
+def wants_json() -> bool:
+    form_parsed = "form" in request.__dict__  # never parse a body just to format an error
+    fmt = request.args.get("format") or (request.form.get("format") if form_parsed else None)
+    if fmt:
+        return fmt == "json"
+    return request.accept_mimetypes.best == "application/json"
+
+
+def session_id() -> str | None:
+    return request.cookies.get(SESSION_COOKIE)
+
+
+def identity(required: bool = True) -> auth.Identity | None:
+    if "identity" not in g:
+        g.identity = auth.identify(db(), session_id(), config().noauth)
+    if required and g.identity is None:
+        raise not_logged_in()
+    return g.identity
+
+
+def admin_identity() -> auth.Identity:
+    who = identity()
+    require_admin(who)
+    return who
+
+
+def uploaded_file(field: str = "myfile") -> tuple[UploadFile, str]:
+    """The streamed upload of multipart field `myfile` and the name it was sent with."""
+    try:
+        part = request.files.get(field)
+    except ValueError:
+        raise DSSError(400, "Malformed multipart body") from None
+    if part is None:
+        raise DSSError(400, f"Missing multipart file field '{field}'")
+    return part.stream, part.filename or param("filename") or ""
+
+
+def discard_uploads(_exc=None) -> None:
+    for upload in g.pop("uploads", []):
+        upload.discard()
+
+
+def download(path: Path, name: str, mimetype: str = "application/octet-stream",
+             attachment: bool = True):
+    """Stream a file with Content-Length (send_file, no conditional/range handling)."""
+    response = send_file(path, mimetype=mimetype, conditional=False, etag=False,
+                         max_age=0)
+    if attachment:
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        if quoted.isascii():
+            response.headers["Content-Disposition"] = f'attachment; filename="{quoted}"'
+        else:
+            response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
+        response.headers["Content-Transfer-Encoding"] = "binary"
+    return response
+
+
+def set_session_cookie(response, value: str) -> None:
+    response.set_cookie(SESSION_COOKIE, value, max_age=ONE_YEAR, path="/", httponly=True,
+                        secure=request.is_secure, samesite=None)
+
+
+def delete_session_cookie(response) -> None:
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True)
+
+
+def public_base() -> str:
+    """Absolute base of /blobs/ links: DSS_PUBLIC_URL, else the scheme and host of the request."""
+    return (config().public_url or request.host_url).rstrip("/")

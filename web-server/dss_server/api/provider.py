@@ -1,0 +1,137 @@
+"""The provider API (spec c.4, h.1): claim tickets, fetch inputs, report, deliver results."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+from .. import wire
+from ..errors import DSSError
+from ..models import LOG_CATEGORIES
+from ..services import catalog, claims, files, leases, provider_tickets, tickets
+from ..services.access import require_provider, service_provider_ticket
+from ._http import config, db, download, identity, param, uploaded_file, wants_json
+
+bp = Blueprint("provider", __name__)
+
+
+def _active(ticket_id: int):
+    cfg = config()
+    return provider_tickets.active_ticket(db(), identity(), ticket_id, cfg.claim_lease,
+                                          cfg.max_attempts)
+
+
+@bp.get("/api/pro/services")
+def services():
+    rows = catalog.provider_services(db(), identity().user.id)
+    return wire.table(("name", "version", "githash", "provider"), rows, wants_json())
+
+
+@bp.post("/api/pro/services/claims")
+def claim():
+    who, cfg = identity(), config()
+    githashes = claims.parse_services(param("services"))
+    wait = claims.parse_wait(param("wait"), cfg.max_claim_wait)
+    ticket = claims.claim(db(), who, githashes, param("provider"), param("code"), wait,
+                          cfg.claim_lease, cfg.max_attempts)
+    if ticket is None:
+        return wire.none()
+    return wire.table(("id", "service_githash", "status"),
+                      [(ticket.id, ticket.service_githash, ticket.status)], wants_json())
+
+
+@bp.post("/api/pro/services/<githash>/claims")
+def claim_one(githash):
+    who, cfg = identity(), config()
+    ticket = claims.claim(db(), who, [githash.lower()], param("provider"), param("code"), 0,
+                          cfg.claim_lease, cfg.max_attempts)
+    return wire.text(ticket.id if ticket else -1)
+
+
+@bp.post("/api/pro/services/available")
+def available():
+    who = identity()
+    githashes = claims.parse_services(param("services"))
+    require_provider(db(), who, githashes)
+    return wire.table(("service_githash", "service_name", "ready_tickets"),
+                      catalog.available(db(), githashes), wants_json())
+
+
+@bp.get("/api/pro/tickets/<int:ticket_id>/files/<area>")
+def list_files(ticket_id, area):
+    files.check_area(area)
+    rows = files.listing(db(), _active(ticket_id).id, area)
+    return wire.table(("index", "filename"), [(i, row.name) for i, row in enumerate(rows)],
+                      wants_json())
+
+
+@bp.post("/api/pro/tickets/<int:ticket_id>/files/<area>")
+def upload(ticket_id, area):
+    files.check_area(area)
+    ticket = _active(ticket_id)
+    stream, name = uploaded_file()
+    files.store(db(), config().datastore, ticket.id, area, stream, name)
+    return wire.text("success")
+
+
+@bp.get("/api/pro/tickets/<int:ticket_id>/files/<area>/<index>")
+def download_file(ticket_id, area, index):
+    ticket = _active(ticket_id)
+    path, row = files.indexed_file(db(), config().datastore, ticket.id, files.check_area(area),
+                                   index)
+    return download(path, row.name)
+
+
+@bp.get("/api/pro/tickets/<int:ticket_id>/status")
+def status(ticket_id):
+    cfg = config()
+    ticket = service_provider_ticket(db(), identity(), ticket_id)
+    leases.expire_if_overdue(db(), ticket, cfg.claim_lease, cfg.max_attempts)
+    if ticket.status == "claimed" and ticket.claim_id is not None:
+        try:
+            _active(ticket_id)  # the claimer asking renews its lease
+        except DSSError:
+            pass
+    return wire.text(ticket.status)
+
+
+@bp.post("/api/pro/tickets/<int:ticket_id>/status")
+def set_status(ticket_id):
+    ticket = _active(ticket_id)
+    return wire.text(provider_tickets.set_status(db(), ticket, param("status") or ""))
+
+
+@bp.post("/api/pro/tickets/<int:ticket_id>/attachments")
+def attach(ticket_id):
+    ticket = _active(ticket_id)
+    stream, name = uploaded_file()
+    description = param("desc")
+    if not description:
+        raise DSSError(400, "Missing 'desc' parameter")
+    return wire.text(files.store_attachment(db(), config().datastore, ticket.id, stream, name,
+                                            description, param("mime_type") or None))
+
+
+@bp.get("/api/pro/tickets/<int:ticket_id>/progress")
+def progress(ticket_id):
+    return wire.text(tickets.total_progress(db(), _active(ticket_id).id))
+
+
+@bp.post("/api/pro/tickets/<int:ticket_id>/progress")
+def set_progress(ticket_id):
+    start = tickets.parse_fraction("chunk_start", param("chunk_start"))
+    end = tickets.parse_fraction("chunk_end", param("chunk_end"))
+    value = tickets.parse_fraction("progress", param("progress"))
+    ticket = _active(ticket_id)
+    tickets.set_progress(db(), ticket.id, start, end, value)
+    catalog.touch(db(), [ticket.service_githash])
+    return wire.text("success")
+
+
+@bp.post("/api/pro/tickets/<int:ticket_id>/<category>")
+def append_log(ticket_id, category):
+    if category not in LOG_CATEGORIES:
+        raise DSSError(400, f"Unknown log category {category!r}: use info, warning or error")
+    message = param("message")
+    if message is None:
+        raise DSSError(400, "Missing 'message' parameter")
+    ticket = _active(ticket_id)
+    return wire.text(tickets.append_log(db(), ticket.id, category, message))

@@ -1,0 +1,138 @@
+"""Tickets on the consumer side (spec c.3)."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+from .. import wire
+from ..errors import DSSError
+from ..services import files, tickets
+from ..services.access import user_ticket
+from ..services.tickets import consumer_actors
+from ._http import config, db, download, identity, param, public_base, uploaded_file, wants_json
+
+bp = Blueprint("tickets", __name__)
+LOG_COLUMNS = ("id", "atime", "category", "attachments", "message")
+ATTACHMENT_COLUMNS = ("id", "description", "mime_type", "url")
+
+
+def _ticket(ticket_id: int, for_update: bool = False):
+    return user_ticket(db(), identity(), ticket_id, for_update)
+
+
+@bp.get("/api/tickets")
+def list_tickets():
+    rows = tickets.list_tickets(db(), identity().user)
+    return wire.table(("id", "service", "status"), rows, wants_json())
+
+
+@bp.post("/api/tickets")
+def create():
+    who = identity()
+    return wire.text(tickets.create(db(), who, config().datastore, param("githash"), param("name")))
+
+
+@bp.get("/api/tickets/<int:ticket_id>/files/<area>")
+def list_files(ticket_id, area):
+    ticket = _ticket(ticket_id)
+    rows = files.listing(db(), ticket.id, files.check_area(area))
+    return wire.table(("index", "filename"), [(i, row.name) for i, row in enumerate(rows)],
+                      wants_json())
+
+
+@bp.post("/api/tickets/<int:ticket_id>/files/<area>")
+def upload(ticket_id, area):
+    files.check_area(area)
+    who = identity()
+    ticket = _ticket(ticket_id, for_update=True)
+    if ticket.status == "deleted" or (ticket.status != "init" and not who.user.sysadmin):
+        raise DSSError(409, f"Ticket {ticket.id} is {ticket.status}: files can only be added "
+                            f"while it is init")
+    stream, name = uploaded_file()
+    files.store(db(), config().datastore, ticket.id, area, stream, name)
+    return wire.text("success")
+
+
+@bp.get("/api/tickets/<int:ticket_id>/files/<area>/<index>")
+def download_file(ticket_id, area, index):
+    ticket = _ticket(ticket_id)
+    path, row = files.indexed_file(db(), config().datastore, ticket.id, files.check_area(area),
+                                   index)
+    return download(path, row.name)
+
+
+@bp.get("/api/tickets/<int:ticket_id>/status")
+def status(ticket_id):
+    return wire.text(_ticket(ticket_id).status)
+
+
+@bp.post("/api/tickets/<int:ticket_id>/status")
+def set_status(ticket_id):
+    ticket = _ticket(ticket_id, for_update=True)
+    return wire.text(tickets.mark_ready(db(), identity(), ticket, param("status") or ""))
+
+
+@bp.get("/api/tickets/<int:ticket_id>/progress")
+def progress(ticket_id):
+    return wire.text(tickets.total_progress(db(), _ticket(ticket_id).id))
+
+
+@bp.get("/api/tickets/<int:ticket_id>/queuepos")
+def queue_position(ticket_id):
+    return wire.text(tickets.queue_position(db(), _ticket(ticket_id), same_service=True))
+
+
+@bp.get("/api/tickets/<int:ticket_id>/log")
+def log(ticket_id):
+    ticket = _ticket(ticket_id)
+    entries = tickets.log_entries(db(), ticket.id, tickets.parse_since(param("since")))
+    attachments = tickets.attachments_of(db(), [entry.id for entry in entries])
+    rows = [(e.id, e.atime, e.category, len(attachments[e.id]), e.message) for e in entries]
+    return wire.table(LOG_COLUMNS, rows, wants_json())
+
+
+@bp.get("/api/tickets/<int:ticket_id>/detail")
+def detail(ticket_id):
+    ticket = _ticket(ticket_id)
+    entries = tickets.log_entries(db(), ticket.id, tickets.parse_since(param("since")))
+    attachments = tickets.attachments_of(db(), [entry.id for entry in entries])
+    result = {"status": ticket.status, "progress": tickets.displayed_progress(db(), ticket)}
+    if ticket.status == "ready":
+        result["queue_position"] = tickets.queue_position(db(), ticket, same_service=False)
+    result["log"] = [{"id": e.id, "atime": wire.timestamp(e.atime), "category": e.category,
+                      "message": e.message,
+                      "attachments": [_attachment_json(a) for a in attachments[e.id]]}
+                     for e in entries]
+    return wire.json_response(result)
+
+
+def _blob_url(attachment) -> str:
+    return f"{public_base()}/blobs/{attachment.uuid[:8]}"
+
+
+def _attachment_json(attachment) -> dict:
+    return {"id": attachment.id, "description": attachment.description,
+            "mime_type": attachment.mime_type, "url": _blob_url(attachment)}
+
+
+@bp.get("/api/tickets/logs/<int:log_id>/attachments")
+def log_attachments(log_id):
+    who = identity()
+    ticket = tickets.log_ticket(db(), log_id)
+    if ticket is None or (ticket.user_id != who.user.id and not who.user.sysadmin):
+        raise DSSError(400, f"Log entry {log_id} not found for user {who.user.id}")
+    found = tickets.attachments_of(db(), [log_id])[log_id]
+    rows = [(a.id, a.description, a.mime_type, _blob_url(a)) for a in found]
+    return wire.table(ATTACHMENT_COLUMNS, rows, wants_json())
+
+
+@bp.get("/api/tickets/<int:ticket_id>/delete")
+def delete(ticket_id):
+    ticket = _ticket(ticket_id, for_update=True)
+    return wire.text(tickets.delete_ticket(db(), ticket, consumer_actors(identity(), ticket),
+                                           config().datastore))
+
+
+@bp.get("/api/tickets/<int:ticket_id>/retry")
+def retry(ticket_id):
+    ticket = _ticket(ticket_id, for_update=True)
+    return wire.text(tickets.retry(db(), identity(), config().datastore, ticket))

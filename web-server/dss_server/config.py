@@ -1,0 +1,107 @@
+"""Every setting of the web server, read once from the environment (the only module that does)."""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+GIB = 1024 ** 3
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot work; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str
+    embedded: bool
+    noauth: bool
+    port: int
+    secret_key: str | None
+    datastore: Path
+    var_dir: Path
+    max_upload_bytes: int
+    claim_lease: float
+    max_attempts: int
+    public_url: str | None
+    log_json: bool
+    max_claim_wait: float = 60.0
+    migrate_on_start: bool | None = None  # None: only in embedded mode
+    lease_sweep: bool = True  # background expiry of overdue claims (also swept on every claim)
+
+    def with_overrides(self, **overrides) -> "Config":
+        return replace(self, **overrides)
+
+
+def _database_url(var_dir: Path) -> tuple[str, bool]:
+    url = _env("DATABASE_URL")
+    if url:
+        return url, False
+    host = _env("POSTGRES_PORT_5432_TCP_ADDR")
+    if host:
+        port = _env("POSTGRES_PORT_5432_TCP_PORT", "5432")
+        name = _env("ITK_SNAP_SERVER_DATABASE_NAME", "admin_db")
+        user = _env("ITK_SNAP_SERVER_DATABASE_USERNAME", "admin_user")
+        password = _env("ITK_SNAP_SERVER_DATABASE_PASSWORD", "")
+        auth = f"{user}:{password}" if password else user
+        return f"postgresql+psycopg2://{auth}@{host}:{port}/{name}", False
+    return f"sqlite:///{var_dir / 'dss.sqlite3'}", True
+
+
+def _embedded_secret(var_dir: Path) -> str:
+    """Embedded mode keeps a generated secret in var/secret_key so restarts keep browser sessions."""
+    path = var_dir / "secret_key"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def load_config(**overrides) -> Config:
+    """Build the configuration from the environment; keyword overrides win (tests use them)."""
+    var_dir = Path(overrides.pop("var_dir", None) or "var").resolve()
+    database_url, embedded = _database_url(var_dir)
+    if "database_url" in overrides:
+        database_url = overrides.pop("database_url")
+        embedded = overrides.pop("embedded", database_url.startswith("sqlite"))
+    noauth = overrides.pop("noauth", _env("ITK_SNAP_SERVER_NOAUTH", "") not in ("", "0"))
+    secret_key = overrides.pop("secret_key", _env("DSS_SECRET_KEY"))
+    if not secret_key:
+        if embedded:
+            secret_key = _embedded_secret(var_dir)
+        elif noauth:
+            secret_key = secrets.token_hex(32)
+        else:
+            raise ConfigError("DSS_SECRET_KEY is not set: set it to a long random string "
+                              "(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`), "
+                              "or run with ITK_SNAP_SERVER_NOAUTH=1 for a test deployment.")
+    config = Config(
+        database_url=database_url,
+        embedded=embedded,
+        noauth=noauth,
+        port=int(_env("PORT", "8080")),
+        secret_key=secret_key,
+        datastore=Path(_env("DSS_DATASTORE", str(var_dir / "datastore"))).resolve(),
+        var_dir=var_dir,
+        max_upload_bytes=int(float(_env("DSS_MAX_UPLOAD_BYTES", str(4 * GIB)))),
+        claim_lease=float(_env("DSS_CLAIM_LEASE", "600")),
+        max_attempts=int(_env("DSS_MAX_ATTEMPTS", "2")),
+        public_url=(_env("DSS_PUBLIC_URL") or None),
+        log_json=_env("DSS_LOG_JSON", "0") not in ("", "0"),
+    )
+    if "datastore" in overrides:
+        overrides["datastore"] = Path(overrides["datastore"]).resolve()
+    return config.with_overrides(**overrides)
+
+
+def listen_port() -> int:
+    """PORT alone, for gunicorn.conf.py (which must not need the rest of the configuration)."""
+    return int(_env("PORT", "8080"))

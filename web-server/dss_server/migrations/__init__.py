@@ -1,0 +1,1 @@
+"""Alembic migrations, run programmatically (see dss_server.db.migrate)."""

@@ -1,0 +1,46 @@
+"""Start-up chores: the embedded mode's local admin, the periodic lease sweep."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import auth, leases
+
+log = logging.getLogger(__name__)
+
+
+def ensure_local_admin(sessions) -> None:
+    with sessions() as db:
+        auth.ensure_user(db, auth.EMBEDDED_ADMIN_EMAIL, "Local admin", sysadmin=True,
+                         tier="poweruser")
+        db.commit()
+
+
+def local_admin_token(sessions) -> str:
+    """A fresh login token for the embedded admin, printed at start."""
+    with sessions() as db:
+        user = auth.ensure_user(db, auth.EMBEDDED_ADMIN_EMAIL, "Local admin", sysadmin=True,
+                                tier="poweruser")
+        token = auth.issue_token(db, user)
+        db.commit()
+        return token
+
+
+def start_lease_sweeper(sessions, config) -> threading.Thread:
+    interval = min(max(config.claim_lease / 2, 1.0), 30.0)
+    stop = threading.Event()
+
+    def sweep_forever():
+        while not stop.wait(interval):
+            try:
+                with sessions() as db:
+                    if leases.sweep(db, config.claim_lease, config.max_attempts):
+                        db.commit()
+            except SQLAlchemyError as exc:  # the database may be down for a while
+                log.warning("lease sweep failed: %s", exc)
+
+    thread = threading.Thread(target=sweep_forever, daemon=True, name="dss-lease-sweeper")
+    thread.start()
+    return thread

@@ -1,0 +1,173 @@
+"""Ticket files and attachments in the datastore (spec a.3, e.3): streamed, hashed, sanitised.
+
+Uploads are written by werkzeug's multipart parser straight into an `UploadFile` in
+<datastore>/tmp (hashing and counting as they arrive), then renamed into place atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path, PurePosixPath
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session as DB
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..errors import DSSError
+from ..models import FILE_AREAS, TicketAttachment, TicketFile, utcnow
+
+MAX_NAME_LENGTH = 255
+
+
+class UploadFile:
+    """A file-like target for one uploaded part: counts, hashes and caps what is written."""
+
+    def __init__(self, directory: Path, max_bytes: int):
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(dir=directory, prefix="upload-")
+        self.path, self.max_bytes, self.size = Path(path), max_bytes, 0
+        self._file = os.fdopen(fd, "w+b")
+        self._hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise RequestEntityTooLarge(
+                f"File exceeds the maximum upload size of {self.max_bytes} bytes")
+        self._hash.update(data)
+        return self._file.write(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def __getattr__(self, name):  # seek, read, tell, flush, ... of the real file
+        return getattr(self._file, name)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def move_to(self, destination: Path) -> None:
+        self._file.close()
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, destination)
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def upload_dir(datastore: Path) -> Path:
+    return datastore / "tmp"
+
+
+def safe_name(raw: str | None) -> str:
+    """The basename to store an upload under; traversal, absolute paths, control chars -> 400."""
+    if not raw:
+        raise DSSError(400, "The upload has no file name")
+    name = raw.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or ".." in parts or (len(name) > 1 and name[1] == ":"):
+        raise DSSError(400, f"Invalid file name {raw!r}: paths are not allowed")
+    base = name.rsplit("/", 1)[-1]
+    if base in ("", ".", "..") or any(ord(ch) < 32 or ord(ch) == 127 for ch in base) \
+            or len(base) > MAX_NAME_LENGTH:
+        raise DSSError(400, f"Invalid file name {raw!r}")
+    return base
+
+
+def check_area(area: str) -> str:
+    if area not in FILE_AREAS:
+        raise DSSError(404, "not found")
+    return area
+
+
+def ticket_dir(datastore: Path, ticket_id: int, area: str) -> Path:
+    return datastore / "tickets" / f"{ticket_id:08d}" / area
+
+
+def attachment_dir(datastore: Path, ticket_id: int) -> Path:
+    return datastore / "attachments" / f"{ticket_id:08d}"
+
+
+def store(db: DB, datastore: Path, ticket_id: int, area: str, upload: UploadFile, raw_name: str) -> TicketFile:
+    """Move an upload into the area; the same name replaces the file and keeps its index."""
+    name = safe_name(raw_name)
+    upload.move_to(ticket_dir(datastore, ticket_id, area) / name)
+    row = db.scalar(select(TicketFile).where(TicketFile.ticket_id == ticket_id,
+                                             TicketFile.area == area, TicketFile.name == name))
+    if row is None:
+        row = TicketFile(ticket_id=ticket_id, area=area, name=name)
+        db.add(row)
+    row.size, row.sha256, row.uploaded_at = upload.size, upload.sha256, utcnow()
+    db.flush()
+    return row
+
+
+def listing(db: DB, ticket_id: int, area: str) -> list[TicketFile]:
+    """Upload order, workspaces last (the old ASHS daemon takes the last line as the workspace)."""
+    rows = db.scalars(select(TicketFile).where(TicketFile.ticket_id == ticket_id,
+                                               TicketFile.area == area).order_by(TicketFile.id))
+    return sorted(rows, key=lambda row: row.name.lower().endswith(".itksnap"))
+
+
+def indexed_file(db: DB, datastore: Path, ticket_id: int, area: str, index: str) -> tuple[Path, TicketFile]:
+    try:
+        position = int(index)
+    except ValueError:
+        raise DSSError(400, f"File index must be a number, got {index!r}") from None
+    rows = listing(db, ticket_id, area)
+    if not 0 <= position < len(rows):
+        raise DSSError(404, f"Ticket {ticket_id} has no {area} file with index {position}")
+    path = ticket_dir(datastore, ticket_id, area) / rows[position].name
+    if not path.is_file():
+        raise DSSError(404, f"File {rows[position].name} of ticket {ticket_id} is gone")
+    return path, rows[position]
+
+
+def wipe_ticket(datastore: Path, ticket_id: int) -> None:
+    for area in FILE_AREAS:
+        shutil.rmtree(ticket_dir(datastore, ticket_id, area), ignore_errors=True)
+
+
+def wipe_area(db: DB, datastore: Path, ticket_id: int, area: str) -> None:
+    db.execute(delete(TicketFile).where(TicketFile.ticket_id == ticket_id, TicketFile.area == area))
+    shutil.rmtree(ticket_dir(datastore, ticket_id, area), ignore_errors=True)
+
+
+def remove_ticket_files(db: DB, datastore: Path, ticket_id: int) -> None:
+    for area in FILE_AREAS:
+        wipe_area(db, datastore, ticket_id, area)
+    shutil.rmtree(attachment_dir(datastore, ticket_id), ignore_errors=True)
+
+
+def _extension(name: str) -> str:
+    """From the first dot, as the original (`.nii.gz`); a name without a dot gets none."""
+    return name[name.index("."):] if "." in name else ""
+
+
+def store_attachment(db: DB, datastore: Path, ticket_id: int, upload: UploadFile, raw_name: str,
+                     description: str, mime_type: str | None) -> int:
+    name = safe_name(raw_name)
+    key = uuid.uuid4().hex
+    filename = key + _extension(name)
+    upload.move_to(attachment_dir(datastore, ticket_id) / filename)
+    mime_type = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    row = TicketAttachment(ticket_id=ticket_id, mime_type=mime_type, description=description,
+                           uuid=key, filename=filename)
+    db.add(row)
+    db.flush()
+    return row.id
+
+
+def blob(db: DB, datastore: Path, prefix: str) -> tuple[Path, str]:
+    row = db.scalar(select(TicketAttachment).where(TicketAttachment.uuid.startswith(prefix.lower()))
+                    .order_by(TicketAttachment.id).limit(1))
+    path = attachment_dir(datastore, row.ticket_id) / row.filename if row else None
+    if path is None or not path.is_file():
+        raise DSSError(400, f"Resource {prefix} not found")
+    return path, row.mime_type or "application/octet-stream"

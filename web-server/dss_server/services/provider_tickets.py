@@ -1,0 +1,50 @@
+"""What the claiming provider does to its ticket: fenced access, lease renewal, final status."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DB
+
+from .. import lifecycle
+from ..errors import DSSError
+from ..models import Ticket, TicketHistory
+from . import leases, tickets
+from .access import claimed_ticket, parse_id
+from .auth import Identity
+from .metrics_hooks import observe_ticket_finished
+
+PROVIDER_STATUSES = ("success", "failed")
+
+
+def active_ticket(db: DB, identity: Identity, ticket_id, lease_seconds: float,
+                  max_attempts: int) -> Ticket:
+    """The ticket if the caller holds its current claim; renews the lease.
+
+    An overdue lease is expired (and committed) first, so the late write is refused with 409.
+    """
+    ticket = db.scalar(select(Ticket).where(Ticket.id == parse_id(ticket_id)).with_for_update())
+    if ticket is not None and leases.is_expired(ticket, lease_seconds):
+        leases.expire(db, ticket, lease_seconds, max_attempts)
+        db.commit()
+    ticket = claimed_ticket(db, identity, ticket_id)
+    if ticket.status == "claimed":
+        leases.touch(ticket)
+    return ticket
+
+
+def set_status(db: DB, ticket: Ticket, requested: str) -> str:
+    """claimed -> success|failed; repeating the final status is a no-op; changing it is 409."""
+    if requested not in PROVIDER_STATUSES:
+        raise DSSError(400, f"Cannot set status of ticket to {requested}")
+    was = ticket.status
+    status = tickets.change_status(db, ticket, requested, {lifecycle.PROVIDER})
+    if was == "claimed":
+        _observe_finished(db, ticket, status)
+    return status
+
+
+def _observe_finished(db: DB, ticket: Ticket, status: str) -> None:
+    started = ticket.claimed_at
+    ended = db.scalar(select(TicketHistory.atime).where(TicketHistory.ticket_id == ticket.id)
+                      .order_by(TicketHistory.id.desc()).limit(1))
+    seconds = (ended - started).total_seconds() if started and ended else 0.0
+    observe_ticket_finished(ticket.service_githash, status, seconds)
