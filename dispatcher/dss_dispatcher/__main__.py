@@ -1,0 +1,43 @@
+"""`python -m dss_dispatcher`: the supervisor of every service's daemon, plus /metrics and
+/healthz on DSS_METRICS_PORT. SIGTERM or Ctrl-C: each worker finishes its current stage."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+from . import metrics
+from .config import ConfigError, load_settings
+from .daemon import Supervisor
+from .logs import setup_logging
+
+log = logging.getLogger("dss_dispatcher")
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"dss-dispatcher: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_json)
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(settings)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: supervisor.stop())
+    try:
+        server = metrics.serve(settings.metrics_port, supervisor.health)
+    except OSError as exc:
+        log.error("cannot listen on DSS_METRICS_PORT=%d: %s", settings.metrics_port, exc)
+        return 2
+    log.info("dispatcher for %s on %s as provider %s (%d worker%s each); probes on :%d",
+             ", ".join(s.service for s in settings.services), settings.server_url,
+             settings.provider_name, settings.workers, "s" if settings.workers > 1 else "",
+             server.server_address[1])
+    supervisor.run()
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

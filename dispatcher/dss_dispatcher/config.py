@@ -1,0 +1,148 @@
+"""Settings of the dispatcher: the environment and the services file. The only module of
+dss_dispatcher that reads the environment."""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+OUTPUT_KINDS = ("lungs", "nodules")
+
+
+class ConfigError(ValueError):
+    """A setting or services file the dispatcher cannot work with; the message says which."""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service this dispatcher provides, and how to compute it."""
+
+    service: str             # 40-hex githash, or the service name (all its registered versions)
+    endpoint: str            # inference route, e.g. /lung_segmentation/inference
+    inference_url: str       # base URL of the inference server
+    output: str              # lungs | nodules
+    input_tag: str = ""      # layer tag holding the input image; "" = the main layer
+    provider: str = ""       # provider name for claims; "" = DSS_PROVIDER_NAME
+
+    @property
+    def label(self) -> str:
+        return self.service if len(self.service) != 40 else self.service[:8]
+
+
+@dataclass(frozen=True)
+class Settings:
+    server_url: str
+    provider_token: str
+    provider_name: str
+    provider_code: str
+    workers: int
+    shared_datastore: Path | None
+    metrics_port: int
+    log_json: bool
+    work_dir: Path
+    claim_wait: float          # seconds a claim long-polls on the server
+    poll_interval: float       # pause after an empty claim that came back at once
+    retry_budget: float        # seconds a transient failure is retried before the ticket fails
+    inference_timeout: float   # seconds an inference job may take
+    services: tuple[ServiceSpec, ...] = field(default_factory=tuple)
+
+
+def _env(name: str, default: str | None) -> str | None:
+    value = os.environ.get(name, default)
+    return default if value == "" else value
+
+
+def _number(name: str, text: str | None, kind=float, minimum=0):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {text!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def builtin_services(lung_url: str, nodule_url: str) -> tuple[ServiceSpec, ...]:
+    """The services of `services/` in this repository, on the project's inference server."""
+    return (ServiceSpec("LungSegmentation", "/lung_segmentation/inference", lung_url, "lungs", "CT"),
+            ServiceSpec("LungNoduleDetection", "/nodule_detection/inference", nodule_url,
+                        "nodules", "CT"))
+
+
+def parse_services(text: str, defaults: dict[str, str], source: str = "services file"
+                   ) -> tuple[ServiceSpec, ...]:
+    """Services from YAML or JSON: a list (or `{"services": [...]}`) of mappings with keys
+    `service` (githash or name), `endpoint`, `output` (lungs|nodules), and optional
+    `inference_url` (default by output kind), `input_tag`, `provider`."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML/JSON: {exc}") from None
+    if isinstance(document, dict):
+        document = document.get("services")
+    if not isinstance(document, list) or not document:
+        raise ConfigError(f"{source} must hold a non-empty list of services")
+    return tuple(_parse_service(item, defaults, f"{source}, service {i + 1}")
+                 for i, item in enumerate(document))
+
+
+def _parse_service(item, defaults: dict[str, str], where: str) -> ServiceSpec:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {item!r}")
+    unknown = set(item) - {"service", "githash", "name", "endpoint", "output", "inference_url",
+                           "input_tag", "provider"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    service = str(item.get("service") or item.get("githash") or item.get("name") or "").strip()
+    output = str(item.get("output", "")).strip()
+    endpoint = str(item.get("endpoint", "")).strip()
+    if not service:
+        raise ConfigError(f"{where}: 'service' (githash or name) is required")
+    if output not in OUTPUT_KINDS:
+        raise ConfigError(f"{where}: 'output' must be one of {OUTPUT_KINDS}, got {output!r}")
+    if not endpoint.startswith("/"):
+        raise ConfigError(f"{where}: 'endpoint' must be a path such as /lung_segmentation/inference")
+    url = str(item.get("inference_url") or defaults[output]).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: 'inference_url' must be an http(s) URL, got {url!r}")
+    return ServiceSpec(service, endpoint, url, output, str(item.get("input_tag") or "").strip(),
+                       str(item.get("provider") or "").strip())
+
+
+def load_settings() -> Settings:
+    lung_url = _env("LUNG_SEGMENTATION_SERVICE_URL", "http://127.0.0.1:8081").rstrip("/")
+    nodule_url = _env("NODULE_DETECTION_SERVICE_URL", "http://127.0.0.1:8081").rstrip("/")
+    services_file = _env("DSS_SERVICES_FILE", None)
+    if services_file:
+        try:
+            text = Path(services_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"DSS_SERVICES_FILE: cannot read {services_file}: {exc}") from None
+        services = parse_services(text, {"lungs": lung_url, "nodules": nodule_url}, services_file)
+    else:
+        services = builtin_services(lung_url, nodule_url)
+    token = (_env("DSS_PROVIDER_TOKEN", "") or "").strip()
+    if not token:
+        raise ConfigError("DSS_PROVIDER_TOKEN is required: a reusable provider token "
+                          "(python -m dss_server issue-token EMAIL --reusable)")
+    provider = _env("DSS_PROVIDER_NAME", "local")
+    shared = _env("DSS_SHARED_DATASTORE", None)
+    return Settings(
+        server_url=_env("SERVER_URL", "http://127.0.0.1:8080").rstrip("/"),
+        provider_token=token,
+        provider_name=provider,
+        provider_code=_env("DSS_PROVIDER_CODE", socket.gethostname()),
+        workers=_number("DSS_WORKERS", _env("DSS_WORKERS", "1"), int, 1),
+        shared_datastore=Path(shared) if shared else None,
+        metrics_port=_number("DSS_METRICS_PORT", _env("DSS_METRICS_PORT", "9100"), int, 0),
+        log_json=_env("DSS_LOG_JSON", "0") in ("1", "true", "yes"),
+        work_dir=Path(_env("DSS_WORK_DIR", "./var/dispatcher")),
+        claim_wait=_number("DSS_CLAIM_WAIT", _env("DSS_CLAIM_WAIT", "20")),
+        poll_interval=_number("DSS_POLL_INTERVAL", _env("DSS_POLL_INTERVAL", "5")),
+        retry_budget=_number("DSS_RETRY_BUDGET", _env("DSS_RETRY_BUDGET", "120")),
+        inference_timeout=_number("DSS_INFERENCE_TIMEOUT", _env("DSS_INFERENCE_TIMEOUT", "1800"), float, 1),
+        services=tuple(replace(s, provider=s.provider or provider) for s in services),
+    )

@@ -1,0 +1,137 @@
+"""The claim loop of one service, and the supervisor that runs every service's workers.
+
+Each service gets DSS_WORKERS worker threads; each worker has its own session and claims one
+ticket at a time with the server's long poll (`wait=`), so an idle dispatcher costs one
+request per DSS_CLAIM_WAIT seconds. The supervisor restarts a worker whose thread died.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+
+from dss_client import DSSError
+
+from . import metrics
+from .config import ServiceSpec, Settings
+from .logs import service_var
+from .retry import RETRYABLE, backoff_delay
+from .session import ProviderSession
+from .worker import TicketJob
+
+log = logging.getLogger(__name__)
+GITHASH = re.compile(r"^[0-9a-f]{40}$")
+SUPERVISE_SECONDS = 1.0
+
+
+def resolve_githashes(session: ProviderSession, spec: ServiceSpec) -> list[str]:
+    """The githashes this worker claims for: the spec's own, or every registered version of the
+    named service that the provider may provide."""
+    if GITHASH.match(spec.service):
+        return [spec.service]
+    return sorted({row.githash for row in session.call("provider_services")
+                   if row.name == spec.service and row.provider == spec.provider})
+
+
+class Worker:
+    def __init__(self, settings: Settings, spec: ServiceSpec, index: int, stopping: threading.Event):
+        self.settings, self.spec, self.index, self.stopping = settings, spec, index, stopping
+        self.busy_with: int | None = None
+        self.heartbeat = time.monotonic()
+        self.thread = threading.Thread(target=self.run, name=f"{spec.label}-{index}", daemon=True)
+
+    def run(self) -> None:
+        service_var.set(self.spec.label)
+        session = ProviderSession(self.settings.server_url, self.settings.provider_token,
+                                  self.settings.retry_budget, self.spec.label)
+        githashes: list[str] = []
+        failures = 0
+        try:
+            while not self.stopping.is_set():
+                self.heartbeat = time.monotonic()
+                try:
+                    githashes = githashes or self._resolve(session)
+                    if githashes:
+                        self._claim_and_process(session, githashes)
+                    failures = 0
+                except (DSSError, *RETRYABLE) as exc:
+                    failures += 1
+                    githashes = []   # the services may have been re-registered
+                    delay = backoff_delay(failures, cap=max(self.settings.poll_interval, 1) * 6)
+                    log.warning("DSS server problem (%s); trying again in %.1f s", exc, delay)
+                    self.stopping.wait(delay)
+        finally:
+            session.close()
+
+    def _resolve(self, session: ProviderSession) -> list[str]:
+        githashes = resolve_githashes(session, self.spec)
+        if githashes:
+            log.info("claiming tickets of %s (%s) as provider %s", self.spec.service,
+                     ", ".join(h[:8] for h in githashes), self.spec.provider)
+        else:
+            log.warning("service %s is not registered for provider %s; waiting",
+                        self.spec.service, self.spec.provider)
+            self.stopping.wait(self.settings.poll_interval)
+        return githashes
+
+    def _claim_and_process(self, session: ProviderSession, githashes: list[str]) -> None:
+        started = time.monotonic()
+        claim = session.call("claim", githashes, self.spec.provider, self.settings.provider_code,
+                             wait=self.settings.claim_wait or None)
+        metrics.CLAIMS.labels(self.spec.label, "ticket" if claim else "none").inc()
+        if claim is None:
+            # a server without the long poll answers at once: never spin
+            if time.monotonic() - started < min(1.0, self.settings.claim_wait / 2):
+                self.stopping.wait(self.settings.poll_interval)
+            return
+        log.info("claimed ticket %d", claim.ticket_id)
+        self.busy_with = claim.ticket_id
+        metrics.BUSY_WORKERS.labels(self.spec.label).inc()
+        try:
+            TicketJob(self.settings, self.spec, session, claim.ticket_id, self.stopping).run()
+        finally:
+            metrics.BUSY_WORKERS.labels(self.spec.label).dec()
+            self.busy_with = None
+
+
+class Supervisor:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.workers = [Worker(settings, spec, i, self.stopping)
+                        for spec in settings.services for i in range(settings.workers)]
+
+    def run(self) -> None:
+        for worker in self.workers:
+            worker.thread.start()
+        while not self.stopping.wait(SUPERVISE_SECONDS):
+            for position, worker in enumerate(self.workers):
+                if not worker.thread.is_alive():
+                    log.error("worker %s died; restarting it", worker.thread.name)
+                    metrics.DAEMON_RESTARTS.labels(worker.spec.label).inc()
+                    self.workers[position] = Worker(self.settings, worker.spec, worker.index,
+                                                    self.stopping)
+                    self.workers[position].thread.start()
+        self._drain()
+
+    def _drain(self) -> None:
+        """Let each worker finish its current stage; a long-polling claim is not waited for
+        beyond its poll time."""
+        deadline = time.monotonic() + self.settings.claim_wait + 10
+        for worker in self.workers:
+            while worker.thread.is_alive() and (worker.busy_with or time.monotonic() < deadline):
+                worker.thread.join(0.2)
+        log.info("dispatcher stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def health(self) -> dict:
+        stale = self.settings.claim_wait + self.settings.retry_budget + 60
+        now = time.monotonic()
+        workers = [{"name": w.thread.name, "alive": w.thread.is_alive(), "ticket": w.busy_with,
+                    "idle_s": round(now - w.heartbeat, 1)} for w in self.workers]
+        ok = not self.stopping.is_set() and all(
+            w["alive"] and (w["ticket"] or w["idle_s"] < stale) for w in workers)
+        return {"ok": ok, "workers": workers}

@@ -1,0 +1,139 @@
+"""Client of the inference server's REST API (docs/architecture.md, "Inference server API")."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from .retry import TransientError
+
+CONNECT_TIMEOUT, READ_TIMEOUT = 10.0, 300.0
+CHUNK_BYTES = 1 << 20
+RESULT_FORMAT = "nii.gz"
+_FILENAME = re.compile(r'filename="?([^";]+)"?')
+_TRANSPORT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+class InferenceFailed(Exception):
+    """The inference server refused the image or the job failed: retrying will not help."""
+
+
+class JobLost(TransientError):
+    """The server no longer knows the job (restarted, or it expired): submit it again."""
+
+
+@dataclass
+class JobState:
+    status: str          # queued | running | done
+    progress: float
+    stage: str = ""
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("error") or response.text[:300])
+    except ValueError:
+        return response.text[:300].strip() or response.reason or "no details"
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None
+
+
+class InferenceClient:
+    def __init__(self, base_url: str, endpoint: str):
+        self.base_url, self.endpoint = base_url.rstrip("/"), endpoint
+        self._http = requests.Session()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, url: str, **kwargs) -> requests.Response:
+        try:
+            return self._http.request(method, url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
+        except _TRANSPORT as exc:
+            raise TransientError(f"inference server {self.base_url} unreachable: {exc}") from None
+
+    def _raise_for(self, response: requests.Response, what: str) -> None:
+        status = response.status_code
+        if status == 404 and what == "job":
+            raise JobLost("the inference server lost the job")
+        if status == 503 or status == 429 or (status >= 500 and _is_not_job_failure(response)):
+            raise TransientError(f"inference server busy or failing (HTTP {status}: "
+                                 f"{_message(response)})", _retry_after(response))
+        raise InferenceFailed(f"{_message(response)} (inference server, HTTP {status})")
+
+    def submit(self, image: Path) -> str:
+        """Send the image; returns the job's Endpoint path."""
+        with open(image, "rb") as body:
+            response = self._call("POST", f"{self.base_url}{self.endpoint}",
+                                  params={"format": RESULT_FORMAT},
+                                  files={"itk_image": (image.name, body, "application/octet-stream")})
+        if response.status_code != 200:
+            self._raise_for(response, "submit")
+        try:
+            return str(response.json()["Endpoint"])
+        except (ValueError, KeyError):
+            raise TransientError(f"inference server answered without an Endpoint: "
+                                 f"{response.text[:200]!r}") from None
+
+    def poll(self, job: str, dest_dir: Path) -> JobState | Path:
+        """The job's state while it runs; the downloaded label image once it is done."""
+        response = self._call("GET", f"{self.base_url}{job}", stream=True)
+        try:
+            if response.status_code == 202:
+                state = response.json()
+                return JobState(state.get("status", "running"), float(state.get("progress") or 0.0),
+                                str(state.get("stage") or ""))
+            if response.status_code != 200:
+                self._raise_for(response, "job")
+            return self._save(response, dest_dir)
+        finally:
+            response.close()
+
+    def _save(self, response: requests.Response, dest_dir: Path) -> Path:
+        found = _FILENAME.search(response.headers.get("Content-Disposition", ""))
+        name = Path(found.group(1)).name if found else f"result.{RESULT_FORMAT}"
+        if name in ("", ".", ".."):
+            name = f"result.{RESULT_FORMAT}"
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        target = dest_dir / name
+        partial = target.with_name(name + ".part")
+        try:
+            with open(partial, "wb") as out:
+                for chunk in response.iter_content(CHUNK_BYTES):
+                    out.write(chunk)
+        except _TRANSPORT as exc:
+            partial.unlink(missing_ok=True)
+            raise TransientError(f"result download interrupted: {exc}") from None
+        partial.replace(target)
+        return target
+
+    def report(self, job: str) -> dict:
+        response = self._call("GET", f"{self.base_url}{job}/report")
+        if response.status_code != 200:
+            self._raise_for(response, "job")
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientError("inference report is not JSON") from None
+
+    def cancel(self, job: str) -> None:
+        """Best effort: the job is of no use any more."""
+        try:
+            self._http.delete(f"{self.base_url}{job}", timeout=(CONNECT_TIMEOUT, 30))
+        except requests.RequestException:
+            pass
+
+
+def _is_not_job_failure(response: requests.Response) -> bool:
+    """A 5xx from a proxy or a crash is transient; a job that reports `failed` is not."""
+    try:
+        return response.json().get("status") != "failed"
+    except ValueError:
+        return True

@@ -1,0 +1,240 @@
+"""One ticket, start to finish: download, inference, result workspace, upload, success.
+
+Each stage reports chunked progress (its share of the ticket is in STAGES); between stages the
+ticket's status is checked, so a user who deletes the ticket stops the work. Transient errors
+are retried (retry.py); a permanent one fails the ticket with a message the user can act on.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from dss_client import DSSError, DSSTransientError
+from dss_client.workspace import Workspace, WorkspaceError
+
+from . import metrics, reports
+from .config import ServiceSpec, Settings
+from .inference import InferenceClient, InferenceFailed, JobLost, JobState
+from .logs import ticket_var
+from .preview import write_preview
+from .retry import RETRYABLE, retry
+from .session import ProviderSession
+
+log = logging.getLogger(__name__)
+STAGES = {"download": (0.0, 0.1), "inference": (0.1, 0.8), "workspace": (0.8, 0.9),
+          "upload": (0.9, 1.0)}
+POLL_SECONDS = 0.5
+STATUS_CHECK_SECONDS = 2.0
+
+
+class Dropped(Exception):
+    """Stop working on the ticket without touching it (deleted, no longer ours, shutdown)."""
+
+
+class TicketFailed(Exception):
+    """A permanent problem; the message is written to the ticket log for the user."""
+
+
+class TicketJob:
+    def __init__(self, settings: Settings, spec: ServiceSpec, dss: ProviderSession,
+                 ticket_id: int, stopping: threading.Event):
+        self.settings, self.spec, self.dss, self.id = settings, spec, dss, ticket_id
+        self.stopping = stopping
+        self.workdir = settings.work_dir / f"ticket_{ticket_id:08d}_{uuid.uuid4().hex[:8]}"
+        self.timings: dict[str, float] = {}
+
+    # ----- the whole ticket
+    def run(self) -> str:
+        """Process the ticket; returns the outcome: success, failed or dropped."""
+        token = ticket_var.set(self.id)
+        started = time.monotonic()
+        try:
+            self._run_stages()
+            outcome = "success"
+        except Dropped as exc:
+            log.info("dropping the ticket: %s", exc)
+            outcome = "dropped"
+        except TicketFailed as exc:
+            outcome = self._fail(str(exc))
+        except RETRYABLE as exc:
+            outcome = self._fail(f"A service needed for this ticket stayed unavailable for "
+                                 f"{self.settings.retry_budget:g} s ({exc}). Retry the ticket later.")
+        except Exception as exc:  # a bug must not kill the daemon, and the user must hear of it
+            log.exception("unexpected error")
+            outcome = self._fail(f"Internal error in the dispatcher ({type(exc).__name__}: {exc}). "
+                                 "Retry the ticket; if it fails again, contact the provider.")
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            ticket_var.reset(token)
+        metrics.TICKETS.labels(self.spec.label, outcome).inc()
+        metrics.TICKET_SECONDS.labels(self.spec.label, outcome).observe(time.monotonic() - started)
+        return outcome
+
+    def _run_stages(self) -> None:
+        inputs = self._stage("download", self._download)
+        workspace, layer = inputs
+        result = self._stage("inference", lambda: self._inference(layer.path))
+        files, attachments, summary = self._stage("workspace", lambda: self._build(workspace, layer, *result))
+        self._stage("upload", lambda: self._upload(files, attachments, summary))
+        self.dss.call("set_status", self.id, "success")
+        log.info("success: %s", summary)
+
+    def _stage(self, name: str, work):
+        if self.stopping.is_set():
+            raise Dropped("the dispatcher is shutting down; the claim lease returns the ticket "
+                          "to the queue")
+        self._check_claimed()
+        started = time.monotonic()
+        self._progress(name, 0.0)
+        try:
+            result = work()
+        except DSSError as exc:
+            if isinstance(exc, DSSTransientError):
+                raise
+            self._check_claimed()   # a write refused because the ticket is gone or not ours
+            raise TicketFailed(f"The DSS server refused a request during {name}: {exc}") from None
+        self._progress(name, 1.0)
+        self.timings[name] = time.monotonic() - started
+        metrics.STAGE_SECONDS.labels(self.spec.label, name).observe(self.timings[name])
+        return result
+
+    def _check_claimed(self) -> None:
+        try:
+            status = self.dss.call("provider_status", self.id)
+        except DSSTransientError:
+            raise
+        except DSSError as exc:
+            raise Dropped(f"the ticket is no longer accessible ({exc})") from None
+        if status != "claimed":
+            raise Dropped(f"the ticket is now {status!r}")
+
+    def _progress(self, stage: str, fraction: float) -> None:
+        start, end = STAGES[stage]
+        self.dss.call("set_progress", self.id, start, end, round(min(max(fraction, 0.0), 1.0), 4))
+
+    def _fail(self, message: str) -> str:
+        log.warning("failing the ticket: %s", message)
+        try:
+            self.dss.call("log_message", self.id, "error", message)
+            self.dss.call("set_status", self.id, "failed")
+        except DSSError as exc:
+            log.warning("could not mark the ticket failed: %s", exc)
+        return "failed"
+
+    # ----- stages
+    def _download(self) -> tuple[Workspace, object]:
+        target = self.workdir / "input"
+        target.mkdir(parents=True, exist_ok=True)
+        files = self._copy_from_shared_datastore(target) or \
+            self.dss.call("provider_download", self.id, target)
+        workspaces = [f for f in files if f.name.endswith(".itksnap")]
+        if not workspaces:
+            raise TicketFailed("The ticket holds no ITK-SNAP workspace (.itksnap file). Submit it "
+                               "with ITK-SNAP, itksnap-wt or `dss submit`.")
+        try:
+            workspace = Workspace.load(workspaces[0])
+            layer = workspace.find_layer(self.spec.input_tag or None)
+        except (WorkspaceError, OSError) as exc:
+            raise TicketFailed(f"The submitted workspace cannot be read: {exc}") from None
+        if not layer.path.is_file():
+            raise TicketFailed(f"The image of layer {layer.key} ({layer.path.name}) was not "
+                               "uploaded with the workspace. Submit the ticket again.")
+        how = f"tag {self.spec.input_tag}" if self.spec.input_tag in layer.tags else "main image"
+        self.dss.call("log_message", self.id, "info",
+                      f"Files received: {len(files)} files; processing {layer.path.name} ({how}).")
+        return workspace, layer
+
+    def _copy_from_shared_datastore(self, target: Path) -> list[Path] | None:
+        """The optional fast path: read the input straight from the server's datastore."""
+        if self.settings.shared_datastore is None:
+            return None
+        source = self.settings.shared_datastore / "tickets" / f"{self.id:08d}" / "input"
+        if not source.is_dir():
+            return None
+        copied = []
+        for path in sorted(source.iterdir()):
+            if path.is_file() and not path.is_symlink() and not path.name.endswith(".part"):
+                copied.append(Path(shutil.copy2(path, target / path.name)))
+        return copied or None
+
+    def _inference(self, image: Path) -> tuple[Path, dict]:
+        client = InferenceClient(self.spec.inference_url, self.spec.endpoint)
+        try:
+            return retry(lambda: self._run_job(client, image), self.settings.retry_budget,
+                         "inference", sleep=self._sleep)
+        except InferenceFailed as exc:
+            raise TicketFailed(f"The image could not be processed: {exc}") from None
+        finally:
+            client.close()
+
+    def _run_job(self, client: InferenceClient, image: Path) -> tuple[Path, dict]:
+        job = client.submit(image)
+        log.info("inference job %s", job)
+        deadline = time.monotonic() + self.settings.inference_timeout
+        last_check = time.monotonic()
+        try:
+            while True:
+                state = client.poll(job, self.workdir / "inference")
+                if not isinstance(state, JobState):
+                    return state, client.report(job)
+                self._progress("inference", state.progress)   # also renews the claim lease
+                if time.monotonic() > deadline:
+                    raise TicketFailed(f"Inference took longer than "
+                                       f"{self.settings.inference_timeout:g} s and was stopped.")
+                if time.monotonic() - last_check > STATUS_CHECK_SECONDS:
+                    self._check_claimed()
+                    last_check = time.monotonic()
+                self._sleep(POLL_SECONDS)
+        except JobLost:
+            raise
+        except BaseException:
+            client.cancel(job)
+            raise
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def _build(self, workspace: Workspace, layer, label_path: Path, report: dict):
+        """The result workspace (inputs + the new segmentation layer), preview and reports."""
+        out = self.workdir / "results"
+        extra = self.workdir / "attachments"
+        extra.mkdir(parents=True, exist_ok=True)
+        if self.spec.output == "lungs":
+            labels = reports.LUNG_LABELS
+            summary = reports.lung_summary(*reports.lung_volumes_ml(report, label_path))
+            workspace.add_segmentation(label_path, "Lungs", labels)
+            attachments = []
+        else:
+            nodules = list(report.get("nodules") or [])
+            labels = reports.nodule_labels(nodules)
+            summary = reports.nodule_summary(nodules)
+            workspace.add_segmentation(label_path, "Nodules", labels)
+            workspace.add_landmarks([(f"nodule {i + 1} ({float(n['diameter_mm']):.1f} mm)",
+                                      n["center_mm"]) for i, n in enumerate(nodules)])
+            json_path, csv_path = reports.write_nodule_report(extra, self.id, nodules)
+            attachments = [(json_path, "Nodule report (JSON)", "application/json"),
+                           (csv_path, "Nodule report (CSV)", "text/csv")]
+        preview = write_preview(extra / f"preview_{self.id:08d}.png", layer.path, label_path,
+                                {value: colour for value, (_, colour) in labels.items()},
+                                focus_labels=self.spec.output == "nodules")
+        attachments.insert(0, (preview, "Preview of the segmentation", "image/png"))
+        files = workspace.export(out, f"ticket_{self.id:08d}_results.itksnap")
+        return files, attachments, summary
+
+    def _upload(self, files: list[Path], attachments, summary: str) -> None:
+        # layers first, the workspace last: a reader that sees the workspace finds its layers
+        ordered = files[1:] + files[:1]
+        total = sum(f.stat().st_size for f in ordered) or 1
+        sent = 0
+        for path in ordered:
+            self.dss.call("upload_result", self.id, path)
+            sent += path.stat().st_size
+            self._progress("upload", sent / total)
+        for path, description, mime in attachments:
+            self.dss.call("attach", self.id, path, description, mime)
+        # the attachments are linked to this message (the server links unlinked ones)
+        self.dss.call("log_message", self.id, "info", summary)

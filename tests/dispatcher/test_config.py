@@ -1,0 +1,93 @@
+"""Dispatcher settings: environment and services file (YAML or JSON)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dss_dispatcher.config import ConfigError, load_settings, parse_services
+
+DEFAULTS = {"lungs": "http://lungs:8080", "nodules": "http://nodules:8080"}
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for name in ("SERVER_URL", "DSS_SERVICES_FILE", "DSS_WORKERS", "DSS_PROVIDER_NAME",
+                 "LUNG_SEGMENTATION_SERVICE_URL", "NODULE_DETECTION_SERVICE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DSS_PROVIDER_TOKEN", "ab" * 24)
+    return monkeypatch
+
+
+def test_builtin_services_use_the_seed_variables(env):
+    env.setenv("LUNG_SEGMENTATION_SERVICE_URL", "http://gpu-a:8080/")
+    env.setenv("NODULE_DETECTION_SERVICE_URL", "http://gpu-b:8080")
+    env.setenv("DSS_PROVIDER_NAME", "IBM-LAB")
+    settings = load_settings()
+    assert settings.server_url == "http://127.0.0.1:8080"
+    assert [(s.service, s.endpoint, s.inference_url, s.output, s.input_tag, s.provider)
+            for s in settings.services] == [
+        ("LungSegmentation", "/lung_segmentation/inference", "http://gpu-a:8080", "lungs", "CT", "IBM-LAB"),
+        ("LungNoduleDetection", "/nodule_detection/inference", "http://gpu-b:8080", "nodules", "CT",
+         "IBM-LAB")]
+    assert settings.workers == 1 and settings.metrics_port == 9100
+
+
+def test_token_is_required(env):
+    env.delenv("DSS_PROVIDER_TOKEN")
+    with pytest.raises(ConfigError, match="DSS_PROVIDER_TOKEN"):
+        load_settings()
+
+
+def test_bad_numbers_are_named(env):
+    env.setenv("DSS_WORKERS", "many")
+    with pytest.raises(ConfigError, match="DSS_WORKERS"):
+        load_settings()
+    env.setenv("DSS_WORKERS", "0")
+    with pytest.raises(ConfigError, match="at least 1"):
+        load_settings()
+
+
+def test_yaml_services_file(env, tmp_path):
+    path = tmp_path / "services.yaml"
+    path.write_text("""
+services:
+  - service: 6e8775d466d865ce30eab35aa6d9a871a5d39816
+    endpoint: /lung_segmentation/inference
+    output: lungs
+    input_tag: MainImage
+  - name: CancerDetection
+    endpoint: /nodule_detection/inference
+    inference_url: http://cancer:9000
+    output: nodules
+    provider: other-lab
+""")
+    env.setenv("DSS_SERVICES_FILE", str(path))
+    env.setenv("DSS_PROVIDER_NAME", "lab")
+    first, second = load_settings().services
+    assert first.service == "6e8775d466d865ce30eab35aa6d9a871a5d39816" and first.label == "6e8775d4"
+    assert (first.inference_url, first.input_tag, first.provider) == \
+        ("http://127.0.0.1:8081", "MainImage", "lab")
+    assert (second.service, second.inference_url, second.provider) == \
+        ("CancerDetection", "http://cancer:9000", "other-lab")
+
+
+def test_json_services_file_as_a_list():
+    text = json.dumps([{"service": "X", "endpoint": "/x/inference", "output": "nodules"}])
+    (spec,) = parse_services(text, DEFAULTS)
+    assert spec.inference_url == "http://nodules:8080" and spec.input_tag == ""
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[]", "non-empty list"),
+    ("services: {a: 1}", "non-empty list"),
+    ("- {endpoint: /x, output: lungs}", "'service'"),
+    ("- {service: X, endpoint: /x, output: liver}", "'output'"),
+    ("- {service: X, endpoint: x, output: lungs}", "'endpoint'"),
+    ("- {service: X, endpoint: /x, output: lungs, inference_url: ftp://x}", "inference_url"),
+    ("- {service: X, endpoint: /x, output: lungs, colour: red}", "unknown keys"),
+    ("- [unclosed", "not valid"),
+])
+def test_bad_services_files_say_what_is_wrong(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_services(text, DEFAULTS)

@@ -1,0 +1,152 @@
+"""Retries with backoff against a real loopback HTTP server that fails before it answers."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from dss_client import DSSClient, DSSError, DSSTransientError
+from dss_dispatcher.inference import InferenceClient, InferenceFailed
+from dss_dispatcher.retry import TransientError, backoff_delay, retry
+
+
+class FlakyServer:
+    """Answers each request with the next (status, headers, body) of a script, then 200."""
+
+    def __init__(self, script, final=(200, {}, b"{}")):
+        self.script, self.final, self.requests = list(script), final, []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                outer.requests.append((self.command, self.path))
+                status, headers, body = outer.script.pop(0) if outer.script else outer.final
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeSleeps(list):
+    """Records the sleeps and makes them pass instantly on its own clock."""
+
+    def __init__(self):
+        super().__init__()
+        self.now = 0.0
+
+    def __call__(self, seconds):
+        self.append(seconds)
+        self.now += seconds
+
+    def clock(self):
+        return self.now
+
+
+@pytest.fixture
+def sleeps():
+    return FakeSleeps()
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after():
+    for attempt in range(1, 8):
+        window = min(30.0, 0.5 * 2 ** (attempt - 1))
+        delays = [backoff_delay(attempt) for _ in range(50)]
+        assert all(window / 2 <= d <= window for d in delays)
+        assert len(set(delays)) > 1
+    assert backoff_delay(1, retry_after=7) == 7
+    assert backoff_delay(1, retry_after=10_000) == 30.0
+
+
+def test_dss_503_and_500_are_retried_until_success(sleeps):
+    server = FlakyServer([(503, {"Retry-After": "3"}, b"busy"), (500, {}, b"oops")],
+                         final=(200, {}, b"claimed"))
+    try:
+        client = DSSClient(server.url)
+        status = retry(lambda: client.provider_status(5), budget=60, what="status",
+                       sleep=sleeps, clock=sleeps.clock)
+    finally:
+        server.close()
+    assert status == "claimed"
+    assert len(server.requests) == 3
+    assert sleeps[0] >= 3.0          # Retry-After is a floor
+    assert 0.5 <= sleeps[1] <= 1.0   # second window
+
+
+def test_dss_4xx_is_not_retried(sleeps):
+    server = FlakyServer([(400, {}, b"Ticket 5 not found")])
+    try:
+        with pytest.raises(DSSError) as caught:
+            retry(lambda: DSSClient(server.url).provider_status(5), 60, "status", sleep=sleeps, clock=sleeps.clock)
+    finally:
+        server.close()
+    assert not isinstance(caught.value, DSSTransientError) and sleeps == []
+
+
+def test_gives_up_when_the_budget_is_spent(sleeps):
+    server = FlakyServer([(503, {"Retry-After": "20"}, b"busy")] * 5)
+    try:
+        with pytest.raises(DSSTransientError):
+            retry(lambda: DSSClient(server.url).provider_status(5), 30, "status", sleep=sleeps, clock=sleeps.clock)
+    finally:
+        server.close()
+    assert sleeps == [20.0]   # a second 20 s wait would overrun the 30 s budget
+
+
+def test_inference_queue_full_is_retried_then_submitted(tmp_path, sleeps):
+    image = tmp_path / "ct.nii.gz"
+    image.write_bytes(b"not really an image")
+    endpoint = json.dumps({"Endpoint": "/lung_segmentation/inference/abc"}).encode()
+    server = FlakyServer([(503, {"Retry-After": "2"}, b'{"error": "queue full"}'),
+                          (502, {}, b"<html>bad gateway</html>")], final=(200, {}, endpoint))
+    client = InferenceClient(server.url, "/lung_segmentation/inference")
+    try:
+        job = retry(lambda: client.submit(image), 60, "submit", sleep=sleeps, clock=sleeps.clock)
+    finally:
+        server.close()
+    assert job == "/lung_segmentation/inference/abc"
+    assert [r[0] for r in server.requests] == ["POST"] * 3
+    assert server.requests[0][1] == "/lung_segmentation/inference?format=nii.gz"
+    assert sleeps[0] >= 2.0
+
+
+def test_inference_bad_input_and_failed_jobs_are_permanent(tmp_path):
+    image = tmp_path / "ct.nii.gz"
+    image.write_bytes(b"x")
+    server = FlakyServer([(400, {}, b'{"error": "not a 3-D image"}'),
+                          (500, {}, b'{"error": "model crashed", "status": "failed"}')])
+    client = InferenceClient(server.url, "/lung_segmentation/inference")
+    try:
+        with pytest.raises(InferenceFailed, match="not a 3-D image"):
+            client.submit(image)
+        with pytest.raises(InferenceFailed, match="model crashed"):
+            client.poll("/lung_segmentation/inference/abc", tmp_path)
+    finally:
+        server.close()
+
+
+def test_unreachable_inference_server_is_transient(tmp_path):
+    from helpers import free_port
+    image = tmp_path / "ct.nii.gz"
+    image.write_bytes(b"x")
+    client = InferenceClient(f"http://127.0.0.1:{free_port()}", "/x/inference")
+    with pytest.raises(TransientError, match="unreachable"):
+        client.submit(image)
