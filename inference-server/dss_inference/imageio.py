@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import shutil
 import stat
+import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import nibabel
 import numpy as np
 import SimpleITK as sitk
 
@@ -99,6 +101,8 @@ def inspect_input(path: Path, fmt: str, work_dir: Path, max_voxels: int,
     reader = _header_reader(paths[0])
     size = _checked_size(reader, slices=len(paths) if len(paths) > 1 else None,
                          max_voxels=max_voxels)
+    if fmt == "nifti":
+        _check_nifti_body(paths[0])
     return ImageSource(fmt, paths, size)
 
 
@@ -116,6 +120,7 @@ def read_volume(source: ImageSource) -> Volume:
     if tuple(image.GetSize()) != source.size:
         raise ImageInputError(422, f"the image holds {image.GetSize()} voxels, "
                                    f"its header declared {source.size}")
+    _check_geometry(image.GetSpacing(), image.GetOrigin())
     hu = sitk.GetArrayFromImage(image)
     if hu.dtype != np.float32:
         hu = hu.astype(np.float32)
@@ -137,9 +142,25 @@ def write_labels(labels: np.ndarray, volume: Volume, path: Path) -> Path:
 
 
 def convert_labels(source: Path, target: Path) -> Path:
-    """Rewrite a label image in the format of target's suffix, geometry unchanged."""
-    sitk.WriteImage(sitk.ReadImage(str(source)), str(target), useCompression=True)
+    """Rewrite a label image in the format of target's suffix, geometry unchanged.
+
+    Written under a temporary name first, so a concurrent request never sees half a file.
+    """
+    suffix = next(s for s in sorted(RESULT_FORMATS.values(), key=len, reverse=True)
+                  if target.name.endswith(s))
+    partial = target.with_name(f".{uuid.uuid4().hex}{suffix}")
+    sitk.WriteImage(sitk.ReadImage(str(source)), str(partial), useCompression=True)
+    partial.replace(target)
     return target
+
+
+def result_format(requested: str | None) -> str:
+    """The result format name for a `format=` value; nrrd when none is given."""
+    fmt = (requested or "nrrd").lower().lstrip(".")
+    if fmt not in RESULT_FORMATS:
+        raise ImageInputError(400, f"unknown result format {requested!r}; use one of "
+                                   f"{', '.join(RESULT_FORMATS)}")
+    return fmt
 
 
 def extract_zip(path: Path, target: Path, max_bytes: int, max_members: int) -> list[Path]:
@@ -244,12 +265,40 @@ def _checked_size(reader: sitk.ImageFileReader, slices: int | None,
     if voxels > max_voxels:
         raise ImageInputError(413, f"the image declares {voxels} voxels {tuple(size)}, "
                                    f"more than the limit of {max_voxels}")
-    spacing = reader.GetSpacing()[:3]
-    if not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise ImageInputError(422, f"the image spacing {spacing} is not positive and finite")
-    if not all(math.isfinite(v) for v in reader.GetOrigin()):
-        raise ImageInputError(422, "the image origin is not finite")
+    # A series' slice spacing comes from the slice positions, known only once read.
+    _check_geometry(reader.GetSpacing()[: 2 if slices else 3], reader.GetOrigin())
     return tuple(size)
+
+
+def _check_geometry(spacing, origin) -> None:
+    if not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise ImageInputError(422, f"the image spacing {tuple(spacing)} is not positive and finite")
+    if not all(math.isfinite(v) for v in origin):
+        raise ImageInputError(422, "the image origin is not finite")
+
+
+def _check_nifti_body(path: Path) -> None:
+    """ITK fills a NIfTI body shorter than its header declares with zeros; refuse it instead.
+
+    A gzip file's last 4 bytes give its uncompressed size modulo 2**32, enough to compare.
+    """
+    try:
+        header = nibabel.load(str(path)).header
+    except Exception as exc:  # nibabel raises many types for broken headers
+        raise ImageInputError(422, f"not a readable NIfTI header: {exc}") from None
+    dtype = np.dtype(header.get_data_dtype())
+    needed = int(header.get_data_offset()) + dtype.itemsize * math.prod(header.get_data_shape())
+    if _is_gzip(path):
+        with open(path, "rb") as handle:
+            handle.seek(-4, 2)
+            available = int.from_bytes(handle.read(4), "little")
+        if needed >= 2**32:
+            return
+    else:
+        available = path.stat().st_size
+    if available < needed:
+        raise ImageInputError(422, f"the NIfTI file is truncated: its header declares "
+                                   f"{needed} bytes, it holds {available}")
 
 
 def _is_gzip(path: Path) -> bool:

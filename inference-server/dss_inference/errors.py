@@ -1,0 +1,50 @@
+"""JSON errors for every failure: the API never answers HTML or a stack trace."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .imageio import ImageInputError
+from .jobs import QueueFull
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, retry_after: int | None = None, **extra):
+        super().__init__(message)
+        self.status, self.message, self.retry_after, self.extra = status, message, retry_after, extra
+
+
+def error_response(code: int, message: str, retry_after: int | None = None, **extra):
+    """A JSON error {"error": message, **extra} with HTTP status code."""
+    response = jsonify({"error": message, **extra})
+    response.status_code = code
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.message, exc.retry_after, **exc.extra)
+
+    @app.errorhandler(ImageInputError)
+    def _bad_image(exc: ImageInputError):
+        return error_response(exc.status, exc.reason)
+
+    @app.errorhandler(QueueFull)
+    def _queue_full(exc: QueueFull):
+        return error_response(503, str(exc), exc.retry_after)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return error_response(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal error; see the server log")

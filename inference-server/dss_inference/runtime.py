@@ -1,0 +1,47 @@
+"""What one app instance holds: settings, models, the job pool and its metrics."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+
+from . import imageio
+from .config import Settings
+from .jobs import Job, JobManager
+from .metrics import Metrics
+from .registry import ModelRegistry
+
+EXTENSION = "dss_inference"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    registry: ModelRegistry
+    jobs: JobManager
+    metrics: Metrics
+
+    @classmethod
+    def start(cls, settings: Settings) -> "Runtime":
+        metrics = Metrics()
+        registry = ModelRegistry(settings)
+        registry.load_in_background()
+        jobs = JobManager(settings, registry, metrics)
+        jobs.start()
+        return cls(settings, registry, jobs, metrics)
+
+    def stop(self) -> None:
+        self.jobs.stop()
+
+    def result_in_format(self, job: Job, fmt: str) -> Path:
+        """The job's result in another format, converted once and kept beside it."""
+        suffix = imageio.RESULT_FORMATS[imageio.result_format(fmt)]
+        target = job.directory / f"{job.result_stem}{suffix}"
+        if not target.exists():
+            imageio.convert_labels(job.result_path, target)
+        return target
+
+
+def current_runtime() -> Runtime:
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,264 @@
+"""Reading every input format, refusing bad ones from their headers, writing on the input grid."""
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from dss_inference import imageio
+from helpers import CT_SAMPLES
+from inference_testing import ORIGIN, ROTATION, SPACING, ct_like_image, geometry, write_image
+
+LIMITS = {"max_voxels": 10_000_000, "max_bytes": 200 * 1024**2, "max_members": 1000}
+DICOM_SUBSET = CT_SAMPLES / "chest_ct_4dct_phase00_dicom_subset"
+DICOM_J2K = CT_SAMPLES / "totalseg_abdomen_dicom_j2k"
+
+
+def inspect(path: Path, work_dir: Path, **limits):
+    fmt = imageio.input_format(path.name)
+    return imageio.inspect_input(path, fmt, work_dir, **{**LIMITS, **limits})
+
+
+def zip_folder(folder: Path, target: Path, prefix: str = "series/") -> Path:
+    with zipfile.ZipFile(target, "w") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.write(path, prefix + path.name)
+    return target
+
+
+def expect_refusal(status: int, words: str, call, *args, **kwargs):
+    with pytest.raises(imageio.ImageInputError) as caught:
+        call(*args, **kwargs)
+    assert caught.value.status == status, caught.value.reason
+    assert words in caught.value.reason
+    return caught.value.reason
+
+
+@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii", "ct.nrrd", "ct.mha"])
+def test_each_file_format_reads_with_its_exact_geometry(tmp_path, name):
+    original = ct_like_image()
+    path = write_image(original, tmp_path / name)
+    volume = imageio.read_volume(inspect(path, tmp_path))
+    assert volume.hu.dtype == np.float32
+    assert volume.hu.shape == (10, 20, 24)
+    np.testing.assert_array_equal(volume.hu, sitk.GetArrayFromImage(original))
+    np.testing.assert_allclose(volume.spacing, SPACING, rtol=1e-6)
+    np.testing.assert_allclose(volume.origin, ORIGIN, atol=1e-4)
+    np.testing.assert_allclose(volume.direction, ROTATION, atol=1e-6)
+
+
+@pytest.mark.parametrize("input_name", ["ct.nrrd", "ct.mha", "ct.nii.gz"])
+@pytest.mark.parametrize("result_name", ["labels.nrrd", "labels.nii.gz"])
+def test_labels_are_written_on_exactly_the_input_grid(tmp_path, input_name, result_name):
+    path = write_image(ct_like_image(), tmp_path / input_name)
+    source_image = sitk.ReadImage(str(path))
+    volume = imageio.read_volume(inspect(path, tmp_path))
+    labels = (volume.hu > 0).astype(np.uint8)
+    written = sitk.ReadImage(str(imageio.write_labels(labels, volume, tmp_path / result_name)))
+    if result_name.endswith(".nrrd"):
+        assert geometry(written) == geometry(source_image)  # bit for bit
+    else:  # NIfTI stores geometry as float32
+        assert written.GetSize() == source_image.GetSize()
+        np.testing.assert_allclose(written.GetSpacing(), source_image.GetSpacing(), rtol=1e-6)
+        np.testing.assert_allclose(written.GetOrigin(), source_image.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(written.GetDirection(), source_image.GetDirection(), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), labels)
+
+
+def test_many_labels_are_written_as_uint16(tmp_path):
+    volume = imageio.read_volume(inspect(write_image(ct_like_image(), tmp_path / "ct.nrrd"),
+                                         tmp_path))
+    labels = np.zeros(volume.shape, np.uint16)
+    labels[0, 0, :] = np.arange(290, 290 + volume.shape[2])
+    written = sitk.ReadImage(str(imageio.write_labels(labels, volume, tmp_path / "l.nrrd")))
+    assert written.GetPixelID() == sitk.sitkUInt16
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), labels)
+
+
+def test_voxel_to_world_follows_the_direction_matrix(tmp_path):
+    image = ct_like_image()
+    volume = imageio.read_volume(inspect(write_image(image, tmp_path / "ct.nrrd"), tmp_path))
+    index = (3, 7, 5)  # x, y, z
+    expected = image.TransformContinuousIndexToPhysicalPoint(index)
+    np.testing.assert_allclose(volume.voxel_to_world(np.array(index[::-1])), expected)
+
+
+def test_a_dicom_series_zip_is_read_in_slice_order(tmp_path):
+    archive = zip_folder(DICOM_SUBSET, tmp_path / "series.zip")
+    source = inspect(archive, tmp_path / "job")
+    assert source.size == (512, 512, 12)
+    assert all(p.parent == tmp_path / "job" / "dicom" for p in source.paths)
+    volume = imageio.read_volume(source)
+    assert volume.hu.shape == (12, 512, 512)
+    assert volume.spacing[2] == pytest.approx(2.0, abs=1e-3)
+    assert -1100 <= volume.hu.min() < -900 and volume.hu.max() > 500  # HU, rescaled
+    reference = sitk.ReadImage(sorted(str(p) for p in DICOM_SUBSET.iterdir())[0])
+    assert volume.origin[:2] == pytest.approx(reference.GetOrigin()[:2])
+
+
+def test_a_jpeg2000_dicom_series_is_decoded(tmp_path):
+    volume = imageio.read_volume(inspect(zip_folder(DICOM_J2K, tmp_path / "j2k.zip"), tmp_path))
+    assert volume.hu.shape == (20, 512, 512)
+    assert volume.hu.min() >= -1100 and volume.hu.max() > 1000
+
+
+def test_the_largest_of_several_series_is_chosen(tmp_path):
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as archive:
+        for path in sorted(DICOM_SUBSET.iterdir()):
+            archive.write(path, "chest/" + path.name)
+        for path in sorted(DICOM_J2K.iterdir())[:3]:
+            archive.write(path, "abdomen/" + path.name)
+    assert inspect(tmp_path / "two.zip", tmp_path).size == (512, 512, 12)
+
+
+def test_unsupported_types_are_415(tmp_path):
+    expect_refusal(415, "unsupported file type", imageio.input_format, "notes.txt")
+    expect_refusal(415, "unsupported file type", imageio.input_format, "slice.dcm")
+    expect_refusal(415, "separate data file", imageio.input_format, "ct.mhd")
+
+
+def test_a_text_file_named_as_an_image_is_422(tmp_path):
+    path = tmp_path / "ct.nii.gz"
+    path.write_text("this is not an image\n" * 50)
+    expect_refusal(422, "not a readable image", inspect, path, tmp_path)
+
+
+def test_a_2d_image_is_422(tmp_path):
+    path = tmp_path / "slice.nrrd"
+    sitk.WriteImage(sitk.Image(64, 64, sitk.sitkInt16), str(path))
+    expect_refusal(422, "3-D", inspect, path, tmp_path)
+
+
+def test_a_single_slice_volume_is_422(tmp_path):
+    path = tmp_path / "flat.nrrd"
+    sitk.WriteImage(sitk.Image(64, 64, 1, sitk.sitkInt16), str(path))
+    expect_refusal(422, "not a 3-D volume", inspect, path, tmp_path)
+
+
+def test_a_colour_image_is_422(tmp_path):
+    path = tmp_path / "rgb.nrrd"
+    sitk.WriteImage(sitk.Image([8, 8, 8], sitk.sitkVectorUInt8, 3), str(path))
+    expect_refusal(422, "scalar", inspect, path, tmp_path)
+
+
+def nifti_header_declaring(dims: tuple[int, int, int]) -> bytes:
+    """A valid NIfTI-1 header for an int16 volume of dims, followed by a tiny body."""
+    header = bytearray(348)
+    struct.pack_into("<i", header, 0, 348)
+    struct.pack_into("<8h", header, 40, 3, *dims, 1, 1, 1, 1)
+    struct.pack_into("<hh", header, 70, 4, 16)  # datatype int16, bitpix
+    struct.pack_into("<8f", header, 76, 1, 1, 1, 1, 1, 1, 1, 1)
+    struct.pack_into("<f", header, 108, 352)  # vox_offset
+    struct.pack_into("<f", header, 112, 1)  # scl_slope
+    header[344:348] = b"n+1\0"
+    return bytes(header) + b"\0" * 4 + b"\0" * 64
+
+
+def test_a_header_declaring_gigavoxels_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.nii.gz"
+    path.write_bytes(gzip.compress(nifti_header_declaring((30000, 30000, 30000))))
+    reason = expect_refusal(413, "voxels", inspect, path, tmp_path, max_voxels=10**9)
+    assert "27000000000000" in reason
+
+
+@pytest.mark.parametrize("name", ["short.nii", "short.nii.gz"])
+def test_a_nifti_body_shorter_than_its_header_declares_is_422(tmp_path, name):
+    data = nifti_header_declaring((64, 64, 64))
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    expect_refusal(422, "truncated", inspect, path, tmp_path)
+
+
+def test_a_truncated_compressed_nrrd_fails_on_reading(tmp_path):
+    path = write_image(ct_like_image(), tmp_path / "ct.nrrd")
+    sitk.WriteImage(sitk.ReadImage(str(path)), str(path), useCompression=True)
+    path.write_bytes(path.read_bytes()[:-40])
+    source = inspect(path, tmp_path)
+    expect_refusal(422, "cannot read", imageio.read_volume, source)
+
+
+def make_zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("name", ["../evil.dcm", "a/../../evil.dcm", "/etc/evil.dcm",
+                                  "C:/evil.dcm", "..\\evil.dcm"])
+def test_zip_traversal_and_absolute_names_are_refused(tmp_path, name):
+    archive = make_zip(tmp_path / "bad.zip", {"ok.dcm": b"x", name: b"x"})
+    expect_refusal(422, "unsafe path", inspect, archive, tmp_path / "job")
+    assert not (tmp_path / "evil.dcm").exists()
+    assert not (tmp_path / "job" / "dicom").exists()
+
+
+def test_zip_symlinks_are_refused(tmp_path):
+    link = zipfile.ZipInfo("link.dcm")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    with zipfile.ZipFile(tmp_path / "link.zip", "w") as archive:
+        archive.writestr(link, "/etc/passwd")
+    expect_refusal(422, "symbolic link", inspect, tmp_path / "link.zip", tmp_path / "job")
+
+
+def test_an_empty_zip_is_422(tmp_path):
+    expect_refusal(422, "no files", inspect, make_zip(tmp_path / "empty.zip", {}), tmp_path)
+
+
+def test_a_zip_without_dicom_is_422(tmp_path):
+    archive = make_zip(tmp_path / "text.zip", {"readme.txt": b"hello"})
+    expect_refusal(422, "no DICOM", inspect, archive, tmp_path / "job")
+
+
+def test_a_corrupt_zip_is_422(tmp_path):
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really")
+    expect_refusal(422, "not a readable zip", inspect, tmp_path / "broken.zip", tmp_path)
+
+
+def test_zip_size_and_member_caps_are_413(tmp_path):
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("zeros.dcm", b"\0" * 5_000_000)
+    assert bomb.stat().st_size < 50_000
+    expect_refusal(413, "expands to", inspect, bomb, tmp_path / "a", max_bytes=1_000_000)
+    many = make_zip(tmp_path / "many.zip", {f"{i}.dcm": b"x" for i in range(20)})
+    expect_refusal(413, "holds 20 files", inspect, many, tmp_path / "b", max_members=10)
+
+
+def test_zip_sizes_that_lie_are_caught_while_extracting(tmp_path):
+    archive = tmp_path / "liar.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("zeros.dcm", b"\0" * 3_000_000)
+    data = bytearray(archive.read_bytes())
+    # Patch the declared uncompressed size (local header and central directory) to 10 bytes.
+    for offset in _find_all(data, b"PK\x03\x04"):
+        struct.pack_into("<I", data, offset + 22, 10)
+    for offset in _find_all(data, b"PK\x01\x02"):
+        struct.pack_into("<I", data, offset + 24, 10)
+    archive.write_bytes(bytes(data))
+    with pytest.raises(imageio.ImageInputError) as caught:
+        inspect(archive, tmp_path / "job", max_bytes=1_000_000)
+    assert caught.value.status in (413, 422)
+    extracted = tmp_path / "job" / "dicom"
+    assert sum(f.stat().st_size for f in extracted.iterdir()) <= 1_000_000
+
+
+def _find_all(data: bytes, needle: bytes):
+    start = 0
+    while (found := data.find(needle, start)) >= 0:
+        yield found
+        start = found + 1
+
+
+def test_a_gzipped_nifti_uploaded_as_nii_is_read(tmp_path):
+    gz = write_image(ct_like_image(), tmp_path / "ct.nii.gz")
+    path = tmp_path / "input.nii"
+    os.replace(gz, path)
+    assert inspect(path, tmp_path).size == (24, 20, 10)
