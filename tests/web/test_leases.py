@@ -1,0 +1,94 @@
+"""Claim leases (expiry, attempts, fencing of stale claims) and waiting claims (`wait=`)."""
+import threading
+import time
+
+from dss_server.services import leases
+from dss_server.models import Ticket
+
+LEASE = 0.4
+
+
+def claim(client, githash, **extra):
+    return client.post("/api/pro/services/claims",
+                       data={"services": githash, "provider": "lab", "code": "c", **extra})
+
+
+def test_expired_lease_requeues_then_times_out_and_fences_stale_writes(make_harness):
+    harness = make_harness(claim_lease=LEASE, max_attempts=2)
+    githash = harness.service(provider="leasers")
+    first, second = harness.provider_client("leasers"), harness.provider_client("leasers")
+    user = harness.client()
+    ticket = harness.submit(user, githash)
+    assert claim(first, githash).data.startswith(f"{ticket},".encode())
+    time.sleep(LEASE + 0.2)
+    # the next claim sweeps the overdue lease: back to ready, and claimed again at once
+    assert claim(second, githash).data.startswith(f"{ticket},".encode())
+    stale = first.post(f"/api/pro/tickets/{ticket}/info", data={"message": "late"})
+    assert stale.status_code == 409 and b"no longer claimed" in stale.data
+    stale_status = first.post(f"/api/pro/tickets/{ticket}/status", data={"status": "success"})
+    assert stale_status.status_code == 409
+    assert second.post(f"/api/pro/tickets/{ticket}/info", data={"message": "mine"}).status_code == 200
+    time.sleep(LEASE + 0.2)
+    # attempts used up: the late write itself finds the lease expired, the ticket times out
+    late = second.post(f"/api/pro/tickets/{ticket}/info", data={"message": "too late"})
+    assert late.status_code == 409
+    assert user.get(f"/api/tickets/{ticket}/status").data == b"timeout"
+    log = user.get(f"/api/tickets/{ticket}/log").data.decode()
+    assert "claim expired, ticket returned to the queue (attempt 1 of 2 used)" in log
+    assert "claim expired after 2 attempts; ticket timed out" in log
+    assert user.get(f"/api/tickets/{ticket}/detail").json["result"]["progress"] == 1.0
+    assert user.get(f"/api/tickets/{ticket}/retry").data == b"ready"
+
+
+def test_activity_renews_the_lease(make_harness):
+    harness = make_harness(claim_lease=LEASE, max_attempts=1)
+    githash = harness.service(provider="busy")
+    provider = harness.provider_client("busy")
+    ticket = harness.submit(harness.client(), githash)
+    claim(provider, githash)
+    for step in range(4):
+        time.sleep(LEASE / 2)
+        progress = {"chunk_start": "0", "chunk_end": "1", "progress": str((step + 1) / 5)}
+        assert provider.post(f"/api/pro/tickets/{ticket}/progress", data=progress).status_code == 200
+    assert provider.post(f"/api/pro/tickets/{ticket}/status", data={"status": "success"}).data == b"success"
+
+
+def test_sweep_function_expires_only_overdue_claims(make_harness):
+    harness = make_harness(claim_lease=600)
+    githash = harness.service(provider="sweep")
+    provider = harness.provider_client("sweep")
+    ticket = harness.submit(harness.client(), githash)
+    claim(provider, githash)
+    with harness.sessions() as db:
+        assert leases.sweep(db, 600, 2) == 0
+        assert leases.sweep(db, 0, 2) == 1  # a zero lease makes every claim overdue
+        db.commit()
+        assert db.get(Ticket, ticket).status == "ready"
+
+
+def test_waiting_claim_returns_when_a_ticket_becomes_ready(harness):
+    githash = harness.service(provider="waiters")
+    provider = harness.provider_client("waiters")
+    user = harness.client()
+    result = {}
+
+    def wait_for_ticket():
+        started = time.monotonic()
+        result["response"] = claim(provider, githash, wait="20")
+        result["seconds"] = time.monotonic() - started
+
+    waiter = threading.Thread(target=wait_for_ticket)
+    waiter.start()
+    time.sleep(0.3)
+    ticket = harness.submit(user, githash)
+    waiter.join(25)
+    assert result["response"].data == f"{ticket},{githash},claimed\r\n".encode()
+    assert result["seconds"] < 10, "woken by the ready transition, long before wait ran out"
+
+
+def test_waiting_claim_without_tickets_answers_none(harness):
+    githash = harness.service(provider="patient")
+    provider = harness.provider_client("patient")
+    assert claim(provider, githash, wait="0.3").data == b"None"
+    bad = claim(provider, githash, wait="soon")
+    assert bad.status_code == 400 and b"wait" in bad.data

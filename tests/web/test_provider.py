@@ -1,0 +1,175 @@
+"""The provider API (spec c.4, c.5, h.1) with exact bodies."""
+import re
+
+from conftest import upload
+
+
+def claim(client, githashes, provider="IBM-LAB", code="01", **extra):
+    return client.post("/api/pro/services/claims",
+                       data={"services": ",".join(githashes), "provider": provider, "code": code,
+                             **extra})
+
+
+def test_provider_services_listing(harness):
+    githash = harness.service(name="Lungs", version="0.1.0", provider="lab1")
+    provider = harness.provider_client("lab1")
+    assert provider.get("/api/pro/services").data == f"Lungs,0.1.0,{githash},lab1\r\n".encode()
+    assert harness.client().get("/api/pro/services").data == b""
+
+
+def test_claim_exact_body_then_none(harness):
+    githash = harness.service(provider="lab2")
+    provider = harness.provider_client("lab2")
+    user = harness.client()
+    assert claim(provider, [githash]).data == b"None"
+    ticket = harness.submit(user, githash)
+    response = claim(provider, [githash])
+    assert (response.status_code, response.data) == (200, f"{ticket},{githash},claimed\r\n".encode())
+    assert claim(provider, [githash]).data == b"None"
+    assert user.get(f"/api/tickets/{ticket}/status").data == b"claimed"
+    log = user.get(f"/api/tickets/{ticket}/log").data.decode()
+    assert log.endswith(",info,0,Ticket claimed by provider IBM-LAB instance 01\r\n")
+
+
+def test_claim_is_fifo_across_services_and_json(harness):
+    first_service = harness.service(provider="lab3")
+    second_service = harness.service(provider="lab3")
+    provider = harness.provider_client("lab3")
+    user = harness.client()
+    first = harness.submit(user, second_service)
+    second = harness.submit(user, first_service)
+    response = claim(provider, [first_service, second_service], format="json")
+    assert response.json == {"result": [{"id": first, "service_githash": second_service,
+                                         "status": "claimed"}]}
+    assert claim(provider, [first_service, second_service]).data.startswith(f"{second},".encode())
+
+
+def test_claim_needs_services_provider_and_rights(harness):
+    githash = harness.service(provider="lab4")
+    provider = harness.provider_client("lab4")
+    stranger = harness.client()
+    missing = provider.post("/api/pro/services/claims", data={"provider": "p"})
+    assert (missing.status_code, missing.data) == (400, b"Missing 'services' parameter")
+    no_provider = provider.post("/api/pro/services/claims", data={"services": githash})
+    assert (no_provider.status_code, no_provider.data) == (400, b"Missing 'provider' parameter")
+    refused = claim(stranger, [githash])
+    assert (refused.status_code, refused.data) == (
+        401, f"You are not a provider for service {githash} ".encode())
+
+
+def test_single_service_claim_answers_id_or_minus_one(harness):
+    githash = harness.service(provider="lab5")
+    provider = harness.provider_client("lab5")
+    url = f"/api/pro/services/{githash}/claims"
+    assert provider.post(url, data={"provider": "p", "code": "c"}).data == b"-1"
+    ticket = harness.submit(harness.client(), githash)
+    assert provider.post(url, data={"provider": "p", "code": "c"}).data == str(ticket).encode()
+    assert provider.get(url).status_code == 405
+
+
+def test_available_lists_ready_counts_in_claim_order(harness):
+    one = harness.service(name="One", provider="lab6")
+    two = harness.service(name="Two", provider="lab6")
+    provider = harness.provider_client("lab6")
+    url = "/api/pro/services/available"
+    assert provider.post(url, data={"services": f"{one},{two}"}).data == b""
+    assert provider.post(url, data={"services": f"{one},{two}", "format": "json"}).json == {"result": []}
+    user = harness.client()
+    harness.submit(user, two)
+    harness.submit(user, one)
+    harness.submit(user, two)
+    assert provider.post(url, data={"services": f"{one},{two}"}).data == (
+        f"{two},Two,2\r\n{one},One,1\r\n").encode()
+    assert provider.get(url).status_code == 405
+    assert provider.post(url, data={}).data == b"Missing 'services' parameter"
+
+
+def test_full_provider_round_trip(harness):
+    githash = harness.service(provider="lab7")
+    provider = harness.provider_client("lab7")
+    user = harness.client()
+    ticket = harness.submit(user, githash, files=[("ws.itksnap", b"<ws/>"), ("img.nii.gz", b"IMG")])
+    claim(provider, [githash])
+    assert provider.get(f"/api/pro/tickets/{ticket}/files/input").data == b"0,img.nii.gz\r\n1,ws.itksnap\r\n"
+    download = provider.get(f"/api/pro/tickets/{ticket}/files/input/0")
+    assert (download.data, download.headers["Content-Length"]) == (b"IMG", "3")
+    progress = {"chunk_start": "0.000000", "chunk_end": "0.500000", "progress": "0.400000"}
+    assert provider.post(f"/api/pro/tickets/{ticket}/progress", data=progress).data == b"success"
+    assert provider.get(f"/api/pro/tickets/{ticket}/progress").data == b"0.2"
+    assert user.get(f"/api/tickets/{ticket}/progress").data == b"0.2"
+    assert user.get(f"/api/tickets/{ticket}/detail").json["result"]["progress"] == 0.2
+    # repeated chunk start with another end updates (the original crashed)
+    again = {"chunk_start": "0", "chunk_end": "1", "progress": "0.5"}
+    assert provider.post(f"/api/pro/tickets/{ticket}/progress", data=again).data == b"success"
+    assert user.get(f"/api/tickets/{ticket}/progress").data == b"0.5"
+    attachment = upload(provider, f"/api/pro/tickets/{ticket}/attachments", "preview.png",
+                        b"\x89PNG...", desc="Preview")
+    assert re.fullmatch(rb"\d+", attachment.data), attachment.data
+    log_id = provider.post(f"/api/pro/tickets/{ticket}/info", data={"message": "Lungs done: 2 found"})
+    assert re.fullmatch(rb"\d+", log_id.data)
+    log = user.get(f"/api/tickets/{ticket}/log").data.decode().split("\r\n")
+    assert log[-2].endswith(",info,1,Lungs done: 2 found")
+    links = user.get(f"/api/tickets/logs/{int(log_id.data)}/attachments").data.decode()
+    match = re.fullmatch(r"(\d+),Preview,image/png,(http://localhost/blobs/[0-9a-f]{8})\r\n", links)
+    assert match and int(match.group(1)) == int(attachment.data)
+    blob = harness.app.test_client().get(match.group(2).replace("http://localhost", ""))
+    assert (blob.status_code, blob.data, blob.headers["Content-Type"]) == (200, b"\x89PNG...", "image/png")
+    detail = user.get(f"/api/tickets/{ticket}/detail").json["result"]
+    assert detail["log"][-1]["attachments"] == [{"id": int(attachment.data), "description": "Preview",
+                                                 "mime_type": "image/png", "url": match.group(2)}]
+    assert upload(provider, f"/api/pro/tickets/{ticket}/files/results", "result.itksnap",
+                  b"<res/>").data == b"success"
+    assert provider.get(f"/api/pro/tickets/{ticket}/status").data == b"claimed"
+    assert provider.post(f"/api/pro/tickets/{ticket}/status", data={"status": "success"}).data == b"success"
+    assert user.get(f"/api/tickets/{ticket}/files/results").data == b"0,result.itksnap\r\n"
+    assert user.get(f"/api/tickets/{ticket}/files/results/0").data == b"<res/>"
+    assert user.get(f"/api/tickets/{ticket}/detail").json["result"]["progress"] == 1.0
+
+
+def test_log_categories_and_missing_fields(harness):
+    githash = harness.service(provider="lab8")
+    provider = harness.provider_client("lab8")
+    ticket = harness.submit(harness.client(), githash)
+    claim(provider, [githash])
+    for category in ("info", "warning", "error"):
+        assert provider.post(f"/api/pro/tickets/{ticket}/{category}", data={"message": "m"}).status_code == 200
+    bad = provider.post(f"/api/pro/tickets/{ticket}/log", data={"message": "m"})
+    assert bad.status_code == 400 and b"log" in bad.data
+    no_desc = upload(provider, f"/api/pro/tickets/{ticket}/attachments", "a.txt", b"x")
+    assert (no_desc.status_code, no_desc.data) == (400, b"Missing 'desc' parameter")
+    bad_progress = provider.post(f"/api/pro/tickets/{ticket}/progress", data={"progress": "x"})
+    assert bad_progress.status_code == 400
+
+
+def test_unclaimed_ticket_is_refused_to_providers(harness):
+    githash = harness.service(provider="lab9")
+    provider = harness.provider_client("lab9")
+    ticket = harness.submit(harness.client(), githash)
+    response = provider.post(f"/api/pro/tickets/{ticket}/info", data={"message": "m"})
+    assert (response.status_code, response.data) == (
+        400, f"Ticket {ticket} has not been claimed by user {provider.user_id}".encode())
+    assert provider.get(f"/api/pro/tickets/{ticket}/status").data == b"ready"
+    stranger = harness.client()
+    assert stranger.get(f"/api/pro/tickets/{ticket}/status").status_code == 401
+
+
+def test_terminal_status_repeat_is_noop_change_is_409(harness):
+    githash = harness.service(provider="lab10")
+    provider = harness.provider_client("lab10")
+    ticket = harness.submit(harness.client(), githash)
+    claim(provider, [githash])
+    url = f"/api/pro/tickets/{ticket}/status"
+    assert provider.post(url, data={"status": "failed"}).data == b"failed"
+    assert provider.post(f"/api/pro/tickets/{ticket}/error", data={"message": "again"}).status_code == 200
+    assert provider.post(url, data={"status": "failed"}).data == b"failed"
+    changed = provider.post(url, data={"status": "success"})
+    assert changed.status_code == 409 and b"failed" in changed.data
+    wrong = provider.post(url, data={"status": "claimed"})
+    assert (wrong.status_code, wrong.data) == (400, b"Cannot set status of ticket to claimed")
+
+
+def test_blob_not_found(harness):
+    client = harness.app.test_client()
+    assert (client.get("/blobs/deadbeef").status_code, client.get("/blobs/deadbeef").data) == (
+        400, b"Resource deadbeef not found")
+    assert client.get("/blobs/../../etc").status_code in (400, 404)
