@@ -7,6 +7,7 @@ after INFERENCE_RESULT_RETENTION seconds.
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -319,6 +320,8 @@ def _is_cuda_oom(exc: BaseException) -> bool:
 
 
 def _free_cuda_memory() -> None:
+    """Drop what the failed attempt left: tensors caught in reference cycles, then the cache."""
+    gc.collect()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()

@@ -56,7 +56,7 @@ def live_server(make_app):
 
     def serve(**overrides):
         server = make_server("127.0.0.1", free_port(), make_app(**overrides), threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_port}"
 
