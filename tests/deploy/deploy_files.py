@@ -37,7 +37,7 @@ class Component:
 COMPONENTS = {
     c.name: c for c in (
         Component("web-server", ("dss_server/config.py",)),
-        Component("dispatcher", ("dss_dispatcher/config.py", "dss_client/config.py")),
+        Component("dispatcher", ("dss_dispatcher/config.py",)),  # dss_client's CLI is not deployed
         Component("inference-server", ("dss_inference/config.py",)),
     )
 }

@@ -101,10 +101,13 @@ def test_requirements_are_pinned_and_installed(name):
 def test_web_server_image_has_git_migrates_and_serves_with_gunicorn_gthread():
     assert "git" in " ".join(keyword_args("web-server", "RUN")).split()
     command = " ".join(_command("web-server"))
-    assert re.search(r"python -m dss_server migrate && exec gunicorn -c gunicorn.conf.py dss_server.wsgi:app",
-                     command)
+    assert command.startswith("python -m dss_server migrate && ")
+    assert command.endswith(" && exec gunicorn -c gunicorn.conf.py dss_server.wsgi:app")
     env = _env("web-server")
     assert env["DSS_DATASTORE"] == "/app/datastore" and env["PORT"] == "8080"
+    # gunicorn's workers share their metrics through this folder, emptied before they start.
+    assert env["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
+    assert "rm -rf $PROMETHEUS_MULTIPROC_DIR && mkdir -p $PROMETHEUS_MULTIPROC_DIR" in command
 
 
 def test_inference_image_is_cuda_based_and_listens_on_8080():
