@@ -1,11 +1,12 @@
 """gunicorn for production: ONE worker process, because the job pool and the loaded models
-live in that process; HTTP concurrency comes from threads. The image sets INFERENCE_PORT=8080."""
-from dss_inference import config
+live in that process; HTTP concurrency comes from threads. The image sets INFERENCE_PORT=8080.
+(gunicorn reads every public name here as a setting, hence the underscores.)"""
+from gunicorn.glogging import CONFIG_DEFAULTS as _GUNICORN_LOGGING
 
-_settings = config.from_environment()
+from dss_inference.config import from_environment as _from_environment
 
 wsgi_app = "dss_inference:create_app()"
-bind = f"0.0.0.0:{_settings.port}"
+bind = f"0.0.0.0:{_from_environment().port}"
 workers = 1
 worker_class = "gthread"
 threads = 8
@@ -13,3 +14,12 @@ threads = 8
 timeout = 300
 graceful_timeout = 30
 accesslog = "-"
+# No control socket in $HOME: the server writes nothing outside INFERENCE_OUTPUT_DIR.
+control_socket_disable = True
+# gunicorn's logging defaults, with its loggers kept off the root logger (whose INFO lines,
+# the app's job log, go to the console) so that nothing is printed twice.
+logconfig_dict = {
+    **_GUNICORN_LOGGING,
+    "loggers": {name: {**logger, "propagate": False}
+                for name, logger in _GUNICORN_LOGGING["loggers"].items()},
+}

@@ -76,6 +76,15 @@ class OutOfMemoryOnceModel(ThresholdModel):
         return super().run(volume, progress)
 
 
+class GreedyCudaModel(ThresholdModel):
+    """Asks a GPU for 4 TiB: a real CUDA out-of-memory error; on the CPU it just thresholds."""
+
+    def run(self, volume, progress):
+        if str(self.device).startswith("cuda"):
+            torch.empty(1 << 42, dtype=torch.uint8, device=self.device)
+        return super().run(volume, progress)
+
+
 class CrashingModel(ThresholdModel):
     def run(self, volume, progress):
         raise ValueError("this model always fails")
@@ -90,6 +99,7 @@ def load_test_models(settings, gate: threading.Event, started: threading.Event):
         "oom_once": OutOfMemoryOnceModel("oom_once", settings.device),
         "oom_always": OutOfMemoryOnceModel("oom_always", settings.device, always=True),
         "crashing": CrashingModel("crashing", settings.device),
+        "cuda_greedy": GreedyCudaModel("cuda_greedy", settings.device),
     }
 
 
@@ -126,3 +136,13 @@ def wait_finished(get, timeout: float = 30.0):
 def geometry(image: sitk.Image):
     return image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
 
+
+
+def create_test_app():
+    """The app on the test models, settings from the environment: for a gunicorn process."""
+    from dss_inference import create_app
+
+    opened = threading.Event()
+    opened.set()
+    return create_app({"load_models": lambda settings: load_test_models(settings, opened,
+                                                                        threading.Event())})

@@ -9,6 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 from dss_inference import create_app
 from helpers import CT_SAMPLES
@@ -161,6 +162,16 @@ def test_cuda_out_of_memory_twice_fails_with_a_clear_message(client, tmp_path):
     response = wait_finished(lambda: client.get(endpoint))
     assert response.status_code == 500
     assert "out of GPU memory" in response.get_json()["error"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU for a real out-of-memory error")
+def test_a_real_cuda_out_of_memory_error_is_retried_on_the_cpu(make_app, tmp_path):
+    client = make_app(device="cuda").test_client()
+    endpoint = submit(client, tmp_path, "cuda_greedy")
+    assert wait_finished(lambda: client.get(endpoint)).status_code == 200
+    devices = {m["device"] for m in client.get("/models").get_json()["models"]}
+    assert "cpu" in devices and any(d.startswith("cuda") for d in devices)
+    assert "dss_inference_gpu_memory_allocated_bytes" in client.get("/metrics").data.decode()
 
 
 def test_uploads_over_the_size_cap_are_413(make_app, tmp_path):
