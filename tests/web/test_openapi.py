@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hypothesis
 import pytest
+import requests
 import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
@@ -23,7 +24,7 @@ DOCUMENT = Path(dss_server.__file__).resolve().parent / "openapi.json"
 METHODS = {"get", "post", "put", "delete", "patch"}
 # Served outside /api but part of the protocol (c.5) or of operations.
 OTHER_DOCUMENTED = {"/blobs/{blob_id}", "/healthz", "/readyz", "/metrics"}
-PROVIDER = "fuzzlab"
+PROVIDER = "testlab"  # the example provider name of the document
 NOAUTH_ADMIN = "test@example.com"
 MAX_CLAIM_WAIT = 0.2  # the document allows `wait` up to 60 s; the fuzz run must stay short
 
@@ -116,27 +117,28 @@ def fuzz_server(make_database, tmp_path_factory):
         yield url, server
 
 
-@pytest.fixture(scope="module")
-def api_schema(fuzz_server):
+# Generation settings of the fuzz run; the base URL is the fixture server's, given per call.
+schema = schemathesis.openapi.from_path(DOCUMENT, config=SchemathesisConfig.from_dict({
+    "phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}},
+    "generation": {"max-examples": 10, "database": "none"},
+}))
+
+
+def test_server_serves_this_document(fuzz_server):
     url, _ = fuzz_server
-    config = SchemathesisConfig.from_dict({
-        "base-url": url,
-        "phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}},
-        "generation": {"max-examples": 6, "database": "none"},
-    })
-    return schemathesis.openapi.from_path(DOCUMENT, config=config)
-
-
-schema = schemathesis.pytest.from_fixture("api_schema")
+    response = requests.get(f"{url}/api/openapi.json", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json() == load_document()
 
 
 @schema.parametrize()
 @hypothesis.settings(deadline=None, database=None,
                      suppress_health_check=list(hypothesis.HealthCheck))
 def test_no_server_errors(case, fuzz_server):
+    url, server = fuzz_server
     if isinstance(case.body, dict) and "wait" in case.body:
         case.body["wait"] = min(float(case.body["wait"]), MAX_CLAIM_WAIT)
-    _, server = fuzz_server
-    response = case.call(timeout=30)
+    response = case.call(base_url=url, timeout=30)
     case.validate_response(response, checks=[not_a_server_error])
     assert server.process.poll() is None, server.log_tail()

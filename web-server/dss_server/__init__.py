@@ -9,7 +9,7 @@ from flask import Flask, g
 from werkzeug.exceptions import HTTPException
 
 from . import db as database
-from . import wire
+from . import metrics, wire
 from .api import BLUEPRINTS
 from .api._http import DSSRequest, discard_uploads, wants_json
 from .config import Config, load_config
@@ -36,7 +36,7 @@ def create_app(config: Config | Mapping | None = None) -> Flask:
         app.register_blueprint(blueprint)
     _init_request_cycle(app)
     _init_error_handlers(app)
-    _init_optional_parts(app)
+    metrics.init_app(app)
     return app
 
 
@@ -101,12 +101,6 @@ def _json_safe() -> bool:
         return False
 
 
-def _init_optional_parts(app: Flask) -> None:
-    try:
-        from . import metrics
-    except ImportError:  # written by another engineer; the server works without it
-        return
-    metrics.init_app(app)
 
 
 class _MergeSlashes:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from flask import Request, current_app, g, request, send_file
+from werkzeug.formparser import FormDataParser
 
 from ..config import Config
 from ..errors import DSSError, not_logged_in
@@ -16,8 +17,24 @@ SESSION_COOKIE = "webpy_session_id"
 ONE_YEAR = 365 * 24 * 3600
 
 
+class LenientFormParser(FormDataParser):
+    """Urlencoded bodies that are not UTF-8 (itksnap-wt sends values raw, e.g. Latin-1 text)
+    are read as Latin-1 instead of being dropped silently."""
+
+    def _parse_urlencoded(self, stream, mimetype, content_length, options):
+        raw = stream.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        items = parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote")
+        return stream, self.cls(items), self.cls()
+
+
 class DSSRequest(Request):
     """Multipart file parts stream straight into the datastore's tmp folder, hashed and capped."""
+
+    form_data_parser_class = LenientFormParser
 
     def _get_file_stream(self, total_content_length, content_type, filename=None,
                          content_length=None):

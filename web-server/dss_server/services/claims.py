@@ -17,7 +17,7 @@ from ..models import ClaimHistory, Ticket, utcnow
 from . import catalog, leases, notify, tickets
 from .access import require_provider
 from .auth import Identity
-from .metrics_hooks import observe_claim
+from ..metrics import observe_claim
 
 
 def parse_services(value: str | None) -> list[str]:

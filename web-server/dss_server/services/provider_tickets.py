@@ -10,7 +10,7 @@ from ..models import Ticket, TicketHistory
 from . import leases, tickets
 from .access import claimed_ticket, parse_id
 from .auth import Identity
-from .metrics_hooks import observe_ticket_finished
+from ..metrics import observe_ticket_finished
 
 PROVIDER_STATUSES = ("success", "failed")
 

@@ -1,0 +1,132 @@
+"""The admin API (spec c.6, c.8): providers, users, git-registered services, tickets, purge, tokens."""
+import json
+import re
+import subprocess
+
+import pytest
+
+
+def git_service_repo(root, name="RepoSvc", version="1.0.0", extra=None):
+    """A service-descriptor repository made with `git init`; returns (path, commit)."""
+    repo = root / f"repo-{name}-{version}"
+    repo.mkdir(parents=True)
+    descriptor = {"name": name, "version": version, "shortdesc": "x" * 100, "longdesc": "long",
+                  "url": "https://example.org", "tags": [{"name": "CT", "type": "MainImage",
+                                                          "hint": "chest CT", "required": True}]}
+    descriptor.update(extra or {})
+    (repo / "service.json").write_text(json.dumps(descriptor))
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run(git + ["add", "service.json"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "service"], check=True)
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    return repo, commit
+
+
+@pytest.fixture
+def admin(harness):
+    return harness.client(admin=True)
+
+
+def test_non_admins_are_refused(harness):
+    user = harness.client()
+    for url in ("/api/admin/providers", "/api/admin/tickets"):
+        response = user.get(url)
+        assert (response.status_code, response.data) == (401, b"Insufficient privileges")
+
+
+def test_providers_and_their_users(harness, admin):
+    assert admin.post("/api/admin/providers", data={"name": "ADM-LAB"}).data == b"success"
+    assert b"ADM-LAB\r\n" in admin.get("/api/admin/providers").data
+    member = harness.client("member@example.org")
+    response = admin.post("/api/admin/providers/ADM-LAB/users",
+                          data={"email": "member@example.org", "admin": "1"})
+    assert response.data == b"Added user member@example.org to provider ADM-LAB"
+    assert admin.get("/api/admin/providers/ADM-LAB/users").data == (
+        f"{member.user_id},member@example.org,True\r\n").encode()
+    unknown = admin.post("/api/admin/providers/ADM-LAB/users", data={"email": "ghost@example.org"})
+    assert (unknown.status_code, unknown.data) == (401, b"Email unrecognized by the system")
+    assert admin.get(f"/api/admin/providers/ADM-LAB/users/{member.user_id}/delete").data == b"None"
+    assert admin.get("/api/admin/providers/ADM-LAB/users").data == b""
+    bad = admin.post("/api/admin/providers", data={"name": "bad name/.."})
+    assert bad.status_code == 400
+
+
+def test_register_service_from_a_local_git_repo(harness, admin, tmp_path):
+    repo, commit = git_service_repo(tmp_path)
+    admin.post("/api/admin/providers", data={"name": "GIT-LAB"})
+    response = admin.post("/api/admin/providers/GIT-LAB/services", data={"repo": str(repo), "ref": ""})
+    assert (response.status_code, response.data) == (200, commit.encode())
+    assert (harness.datastore / "services" / commit / "service.json").is_file()
+    assert admin.get("/api/admin/providers/GIT-LAB/services").data == (
+        f"RepoSvc,1.0.0,{commit},{'x' * 78}\r\n").encode()
+    detail = json.loads(admin.get(f"/api/services/{commit}/detail").data)
+    assert detail["tags"][0]["type"] == "MainImage"
+    # file:// URL and an explicit ref give the same commit
+    again = admin.post("/api/admin/providers/GIT-LAB/services",
+                       data={"repo": f"file://{repo}", "ref": "main"})
+    assert again.data == commit.encode()
+
+
+def test_registration_errors(harness, admin, tmp_path):
+    admin.post("/api/admin/providers", data={"name": "ERR-LAB"})
+    url = "/api/admin/providers/ERR-LAB/services"
+    missing = admin.post(url, data={"repo": str(tmp_path / "nothing")})
+    assert (missing.status_code, missing.data) == (400, b"Error fetching Git repository")
+    option = admin.post(url, data={"repo": "--upload-pack=touch /tmp/pwned"})
+    assert option.status_code == 400
+    broken, _ = git_service_repo(tmp_path, name="Broken")
+    (broken / "service.json").write_text("{not json")
+    subprocess.run(["git", "-C", str(broken), "-c", "user.name=t", "-c", "user.email=t@e.org",
+                    "commit", "-qam", "break"], check=True)
+    bad_json = admin.post(url, data={"repo": str(broken)})
+    assert (bad_json.status_code, bad_json.data) == (400, b"Error parsing service.json file")
+    first, _ = git_service_repo(tmp_path / "a", name="Twin")
+    second, _ = git_service_repo(tmp_path / "b", name="Twin", extra={"longdesc": "other commit"})
+    assert admin.post(url, data={"repo": str(first)}).status_code == 200
+    clash = admin.post(url, data={"repo": str(second)})
+    assert (clash.status_code, clash.data) == (400, b"A service with same name and version already exists")
+    unknown_provider = admin.post("/api/admin/providers/NOPE/services", data={"repo": str(first)})
+    assert unknown_provider.status_code == 400
+
+
+def test_retire_service_and_provider(harness, admin, tmp_path):
+    repo, commit = git_service_repo(tmp_path, name="Retiring")
+    admin.post("/api/admin/providers", data={"name": "RET-LAB"})
+    admin.post("/api/admin/providers/RET-LAB/services", data={"repo": str(repo)})
+    assert commit.encode() in admin.get("/api/services").data
+    assert admin.get(f"/api/admin/providers/RET-LAB/services/{commit}/delete").data == b"success"
+    assert commit.encode() not in admin.get("/api/services").data
+    assert admin.get("/api/admin/providers/RET-LAB/delete").data == b"None"
+    assert b"RET-LAB\r\n" in admin.get("/api/admin/providers").data
+
+
+def test_admin_tickets_and_purge(harness, admin):
+    githash = harness.service(name="Purged", provider="purgers")
+    user = harness.client("purge-user@example.org")
+    ticket = harness.submit(user, githash)
+    rows = admin.get("/api/admin/tickets").data.decode()
+    assert re.search(rf"^{ticket},purge-user@example.org,Purged,ready,[0-9.]+\r$", rows, re.M)
+    assert admin.post("/api/admin/tickets/purge/completed", data={"days": "0"}).data.startswith(b"Purged ")
+    assert user.get(f"/api/tickets/{ticket}/status").data == b"ready"
+    assert admin.post("/api/admin/tickets/purge/all", data={"hours": "1"}).data.startswith(b"Purged ")
+    assert user.get(f"/api/tickets/{ticket}/status").data == b"ready"
+    purged = admin.post("/api/admin/tickets/purge/all", data={"hours": "0"})
+    assert re.fullmatch(rb"Purged [1-9]\d* tickets", purged.data)
+    assert user.get(f"/api/tickets/{ticket}/status").data == b"deleted"
+    bad = admin.post("/api/admin/tickets/purge/all", data={"days": "soon"})
+    assert bad.status_code == 400
+    assert admin.post("/api/admin/tickets/purge/everything").status_code == 404
+
+
+def test_admin_issues_provider_tokens(harness, admin):
+    token = admin.post("/api/admin/tokens", data={"email": "robot@example.org", "reusable": "1"}).data
+    assert re.fullmatch(rb"[0-9a-f]{48}", token)
+    for _ in range(2):
+        client = harness.app.test_client()
+        assert client.post("/api/login", data={"token": token}).data == b"logged in as robot@example.org \n"
+    single = admin.post("/api/admin/tokens", data={"email": "human@example.org"}).data
+    assert harness.app.test_client().post("/api/login", data={"token": single}).status_code == 200
+    assert harness.app.test_client().post("/api/login", data={"token": single}).status_code == 401
+    assert admin.post("/api/admin/tokens", data={}).status_code == 400

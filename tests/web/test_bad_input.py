@@ -1,0 +1,116 @@
+"""Bad input gets a clear 4xx with a reason, never a 500 or a stack trace."""
+import pytest
+
+from conftest import upload
+
+
+@pytest.fixture
+def ticket_setup(harness):
+    githash = harness.service(provider="badlab")
+    user = harness.client()
+    ticket = int(user.post("/api/tickets", data={"githash": githash}).data)
+    return harness, user, ticket
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "a/../../b.nii",
+                                  "a\x00b.nii", "line\nbreak", "..", "."])
+def test_traversal_and_control_names_are_400(ticket_setup, name):
+    harness, user, ticket = ticket_setup
+    response = upload(user, f"/api/tickets/{ticket}/files/input", name, b"data")
+    assert response.status_code == 400, (name, response.data)
+    assert not list((harness.datastore / "tmp").glob("upload-*")), "the partial upload is removed"
+    assert user.get(f"/api/tickets/{ticket}/files/input").data == b""
+
+
+@pytest.mark.parametrize("name", ["..\\..\\win.ini", "C:\\Windows\\win.ini"])
+def test_windows_paths_are_refused_or_cut_to_their_basename(ticket_setup, name):
+    harness, user, ticket = ticket_setup
+    response = upload(user, f"/api/tickets/{ticket}/files/input", name, b"data")
+    if response.status_code == 200:  # werkzeug's multipart parser already mangled the path
+        listed = user.get(f"/api/tickets/{ticket}/files/input").data.decode()
+        assert listed.startswith("0,") and "/" not in listed and "\\" not in listed
+    else:
+        assert response.status_code == 400
+    stored = [p for p in harness.datastore.rglob("*.ini")]
+    area = harness.datastore / "tickets" / f"{ticket:08d}" / "input"
+    assert all(p.parent == area for p in stored)
+
+
+def test_subfolder_names_keep_their_basename(ticket_setup):
+    harness, user, ticket = ticket_setup
+    assert upload(user, f"/api/tickets/{ticket}/files/input", "dir\\sub/ws.itksnap", b"x").data == b"success"
+    assert user.get(f"/api/tickets/{ticket}/files/input").data == b"0,ws.itksnap\r\n"
+
+
+def test_oversize_upload_is_413_with_a_reason(make_harness):
+    harness = make_harness(max_upload_bytes=1000)
+    user = harness.client()
+    ticket = int(user.post("/api/tickets", data={"githash": harness.service()}).data)
+    response = upload(user, f"/api/tickets/{ticket}/files/input", "big.nii", b"x" * 5000)
+    assert response.status_code == 413
+    assert b"maximum upload size of 1000 bytes" in response.data
+    assert not list((harness.datastore / "tmp").glob("upload-*"))
+    assert upload(user, f"/api/tickets/{ticket}/files/input", "ok.nii", b"x" * 1000).data == b"success"
+
+
+def test_upload_without_myfile_and_malformed_multipart(ticket_setup):
+    harness, user, ticket = ticket_setup
+    url = f"/api/tickets/{ticket}/files/input"
+    missing = user.post(url, data={"filename": "x"}, content_type="multipart/form-data")
+    assert missing.status_code == 400 and b"myfile" in missing.data
+    garbage = user.post(url, data=b"--nope\r\n\r\n", content_type="multipart/form-data; boundary=zzz")
+    assert 400 <= garbage.status_code < 500
+    plain = user.post(url, data=b"just text", content_type="text/plain")
+    assert plain.status_code == 400
+
+
+def test_bad_file_indexes(ticket_setup):
+    harness, user, ticket = ticket_setup
+    upload(user, f"/api/tickets/{ticket}/files/input", "a.nii", b"a")
+    assert user.get(f"/api/tickets/{ticket}/files/input/1").status_code == 404
+    assert user.get(f"/api/tickets/{ticket}/files/input/-1").status_code == 404
+    assert user.get(f"/api/tickets/{ticket}/files/input/abc").status_code == 400
+    assert user.get(f"/api/tickets/{ticket}/files/other").status_code == 404
+    assert user.get(f"/api/tickets/{ticket}/files/input/99999999999999999999").status_code == 404
+
+
+def test_ids_out_of_range_and_not_numbers(ticket_setup):
+    harness, user, ticket = ticket_setup
+    assert user.get("/api/tickets/99999999999999999999/status").status_code == 400
+    assert user.get("/api/tickets/abc/status").status_code == 404
+    assert user.get("/api/tickets/logs/99999999999/attachments").status_code == 400
+    assert user.get("/api/services/ZZZ/detail").status_code == 400
+
+
+def test_non_utf8_form_bytes(ticket_setup):
+    harness, user, ticket = ticket_setup
+    user.post(f"/api/tickets/{ticket}/status", data={"status": "ready"})
+    provider = harness.provider_client("badlab")
+    with harness.sessions() as db:
+        from dss_server.models import Ticket
+        githash = db.get(Ticket, ticket).service_githash
+    provider.post("/api/pro/services/claims", data={"services": githash, "provider": "p"})
+    response = provider.post(f"/api/pro/tickets/{ticket}/info", data=b"message=caf\xe9 ok",
+                             content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    log = user.get(f"/api/tickets/{ticket}/log").data.decode()
+    assert "café ok" in log
+    login = harness.app.test_client().post("/api/login", data=b"token=\xff\xfe",
+                                           content_type="application/x-www-form-urlencoded")
+    assert login.status_code == 401
+
+
+def test_unknown_routes_and_methods(harness):
+    client = harness.client()
+    assert (client.get("/api/nothing").status_code, client.get("/api/nothing").data) == (404, b"not found")
+    assert client.delete("/api/tickets").status_code == 405
+    assert client.get("/api/pro/services/abc/tickets").status_code == 404
+    as_json = client.get("/api/nothing?format=json")
+    assert as_json.json == {"error": "not found"}
+
+
+def test_double_slashes_route_without_redirect(harness):
+    client = harness.client()
+    # (the test client would read "//api" as a host; real servers are tested in test_http_server)
+    response = client.get("/", environ_overrides={"PATH_INFO": "//api//login"})
+    assert response.status_code == 200 and response.data.startswith(b"logged in as ")
