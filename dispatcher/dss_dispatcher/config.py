@@ -146,3 +146,24 @@ def load_settings() -> Settings:
         inference_timeout=_number("DSS_INFERENCE_TIMEOUT", _env("DSS_INFERENCE_TIMEOUT", "1800"), float, 1),
         services=tuple(replace(s, provider=s.provider or provider) for s in services),
     )
+
+
+@dataclass(frozen=True)
+class DevStackSettings:
+    """What `make up` needs: the ports of the three processes it starts."""
+
+    web_port: int
+    inference_port: int
+    metrics_port: int
+
+
+def load_devstack_settings() -> DevStackSettings:
+    return DevStackSettings(
+        web_port=_number("PORT", _env("PORT", "8080"), int, 1),
+        inference_port=_number("INFERENCE_PORT", _env("INFERENCE_PORT", "8081"), int, 1),
+        metrics_port=_number("DSS_METRICS_PORT", _env("DSS_METRICS_PORT", "9100"), int, 0))
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment for a child process: ours, with `overrides` on top."""
+    return {**os.environ, **overrides}

@@ -57,7 +57,8 @@ class InferenceClient:
         try:
             return self._http.request(method, url, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
         except _TRANSPORT as exc:
-            raise TransientError(f"inference server {self.base_url} unreachable: {exc}") from None
+            raise TransientError(f"inference server {self.base_url} unreachable "
+                                 f"({_reason(exc)})") from None
 
     def _raise_for(self, response: requests.Response, what: str) -> None:
         status = response.status_code
@@ -129,6 +130,14 @@ class InferenceClient:
             self._http.delete(f"{self.base_url}{job}", timeout=(CONNECT_TIMEOUT, 30))
         except requests.RequestException:
             pass
+
+
+def _reason(exc: Exception) -> str:
+    """The short cause of a transport error ('Connection refused'), not urllib3's paragraph."""
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    if found:
+        return found.group(1).strip()
+    return "timed out" if isinstance(exc, requests.Timeout) else type(exc).__name__
 
 
 def _is_not_job_failure(response: requests.Response) -> bool:

@@ -23,7 +23,7 @@ class JSONFormatter(logging.Formatter):
         line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
                 + f".{int(record.msecs):03d}Z", "level": record.levelname.lower(),
                 "logger": record.name, "message": record.getMessage()}
-        for key in ("service", "ticket"):
+        for key in ("service", "ticket", "timings"):
             if getattr(record, key, None) is not None:
                 line[key] = getattr(record, key)
         if record.exc_info:

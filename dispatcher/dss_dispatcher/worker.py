@@ -27,7 +27,7 @@ from .session import ProviderSession
 log = logging.getLogger(__name__)
 STAGES = {"download": (0.0, 0.1), "inference": (0.1, 0.8), "workspace": (0.8, 0.9),
           "upload": (0.9, 1.0)}
-POLL_SECONDS = 0.5
+POLL_FIRST, POLL_MAX = 0.1, 1.0   # seconds between job polls: quick for small jobs, then calmer
 STATUS_CHECK_SECONDS = 2.0
 
 
@@ -61,8 +61,8 @@ class TicketJob:
         except TicketFailed as exc:
             outcome = self._fail(str(exc))
         except RETRYABLE as exc:
-            outcome = self._fail(f"A service needed for this ticket stayed unavailable for "
-                                 f"{self.settings.retry_budget:g} s ({exc}). Retry the ticket later.")
+            outcome = self._fail(f"Gave up after {self.settings.retry_budget:g} s of retries: {exc}. "
+                                 f"Retry the ticket later (dss retry {self.id}).")
         except Exception as exc:  # a bug must not kill the daemon, and the user must hear of it
             log.exception("unexpected error")
             outcome = self._fail(f"Internal error in the dispatcher ({type(exc).__name__}: {exc}). "
@@ -81,7 +81,8 @@ class TicketJob:
         files, attachments, summary = self._stage("workspace", lambda: self._build(workspace, layer, *result))
         self._stage("upload", lambda: self._upload(files, attachments, summary))
         self.dss.call("set_status", self.id, "success")
-        log.info("success: %s", summary)
+        steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.timings.items())
+        log.info("success (%s): %s", steps, summary, extra={"timings": dict(self.timings)})
 
     def _stage(self, name: str, work):
         if self.stopping.is_set():
@@ -165,7 +166,7 @@ class TicketJob:
         client = InferenceClient(self.spec.inference_url, self.spec.endpoint)
         try:
             return retry(lambda: self._run_job(client, image), self.settings.retry_budget,
-                         "inference", sleep=self._sleep)
+                         "inference", sleep=self._sleep, on_retry=self._inference_retry)
         except InferenceFailed as exc:
             raise TicketFailed(f"The image could not be processed: {exc}") from None
         finally:
@@ -176,24 +177,33 @@ class TicketJob:
         log.info("inference job %s", job)
         deadline = time.monotonic() + self.settings.inference_timeout
         last_check = time.monotonic()
+        pause, posted, posted_at = POLL_FIRST, None, 0.0
         try:
             while True:
                 state = client.poll(job, self.workdir / "inference")
                 if not isinstance(state, JobState):
                     return state, client.report(job)
-                self._progress("inference", state.progress)   # also renews the claim lease
+                if state.progress != posted or time.monotonic() - posted_at > STATUS_CHECK_SECONDS:
+                    self._progress("inference", state.progress)   # also renews the claim lease
+                    posted, posted_at = state.progress, time.monotonic()
                 if time.monotonic() > deadline:
                     raise TicketFailed(f"Inference took longer than "
                                        f"{self.settings.inference_timeout:g} s and was stopped.")
                 if time.monotonic() - last_check > STATUS_CHECK_SECONDS:
                     self._check_claimed()
                     last_check = time.monotonic()
-                self._sleep(POLL_SECONDS)
+                self._sleep(pause)
+                pause = min(POLL_MAX, pause * 1.5)
         except JobLost:
             raise
         except BaseException:
             client.cancel(job)
             raise
+
+    def _inference_retry(self) -> None:
+        """While the inference server is unavailable, a cancelled ticket stops the waiting."""
+        metrics.RETRIES.labels(self.spec.label, "inference").inc()
+        self._check_claimed()
 
     def _sleep(self, seconds: float) -> None:
         time.sleep(seconds)
