@@ -247,8 +247,10 @@ class JobManager:
         if not job.directory.exists():
             return
         for path in job.directory.iterdir():
-            if path.name.startswith("input") or path.name == "dicom":
-                imageio.remove_tree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            if path.name == "dicom":
+                imageio.remove_tree(path)
+            elif path.name.startswith("input"):
+                path.unlink(missing_ok=True)
 
     # -- retention ---------------------------------------------------------------------------
     def sweep(self, now: float | None = None) -> int:

@@ -118,6 +118,12 @@ def test_the_largest_of_several_series_is_chosen(tmp_path):
     assert inspect(tmp_path / "two.zip", tmp_path).size == (512, 512, 12)
 
 
+def test_a_zip_of_a_single_dicom_slice_is_422(tmp_path):
+    with zipfile.ZipFile(tmp_path / "slice.zip", "w") as archive:
+        archive.write(CT_SAMPLES / "lidc_chest_slice.dcm", "slice.dcm")
+    expect_refusal(422, "not a 3-D volume", inspect, tmp_path / "slice.zip", tmp_path)
+
+
 def test_unsupported_types_are_415(tmp_path):
     expect_refusal(415, "unsupported file type", imageio.input_format, "notes.txt")
     expect_refusal(415, "unsupported file type", imageio.input_format, "slice.dcm")
