@@ -7,13 +7,25 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def _env(name: str, default: str | None) -> str | None:
+def _env(name: str, default: str | None, parse: Callable[[str], Any] = str) -> Any:
+    """The variable's value parsed, or the default when unset or empty (compose passes "")."""
     value = os.environ.get(name)
-    return default if value in (None, "") else value
+    if value in (None, ""):
+        value = default
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a valid {parse.__name__.strip('_')}") from None
 
 
-def _optional_int(text: str | None) -> int | None:
-    return None if text is None else int(text)
+def _integer(text: str) -> int:
+    """Integers, also written as 1e9."""
+    number = float(text)
+    if not number.is_integer():
+        raise ValueError(text)
+    return int(number)
 
 
 @dataclass(frozen=True)
@@ -36,19 +48,27 @@ class Settings:
     # Tests inject a loader here; None means dss_inference.models.load_models.
     load_models: Callable[["Settings"], dict[str, Any]] | None = field(default=None, compare=False)
 
+    def __post_init__(self):
+        at_least = {"workers": 1, "queue_size": 0, "max_voxels": 1, "max_upload_bytes": 1,
+                    "max_zip_members": 1, "job_timeout": 1e-3, "result_retention": 0}
+        for name, minimum in at_least.items():
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise ValueError(f"setting {name} must be at least {minimum}, not {value}")
+
 
 def from_environment() -> Settings:
     return Settings(
-        port=int(_env("INFERENCE_PORT", "8081")),
-        output_dir=Path(_env("INFERENCE_OUTPUT_DIR", "var/inference")),
+        port=_env("INFERENCE_PORT", "8081", _integer),
+        output_dir=_env("INFERENCE_OUTPUT_DIR", "var/inference", Path),
         device=_env("INFERENCE_DEVICE", "auto").lower(),
-        workers=_optional_int(_env("INFERENCE_WORKERS", None)),
-        queue_size=int(_env("INFERENCE_QUEUE_SIZE", "8")),
-        job_timeout=float(_env("INFERENCE_JOB_TIMEOUT", "900")),
-        max_voxels=int(float(_env("INFERENCE_MAX_VOXELS", "1e9"))),
-        max_upload_bytes=int(float(_env("INFERENCE_MAX_UPLOAD_BYTES", str(4 * 1024**3)))),
-        max_zip_members=int(_env("INFERENCE_MAX_ZIP_MEMBERS", "10000")),
-        result_retention=float(_env("INFERENCE_RESULT_RETENTION", "3600")),
+        workers=_env("INFERENCE_WORKERS", None, _integer),
+        queue_size=_env("INFERENCE_QUEUE_SIZE", "8", _integer),
+        job_timeout=_env("INFERENCE_JOB_TIMEOUT", "900", float),
+        max_voxels=_env("INFERENCE_MAX_VOXELS", "1e9", _integer),
+        max_upload_bytes=_env("INFERENCE_MAX_UPLOAD_BYTES", str(4 * 1024**3), _integer),
+        max_zip_members=_env("INFERENCE_MAX_ZIP_MEMBERS", "10000", _integer),
+        result_retention=_env("INFERENCE_RESULT_RETENTION", "3600", float),
         lung_model_weights=_env("LUNG_MODEL_WEIGHTS", None),
         nodule_model_weights=_env("NODULE_MODEL_WEIGHTS", None),
     )

@@ -220,7 +220,8 @@ class JobManager:
         if labels.dtype not in (np.uint8, np.uint16) or labels.shape != volume.shape:
             raise TypeError(f"the model returned labels {labels.dtype} {labels.shape}, "
                             f"expected uint8/uint16 {volume.shape}")
-        report = json.loads(json.dumps(result.report))  # fails now, not at GET, if not JSON
+        # Round trip now, so a report that is not JSON fails the job rather than the GET.
+        report = json.loads(json.dumps(result.report, default=_plain_json))
         suffix = imageio.RESULT_FORMATS[job.result_format]
         job.result_path = imageio.write_labels(labels, volume,
                                                job.directory / f"{job.result_stem}{suffix}")
@@ -327,6 +328,13 @@ def _free_cuda_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
+
+
+def _plain_json(value):
+    """numpy scalars and arrays in a model's report, as plain JSON numbers and lists."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"a {type(value).__name__} in the model's report is not JSON")
 
 
 def _is_job_id(name: str) -> bool:

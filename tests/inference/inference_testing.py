@@ -43,8 +43,9 @@ class ThresholdModel:
         labels[volume.hu < -500] = 1
         labels[volume.hu > 300] = 2
         progress("threshold", 1.0)
-        return ModelResult(labels, {"counts": {"air": int((labels == 1).sum()),
-                                               "dense": int((labels == 2).sum())}})
+        # numpy integers, as real models tend to report them
+        return ModelResult(labels, {"counts": {"air": (labels == 1).sum(),
+                                               "dense": (labels == 2).sum()}})
 
 
 class GatedModel(ThresholdModel):

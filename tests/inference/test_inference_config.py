@@ -1,0 +1,67 @@
+"""Settings: read from the environment in config.py only, by literal names, with the
+defaults the README documents."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from dss_inference import config
+from helpers import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "inference-server" / "dss_inference"
+README_SECTION = REPO_ROOT / "docs" / "readme" / "inference-server.md"
+
+
+def environment_reads(path: Path) -> list[tuple[str, object]]:
+    """(how, name) of every environment access in a module; name is None when not literal."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+            found.append(("os." + node.attr, None))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_env":
+            first = node.args[0] if node.args else None
+            literal = first.value if isinstance(first, ast.Constant) else None
+            found.append(("_env", literal))
+    return found
+
+
+def test_only_config_reads_the_environment():
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "config.py":
+            assert environment_reads(path) == [], f"{path} reads the environment"
+
+
+def test_config_reads_literal_names_that_the_readme_documents():
+    reads = environment_reads(PACKAGE / "config.py")
+    names = [name for how, name in reads if how == "_env"]
+    assert None not in names
+    documented = set(re.findall(r"`([A-Z_]+)`", README_SECTION.read_text()))
+    assert set(names) <= documented, set(names) - documented
+
+
+def test_defaults_and_overrides(monkeypatch):
+    for name in ("INFERENCE_PORT", "INFERENCE_WORKERS", "INFERENCE_MAX_VOXELS", "INFERENCE_DEVICE"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = config.from_environment()
+    assert (defaults.port, defaults.workers, defaults.max_voxels, defaults.device) == \
+        (8081, None, 10**9, "auto")
+    monkeypatch.setenv("INFERENCE_MAX_VOXELS", "2.5e8")
+    monkeypatch.setenv("INFERENCE_WORKERS", "")  # compose passes an empty value: the default
+    monkeypatch.setenv("INFERENCE_DEVICE", "CPU")
+    settings = config.from_environment()
+    assert (settings.max_voxels, settings.workers, settings.device) == (250_000_000, None, "cpu")
+
+
+def test_a_malformed_value_names_its_variable(monkeypatch):
+    monkeypatch.setenv("INFERENCE_QUEUE_SIZE", "eight")
+    with pytest.raises(ValueError, match="^INFERENCE_QUEUE_SIZE='eight' is not a valid integer$"):
+        config.from_environment()
+
+
+def test_out_of_range_values_are_refused(monkeypatch):
+    monkeypatch.setenv("INFERENCE_WORKERS", "0")
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        config.from_environment()
