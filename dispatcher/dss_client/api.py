@@ -355,6 +355,9 @@ class DSSClient:
         form = {key: value for key, value in (("days", days), ("hours", hours)) if value is not None}
         return wire.parse_text(self._post(f"api/admin/tickets/purge/{scope}", **form))
 
-    def issue_token(self, email: str) -> str:
-        """A reusable provider token for `email` (project extension `POST /api/admin/tokens`)."""
-        return wire.parse_text(self._post("api/admin/tokens", email=email))
+    def issue_token(self, email: str, reusable: bool = True) -> str:
+        """A token for `email` (created if new): reusable (a provider's) or single-use (a login).
+
+        Project extension `POST /api/admin/tokens`.
+        """
+        return wire.parse_text(self._post("api/admin/tokens", email=email, reusable=int(reusable)))

@@ -286,7 +286,7 @@ def cmd_admin_purge(args, client: DSSClient) -> int:
 
 
 def cmd_admin_issue_token(args, client: DSSClient) -> int:
-    print(client.issue_token(args.email))
+    print(client.issue_token(args.email, reusable=not args.single_use))
     return 0
 
 
@@ -412,8 +412,10 @@ def _admin_verbs(verbs) -> None:
     age = purge.add_mutually_exclusive_group()
     age.add_argument("--days", type=float)
     age.add_argument("--hours", type=float)
-    _add(sub, "issue-token", cmd_admin_issue_token, "a reusable provider token for a user") \
-        .add_argument("email")
+    token = _add(sub, "issue-token", cmd_admin_issue_token,
+                 "a reusable (provider) token for a user, created if new")
+    token.add_argument("email")
+    token.add_argument("--single-use", action="store_true", help="a one-time login token instead")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,10 +15,14 @@ def run_dss(config: Path, *args: str, stdin: str = "", timeout: float = 120) -> 
                           timeout=timeout, env={**os.environ, "DSS_CONFIG": str(config)})
 
 
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    """The failure contract: exit code != 0, one line on stderr starting `dss:`, no traceback."""
+def one_line_error(result: subprocess.CompletedProcess, after_progress: bool = False) -> str:
+    """The failure contract: exit code != 0, one line on stderr starting `dss:`, no traceback.
+
+    after_progress: the command showed progress on stderr first; the error is its last line.
+    """
     assert result.returncode != 0, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dss: "), result.stderr
     assert "Traceback" not in result.stderr
-    return lines[0]
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("dss: ")]
+    assert errors == ([lines[-1]] if after_progress else lines) and len(errors) == 1, result.stderr
+    return errors[0]

@@ -1,0 +1,103 @@
+"""The `dss` command line end to end: real server, a provider thread completing the ticket."""
+import json
+import threading
+
+from clirun import one_line_error, run_dss
+from conftest import PROVIDER
+from dss_client import DSSClient
+from dss_client.workspace import Workspace
+
+
+def _complete_one_ticket(stack, work_dir, done: list):
+    """What a dispatcher does: claim (long poll), download, report, upload a result, succeed."""
+    with DSSClient(stack.url) as provider:
+        provider.login(stack.provider_token)
+        claim = provider.claim([stack.service_githash], PROVIDER, wait=60)
+        ticket_id = claim.ticket_id
+        inputs = provider.provider_download(ticket_id, work_dir / "in")
+        provider.set_progress(ticket_id, 0.0, 1.0, 0.5)
+        workspace = Workspace.load(next(p for p in inputs if p.suffix == ".itksnap"))
+        provider.log_message(ticket_id, "info", "Lungs: right 2.1 l, left 1.9 l")
+        for file in workspace.export(work_dir / "out", f"ticket_{ticket_id:08d}_results"):
+            provider.upload_result(ticket_id, file)
+        provider.set_status(ticket_id, "success")
+        done.append(ticket_id)
+
+
+def _drain(stack):
+    with DSSClient(stack.url) as provider:
+        provider.login(stack.provider_token)
+        while (claim := provider.claim([stack.service_githash], PROVIDER)) is not None:
+            provider.set_status(claim.ticket_id, "failed")
+
+
+def test_login_submit_wait_download_log_delete(stack, ct_image, tmp_path):
+    config = tmp_path / "dss.json"
+    login = run_dss(config, "login", stack.url, "--token", stack.new_token("cli@example.org"))
+    assert login.returncode == 0 and "cli@example.org" in login.stdout, login.stderr
+    services = run_dss(config, "services")
+    assert stack.service_name in services.stdout and stack.service_githash in services.stdout
+
+    _drain(stack)
+    done: list[int] = []
+    provider = threading.Thread(target=_complete_one_ticket, args=(stack, tmp_path / "provider", done))
+    provider.start()
+    submitted = run_dss(config, "submit", str(ct_image), "--service", stack.service_name,
+                        "--wait", "--download", str(tmp_path / "results"))
+    provider.join(60)
+    assert submitted.returncode == 0, submitted.stderr
+    ticket_id = int(submitted.stdout.splitlines()[0])
+    assert done == [ticket_id]
+    assert "Lungs: right 2.1 l" in submitted.stderr and "success" in submitted.stderr
+    paths = submitted.stdout.splitlines()[1:]
+    workspace = next(p for p in paths if p.endswith(f"ticket_{ticket_id:08d}_results.itksnap"))
+    assert Workspace.load(workspace).find_layer().path.exists()
+
+    again = run_dss(config, "download", str(ticket_id), str(tmp_path / "again"))
+    assert sorted(line.rsplit("/", 1)[1] for line in again.stdout.splitlines()) == \
+        sorted(p.rsplit("/", 1)[1] for p in paths)
+    log = run_dss(config, "log", str(ticket_id))
+    assert "Lungs: right 2.1 l, left 1.9 l" in log.stdout
+    tickets = json.loads(run_dss(config, "tickets", "--json").stdout)
+    assert {"id": ticket_id, "service": stack.service_name, "status": "success"} in tickets
+    assert "status=success" in run_dss(config, "status", str(ticket_id)).stdout
+    assert run_dss(config, "delete", str(ticket_id)).stdout.strip() == "deleted"
+    assert "400" in one_line_error(run_dss(config, "status", "99999999"))
+
+
+def test_wait_reports_a_failed_ticket_with_its_error(stack, ct_image, tmp_path):
+    config = tmp_path / "dss.json"
+    run_dss(config, "login", stack.url, stdin=stack.new_token("fails@example.org") + "\n")
+    _drain(stack)
+    ticket_id = int(run_dss(config, "submit", str(ct_image), "--service", stack.service_name).stdout)
+    with DSSClient(stack.url) as provider:
+        provider.login(stack.provider_token)
+        assert provider.claim([stack.service_githash], PROVIDER).ticket_id == ticket_id
+        provider.log_message(ticket_id, "error", "Inference server unreachable, try later")
+        provider.set_status(ticket_id, "failed")
+    line = one_line_error(run_dss(config, "wait", str(ticket_id)), after_progress=True)
+    assert f"ticket {ticket_id} ended failed: Inference server unreachable, try later" in line
+    assert run_dss(config, "retry", str(ticket_id)).stdout.strip() == "ready"
+    run_dss(config, "delete", str(ticket_id))
+
+
+def test_provider_and_admin_verbs(stack, tmp_path):
+    admin_config, provider_config = tmp_path / "admin.json", tmp_path / "provider.json"
+    admin_token = stack.new_token("admin@example.org")
+    assert run_dss(admin_config, "login", stack.url, "--token", admin_token).returncode == 0
+    providers = run_dss(admin_config, "admin", "providers", "--json")
+    assert PROVIDER in json.loads(providers.stdout)
+    users = run_dss(admin_config, "admin", "users", PROVIDER)
+    assert "robot@example.org" in users.stdout
+    token = run_dss(admin_config, "admin", "issue-token", "robot@example.org").stdout.strip()
+    assert len(token) == 48
+
+    assert run_dss(provider_config, "login", stack.url, "--token", token).returncode == 0
+    listed = run_dss(provider_config, "provider", "services")
+    assert stack.service_githash in listed.stdout
+    _drain(stack)
+    nothing = one_line_error(run_dss(provider_config, "provider", "claim", stack.service_githash,
+                                     "--provider", PROVIDER))
+    assert "no ticket ready" in nothing
+    refused = one_line_error(run_dss(provider_config, "admin", "providers"))
+    assert "401" in refused
