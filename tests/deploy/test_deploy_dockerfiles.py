@@ -95,7 +95,9 @@ def test_requirements_are_pinned_and_installed(name):
         line = line.split("#")[0].strip()
         if line:
             assert re.fullmatch(r"[A-Za-z0-9_.\[\],-]+==[\w.+-]+", line), f"{requirements}: {line!r} is not pinned"
-    assert any("-r /tmp/requirements.txt" in run for run in keyword_args(name, "RUN"))
+    runs = keyword_args(name, "RUN")
+    assert any("pip install -r /tmp/requirements.txt" in run for run in runs)
+    assert any("pip install --no-deps /app" in run for run in runs), "only the pinned dependencies"
 
 
 def test_web_server_image_has_git_migrates_and_serves_with_gunicorn_gthread():

@@ -11,7 +11,7 @@ from deploy_files import (COMPONENTS, COMPOSE_FILE, README, TEMPLATE_FILE, compo
 from helpers import REPO_ROOT
 
 # Set in the images for Python, pip and the shell; no component reads them.
-RUNTIME_VARS = {"PATH", "HOME", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONUNBUFFERED",
+RUNTIME_VARS = {"PATH", "HOME", "VIRTUAL_ENV", "PYTHONUNBUFFERED",
                 "PYTHONDONTWRITEBYTECODE", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK"}
 # Read by the libraries themselves, not by config.py.
 LIBRARY_VARS = {
