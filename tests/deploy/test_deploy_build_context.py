@@ -1,0 +1,50 @@
+"""Each component builds from its build context as Docker sends it (.dockerignore applied):
+`pip install --no-deps /app` in the Dockerfile makes a wheel of exactly these files."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from deploy_files import COMPONENTS, dockerignore_patterns, is_ignored
+
+# Files each image cannot run without (its entry points and data files).
+REQUIRED_IN_WHEEL = {
+    "web-server": ["dss_server/__init__.py", "dss_server/__main__.py", "dss_server/wsgi.py",
+                   "dss_server/config.py", "dss_server/migrations/env.py"],
+    "dispatcher": ["dss_dispatcher/__main__.py", "dss_dispatcher/config.py", "dss_client/__init__.py"],
+    "inference-server": ["dss_inference/__init__.py", "dss_inference/config.py"],
+}
+
+
+def docker_context_copy(name: str, destination):
+    """The files `docker build` would send for the component (what `COPY . /app` gets)."""
+    context = COMPONENTS[name].context
+    patterns = dockerignore_patterns(context)
+    for path in context.rglob("*"):
+        relative = path.relative_to(context).as_posix()
+        if path.is_file() and not is_ignored(relative, patterns):
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    return destination
+
+
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_package_builds_from_the_docker_context(name, tmp_path):
+    pytest.importorskip("setuptools", reason="setuptools builds the wheel offline here")
+    source = docker_context_copy(name, tmp_path / "context")
+    assert not list(source.rglob("__pycache__")) and not list(source.glob("*.egg-info"))
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                             "--no-index", "-q", "-w", str(tmp_path / "wheels"), str(source)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheels").glob("*.whl")
+    members = set(zipfile.ZipFile(wheel).namelist())
+    for required in REQUIRED_IN_WHEEL[name]:
+        if not (source / required).exists():
+            pytest.skip(f"{name}/{required} not written yet")
+        assert required in members, f"{required} is not in the image's installed package"
