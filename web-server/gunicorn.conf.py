@@ -17,10 +17,12 @@ wsgi_app = "dss_server.wsgi:app"
 def on_starting(server):
     """Embedded mode: migrate once before the workers start, print the URL and a login token."""
     from dss_server import db as database
+    from dss_server import logs
     from dss_server.cli import print_welcome_banner
     from dss_server.config import load_config
 
     config = load_config()
+    logs.configure(config.log_json)
     if config.embedded:
         database.migrate(database.make_engine(config.database_url))
         print_welcome_banner(config)

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from . import db as database
+from . import logs
 from .config import ConfigError, load_config
 from .errors import DSSError
 from .services import auth, bootstrap, providers, registry
@@ -16,6 +17,7 @@ def _sessions(config):
 
 def cmd_run(config, args) -> None:
     from . import create_app
+    logs.configure(config.log_json)
     app = create_app(config)
     if config.embedded:
         print_welcome_banner(config, app.extensions["dss_sessions"])

@@ -27,22 +27,22 @@ _ANY_LIVE = ("init", "ready", "claimed", "success", "failed", "timeout")
 
 TRANSITIONS: tuple[Transition, ...] = (
     _t(None, "create", "init", {OWNER}, "POST /api/tickets"),
-    _t("init", "ready", "ready", {OWNER, ADMIN}, "POST /api/tickets/<id>/status status=ready"),
+    _t("init", "ready", "ready", {OWNER, ADMIN}, "POST /api/tickets/{id}/status status=ready"),
     _t("ready", "claim", "claimed", {PROVIDER}, "POST /api/pro/services/claims (lowest id first)"),
-    _t("claimed", "success", "success", {PROVIDER}, "POST /api/pro/tickets/<id>/status status=success"),
-    _t("claimed", "failed", "failed", {PROVIDER}, "POST /api/pro/tickets/<id>/status status=failed"),
+    _t("claimed", "success", "success", {PROVIDER}, "POST /api/pro/tickets/{id}/status status=success"),
+    _t("claimed", "failed", "failed", {PROVIDER}, "POST /api/pro/tickets/{id}/status status=failed"),
     _t("success", "success", "success", {PROVIDER}, "repeated status: no-op, answers the status"),
     _t("failed", "failed", "failed", {PROVIDER}, "repeated status: no-op (ASHS fails twice)"),
     _t("claimed", "lease_expired", "ready", {SYSTEM},
        "no provider activity for DSS_CLAIM_LEASE s, attempts < DSS_MAX_ATTEMPTS"),
     _t("claimed", "lease_exhausted", "timeout", {SYSTEM},
        "no provider activity for DSS_CLAIM_LEASE s, no attempts left"),
-    _t("failed", "retry", "ready", {OWNER, ADMIN}, "GET /api/tickets/<id>/retry"),
-    _t("timeout", "retry", "ready", {OWNER, ADMIN}, "GET /api/tickets/<id>/retry"),
-    _t("success", "retry", "ready", {ADMIN}, "GET /api/tickets/<id>/retry (admin re-runs)"),
-    _t("claimed", "retry", "ready", {ADMIN}, "GET /api/tickets/<id>/retry (admin requeues)"),
+    _t("failed", "retry", "ready", {OWNER, ADMIN}, "GET /api/tickets/{id}/retry"),
+    _t("timeout", "retry", "ready", {OWNER, ADMIN}, "GET /api/tickets/{id}/retry"),
+    _t("success", "retry", "ready", {ADMIN}, "GET /api/tickets/{id}/retry (admin re-runs)"),
+    _t("claimed", "retry", "ready", {ADMIN}, "GET /api/tickets/{id}/retry (admin requeues)"),
     *(_t(state, "delete", "deleted", {OWNER, ADMIN},
-         "GET /api/tickets/<id>/delete or admin purge") for state in _ANY_LIVE),
+         "GET /api/tickets/{id}/delete or admin purge") for state in _ANY_LIVE),
 )
 
 _BY_KEY = {(t.state, t.event): t for t in TRANSITIONS}
