@@ -1,0 +1,112 @@
+"""The models the service runs: `load_models(settings)` -> {"lung_segmentation", "nodule_detection"}.
+
+Each model has `name`, `kind` ("classical" or "learned"), `device` (torch.device) and
+`run(volume, progress) -> ModelResult(labels, report)`. Without weight files the classical
+pipelines run; `settings.lung_model_weights` / `settings.nodule_model_weights` switch to the
+learned ones. `progress(stage, fraction)` is called between stages and may raise to cancel.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import lungs, networks, nodules, ops
+from .common import ModelLoadError, ModelResult, Progress, resolve_device, spacing_zyx
+
+__all__ = ["load_models", "LungSegmentation", "NoduleDetection", "ModelLoadError", "ModelResult"]
+
+
+def load_models(settings) -> dict[str, object]:
+    device = resolve_device(getattr(settings, "device", "auto"))
+    lung_model = LungSegmentation(device, getattr(settings, "lung_model_weights", None))
+    nodule_model = NoduleDetection(device, lung_model, getattr(settings, "nodule_model_weights", None))
+    return {lung_model.name: lung_model, nodule_model.name: nodule_model}
+
+
+def _as_tensor(volume, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(volume.hu, dtype=np.float32)).to(device)
+
+
+class LungSegmentation:
+    """Labels 1 = the patient's right lung, 2 = the left lung; report in millilitres."""
+
+    name = "lung_segmentation"
+
+    def __init__(self, device: torch.device, weights: str | None = None):
+        self.device = device
+        self.network, self.config = (None, {}) if not weights else \
+            networks.load_network(weights, "lung", device, "LUNG_MODEL_WEIGHTS")
+        self.kind = "learned" if self.network is not None else "classical"
+
+    def run(self, volume, progress: Progress) -> ModelResult:
+        progress("lungs: preprocess", 0.0)
+        hu = _as_tensor(volume, self.device)
+        if self.network is None:
+            return lungs.segment_lungs(hu, volume, progress)
+        return self._run_network(hu, volume, progress)
+
+    def _run_network(self, hu: torch.Tensor, volume, progress: Progress) -> ModelResult:
+        spacing = spacing_zyx(volume)
+        factors = ops.block_factors(spacing, float(self.config["spacing_mm"]))
+        work_spacing = tuple(s * f for s, f in zip(spacing, factors))
+        coarse = ops.downsample(hu, factors)
+        progress("lungs: network", 0.2)
+        probs = networks.sliding_window(self.network, networks.normalise(coarse),
+                                        int(self.config["patch"]), float(self.config["overlap"]))
+        progress("lungs: postprocess", 0.8)
+        foreground = (probs.argmax(dim=0) > 0).cpu().numpy()
+        pieces = lungs.lung_pieces(foreground, coarse.cpu().numpy(), work_spacing)
+        coarse_labels = torch.from_numpy(lungs.assign_sides(pieces, volume, factors))
+        labels = ops.upsample_labels(coarse_labels, factors, hu.shape).numpy() if pieces else \
+            np.zeros(hu.shape, dtype=np.uint8)
+        return ModelResult(labels=labels.astype(np.uint8), report=lungs.volume_report(labels, volume))
+
+
+class NoduleDetection:
+    """Labels 1..n, one per nodule in report order (best first); report in world mm."""
+
+    name = "nodule_detection"
+
+    def __init__(self, device: torch.device, lung_model: LungSegmentation, weights: str | None = None):
+        self.device, self.lung_model = device, lung_model
+        self.network, self.config = (None, {}) if not weights else \
+            networks.load_network(weights, "nodule", device, "NODULE_MODEL_WEIGHTS")
+        self.kind = "learned" if self.network is not None else "classical"
+
+    def run(self, volume, progress: Progress) -> ModelResult:
+        lung_result = self.lung_model.run(volume, lambda stage, f: progress(stage, 0.5 * f))
+        hu = _as_tensor(volume, self.device)
+        result = nodules.detect_nodules(hu, lung_result.labels, volume, progress)
+        if self.network is not None and result.report["nodules"]:
+            progress("nodules: classifier", 0.9)
+            result = self._rescore(hu, volume, result)
+        return result
+
+    def _rescore(self, hu: torch.Tensor, volume, result: ModelResult) -> ModelResult:
+        """Score each classical candidate by the network's probability and reorder labels."""
+        patches = torch.stack([self._patch(hu, volume, nodule["center_mm"]) for nodule in result.report["nodules"]])
+        with torch.inference_mode():
+            probability = torch.sigmoid(self.network(patches[:, None]).float().reshape(-1)).cpu().numpy()
+        found = sorted(zip(probability, result.report["nodules"]), key=lambda item: -item[0])
+        relabel = np.zeros(len(found) + 1, dtype=np.uint16)
+        report = []
+        for new_label, (score, nodule) in enumerate(found, 1):
+            relabel[nodule["label"]] = new_label
+            report.append({**nodule, "score": round(float(score), 4), "label": new_label})
+        return ModelResult(labels=relabel[result.labels], report={"nodules": report})
+
+    def _patch(self, hu: torch.Tensor, volume, center_mm) -> torch.Tensor:
+        """A cube of `patch` voxels of `spacing_mm` around a world point, trilinear; beyond
+        the image the edge values repeat."""
+        size, step = int(self.config["patch"]), float(self.config["spacing_mm"])
+        offsets = (torch.arange(size, dtype=torch.float64) - (size - 1) / 2) * step
+        grid_mm = torch.stack(torch.meshgrid(offsets, offsets, offsets, indexing="ij"), dim=-1)  # z,y,x
+        matrix = np.asarray(volume.direction, dtype=np.float64).reshape(3, 3) * np.asarray(volume.spacing)
+        to_index = torch.from_numpy(np.linalg.inv(matrix))
+        world = torch.tensor(center_mm, dtype=torch.float64) + grid_mm.flip(-1)  # x,y,z offsets
+        index = (world - torch.tensor(volume.origin, dtype=torch.float64)) @ to_index.T  # i,j,k
+        shape = torch.tensor(hu.shape[::-1], dtype=torch.float64)
+        normalised = (2 * index / (shape - 1).clamp_min(1) - 1).float().to(hu.device)
+        sample = torch.nn.functional.grid_sample(networks.normalise(hu)[None, None], normalised[None],
+                                                 mode="bilinear", padding_mode="border", align_corners=True)
+        return sample[0, 0]

@@ -37,18 +37,21 @@ def segment_lungs(hu: torch.Tensor, volume, progress: Progress) -> ModelResult:
     airway = _airways(coarse, candidates, work_spacing, superior_is_high_index(volume))
     candidates &= ~ops.dilate(airway, (1, 1, 1)).cpu().numpy()
     progress("lungs: components", 0.3)
-    pieces = _lung_pieces(candidates, coarse.cpu().numpy(), work_spacing)
-    coarse_labels = _assign_sides(pieces, volume, factors, work_spacing)
+    pieces = lung_pieces(candidates, coarse.cpu().numpy(), work_spacing)
+    coarse_labels = assign_sides(pieces, volume, factors)
     progress("lungs: filling", 0.5)
-    coarse_labels = _fill(torch.from_numpy(coarse_labels).to(hu.device), work_spacing, airway)
+    coarse_labels = torch.from_numpy(coarse_labels).to(hu.device)
+    filled = _fill(coarse_labels, work_spacing, airway)
     progress("lungs: refining", 0.7)
-    labels = _refine(hu, coarse_labels, factors)
+    labels = _refine(hu, filled, factors)
     labels_np = labels.cpu().numpy().astype(np.uint8)
-    counts = np.bincount(labels_np.ravel(), minlength=3)
+    return ModelResult(labels=labels_np, report=volume_report(labels_np, volume))
+
+
+def volume_report(labels: np.ndarray, volume) -> dict:
+    counts = np.bincount(labels.ravel(), minlength=3)
     ml = voxel_volume_ml(volume)
-    report = {"lungs": {"right_ml": round(float(counts[1]) * ml, 1),
-                        "left_ml": round(float(counts[2]) * ml, 1)}}
-    return ModelResult(labels=labels_np, report=report)
+    return {"lungs": {"right_ml": round(float(counts[1]) * ml, 1), "left_ml": round(float(counts[2]) * ml, 1)}}
 
 
 def _air_inside_body(coarse: torch.Tensor) -> np.ndarray:
@@ -80,7 +83,7 @@ def _airways(coarse: torch.Tensor, candidates: np.ndarray, spacing, superior_hig
     return torch.from_numpy(airway).to(coarse.device)
 
 
-def _lung_pieces(candidates: np.ndarray, coarse: np.ndarray, spacing) -> list[np.ndarray]:
+def lung_pieces(candidates: np.ndarray, coarse: np.ndarray, spacing) -> list[np.ndarray]:
     """Components large enough and with lung-like density, largest first."""
     labels, sizes = ops.connected_components(candidates)
     ml_per_voxel = float(np.prod(spacing)) / 1000.0
@@ -96,13 +99,13 @@ def _lung_pieces(candidates: np.ndarray, coarse: np.ndarray, spacing) -> list[np
     return pieces
 
 
-def _assign_sides(pieces, volume, factors, spacing) -> np.ndarray:
+def assign_sides(pieces, volume, factors) -> np.ndarray:
     """1 = patient's right (smaller physical x in LPS), 2 = left, decided in world coordinates."""
     labels = np.zeros(pieces[0].shape if pieces else (0, 0, 0), dtype=np.uint8)
     if not pieces:
         return labels
     if len(pieces) == 1 or pieces[1].sum() < 0.15 * pieces[0].sum():
-        split = _split_touching(pieces[0], spacing)
+        split = _split_touching(pieces[0])
         if split is not None:
             pieces = list(split) + pieces[1:]
     centres_x = [_world_x(volume, piece, factors) for piece in pieces]
@@ -125,7 +128,7 @@ def _body_midline_x(volume, factors, shape) -> float:
     return float(voxel_to_world(volume, (centre + 0.5) * np.array(factors) - 0.5)[0])
 
 
-def _split_touching(mask: np.ndarray, spacing):
+def _split_touching(mask: np.ndarray):
     """Two lungs joined at the front or back: erode until two large parts appear, then grow
     them back inside the mask. None when the mask does not split (a single lung)."""
     device_mask = torch.from_numpy(mask)

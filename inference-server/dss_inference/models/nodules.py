@@ -26,12 +26,17 @@ from .common import ModelResult, Progress, spacing_zyx, voxel_to_world
 DIAMETERS_MM = (3.5, 5.0, 7.0, 10.0, 14.0, 20.0, 28.0)
 BASE_SPACING_MM = 1.25
 MASK_MARGIN_MM = 0.0
+MIN_DIAMETER_VOXELS = 1.5
+MIN_VOXELS = 4
+MIN_DIAMETER_MM = 3.0
+LIMIT_RADII = 2.0
 CLIP_HU = (-1000.0, 200.0)
 MIN_RESPONSE = 120.0       # -sigma^2 LoG in HU; a solid nodule in lung gives several hundred
 MIN_BLOBNESS = 0.2
 CANDIDATES_PER_SCALE = 200
 MAX_NODULES = 10
-MIN_SCORE = 0.25
+MAX_CANDIDATES = 150
+MIN_SCORE = 0.15
 
 
 @dataclass
@@ -49,25 +54,48 @@ def detect_nodules(hu: torch.Tensor, lung_labels: np.ndarray, volume, progress: 
     if not lung_labels.any():
         return ModelResult(labels=labels, report={"nodules": []})
     crop = _lung_box(lung_labels, spacing)
+    lungs = torch.from_numpy(lung_labels[crop] > 0).to(hu.device)
+    lungs = ops.dilate(lungs, ops.radius_in_voxels(MASK_MARGIN_MM, spacing))
+    image = hu[crop].clamp(*CLIP_HU)
+    background = float(image[lungs].median())
+    image = torch.where(lungs, image, torch.full_like(image, background))
+    progress("nodules: blob response", 0.55)
     factors = ops.block_factors(spacing, BASE_SPACING_MM)
     base_spacing = tuple(s * f for s, f in zip(spacing, factors))
-    mask = torch.from_numpy(lung_labels[crop] > 0).to(hu.device)
-    mask = ops.downsample(mask.float(), factors) > 0.25
-    mask = ops.dilate(mask, ops.radius_in_voxels(MASK_MARGIN_MM, base_spacing))
-    image = ops.downsample(hu[crop].clamp(*CLIP_HU), factors)
-    background = float(image[mask].median()) if mask.any() else -850.0
-    image = torch.where(mask, image, torch.full_like(image, background))
-    progress("nodules: blob response", 0.55)
-    offset = np.array([s.start for s in crop], dtype=np.float64)
+    coarse_image = ops.downsample(image, factors)
+    coarse_lungs = ops.downsample(lungs.float(), factors) > 0.5
     candidates = []
     for diameter in DIAMETERS_MM:
-        for found in _scale_candidates(image, mask, base_spacing, diameter):
-            found.index = (found.index + 0.5) * np.array(factors) - 0.5 + offset
+        if diameter < MIN_DIAMETER_VOXELS * max(spacing):
+            continue  # finer than the image can show
+        for found in _scale_candidates(coarse_image, coarse_lungs, base_spacing, diameter):
+            found.index = (found.index + 0.5) * np.array(factors) - 0.5
             candidates.append(found)
     progress("nodules: candidates", 0.8)
     kept = _suppress(candidates, spacing)
-    nodules = _measure(hu, lung_labels, kept, background, spacing, volume, labels)
+    crop_labels = labels[crop]
+    offset = np.array([s.start for s in crop], dtype=np.float64)
+    nodules = _measure(image.cpu().numpy(), kept, background, spacing, crop_labels)
+    for nodule in nodules:
+        nodule["center_mm"] = _world(volume, nodule["center_mm"] + offset)
+        nodule["bbox_mm"] = [_world(volume, corner) for corner in _world_box(volume, nodule["bbox_mm"] + offset)]
     return ModelResult(labels=labels, report={"nodules": nodules})
+
+
+def _world(volume, index) -> list[float]:
+    return [round(float(v), 2) for v in voxel_to_world(volume, np.asarray(index, dtype=np.float64))]
+
+
+def _world_box(volume, corners: np.ndarray) -> list[np.ndarray]:
+    """The world-axis-aligned box of an index box (its two corners given as rows): with a
+    flipped direction the low index corner is not the low world corner."""
+    grid = np.array([[corners[i, 0], corners[j, 1], corners[k, 2]]
+                     for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    world = voxel_to_world(volume, grid)
+    low, high = world.min(axis=0), world.max(axis=0)
+    to_index = np.linalg.inv(np.asarray(volume.direction, dtype=np.float64).reshape(3, 3)
+                             * np.asarray(volume.spacing, dtype=np.float64))
+    return [((point - np.asarray(volume.origin)) @ to_index.T)[::-1] for point in (low, high)]
 
 
 def _lung_box(lung_labels: np.ndarray, spacing) -> tuple[slice, ...]:
@@ -145,42 +173,38 @@ def _suppress(candidates: list[Candidate], spacing) -> list[Candidate]:
         if all(np.linalg.norm((candidate.index - other.index) * scale) > max(candidate.radius_mm, other.radius_mm)
                for other in kept):
             kept.append(candidate)
-        if len(kept) >= 4 * MAX_NODULES:
+        if len(kept) >= MAX_CANDIDATES:
             break
     return kept
 
 
-def _measure(hu, lung_labels, candidates, background, spacing, volume, labels) -> list[dict]:
-    """Grow each candidate on the input grid, paint it, and describe it in world mm."""
-    hu_np = hu.cpu().numpy() if hu.device.type != "cpu" else hu.numpy()
+def _measure(image: np.ndarray, candidates, background, spacing, labels: np.ndarray) -> list[dict]:
+    """Grow each candidate on the input grid (crop), paint the best into `labels`, and describe
+    them in index units of the crop (the caller turns them into world mm)."""
     measured = []
     for candidate in candidates:
-        region, box = _grow(hu_np, candidate, background, spacing)
+        region, box, outside = _grow(image, candidate, background, spacing)
         if region is None:
             continue
-        count = int(region.sum())
-        if count == 0:
-            continue
-        volume_mm3 = count * float(np.prod(spacing))
+        volume_mm3 = float(region.sum()) * float(np.prod(spacing))
         diameter = (6.0 * volume_mm3 / math.pi) ** (1.0 / 3.0)
-        score = _score(candidate, region, diameter)
-        if score < MIN_SCORE:
-            continue
-        measured.append((score, candidate, region, box, volume_mm3, diameter))
+        if region.sum() < MIN_VOXELS or diameter < MIN_DIAMETER_MM:
+            continue  # a noise speck or a vessel seen end-on, not a nodule
+        score = _score(candidate, diameter, outside)
+        if score >= MIN_SCORE:
+            measured.append((score, region, box, volume_mm3, diameter))
     measured.sort(key=lambda item: item[0], reverse=True)
     report = []
-    for label, (score, candidate, region, box, volume_mm3, diameter) in enumerate(measured[:MAX_NODULES], 1):
+    for label, (score, region, box, volume_mm3, diameter) in enumerate(measured[:MAX_NODULES], 1):
         painted = labels[box]
         painted[region & (painted == 0)] = label
         voxels = np.argwhere(region) + np.array([s.start for s in box])
-        corners = voxel_to_world(volume, np.array([voxels.min(axis=0) - 0.5, voxels.max(axis=0) + 0.5]))
         report.append({
-            "center_mm": [round(float(v), 2) for v in voxel_to_world(volume, voxels.mean(axis=0))],
+            "center_mm": voxels.mean(axis=0),
             "diameter_mm": round(diameter, 2),
             "volume_mm3": round(volume_mm3, 1),
             "score": round(score, 4),
-            "bbox_mm": [[round(float(v), 2) for v in corners.min(axis=0)],
-                        [round(float(v), 2) for v in corners.max(axis=0)]],
+            "bbox_mm": np.array([voxels.min(axis=0) - 0.5, voxels.max(axis=0) + 0.5]),
             "label": label,
         })
     return report
@@ -213,10 +237,12 @@ def _grow(image, candidate, background, spacing):
     return region, box, outside
 
 
-def _score(candidate: Candidate, region: np.ndarray, diameter: float) -> float:
-    """0..1: blob strength times blobness, lowered when the grown region is much larger or
-    smaller than the blob scale suggests (a vessel running through, or noise)."""
+def _score(candidate: Candidate, diameter: float, outside: float) -> float:
+    """0..1: blob strength times blobness, lowered when the grown region reaches far beyond
+    the blob (a vessel running through) or disagrees with the blob scale."""
     strength = 1.0 - math.exp(-candidate.response / 400.0)
     size_ratio = diameter / (2.0 * candidate.radius_mm)
     size_agreement = math.exp(-(math.log(max(size_ratio, 1e-3)) ** 2) / (2 * 0.5**2))
-    return strength * math.sqrt(candidate.blobness) * size_agreement
+    compactness = max(0.0, 1.0 - 2.0 * outside)
+    size_certainty = 1.0 - math.exp(-diameter / 6.0)  # the smallest blobs are mostly vessels
+    return strength * candidate.blobness * size_agreement * compactness * size_certainty
