@@ -104,13 +104,17 @@ class JobManager:
             job.cancel_requested.set()
 
     # -- requests ----------------------------------------------------------------------------
-    def new_job_directory(self, model: str) -> tuple[str, Path]:
-        """A fresh job id and its directory; refuses early when the queue is full."""
+    def check_capacity(self, model: str) -> None:
+        """QueueFull (counted as a rejected job) when no job can wait now."""
         try:
             self._check_capacity()
         except QueueFull:
             self.metrics.jobs.labels(model, "rejected").inc()
             raise
+
+    def new_job_directory(self, model: str) -> tuple[str, Path]:
+        """A fresh job id and its directory; refuses early when the queue is full."""
+        self.check_capacity(model)
         job_id = uuid.uuid4().hex
         directory = self.output_dir / job_id
         directory.mkdir(parents=True)

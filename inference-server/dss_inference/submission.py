@@ -14,6 +14,12 @@ from .registry import ModelRegistry
 MODELS_LOADING_RETRY_AFTER = 5
 
 
+def check_accepting(manager: JobManager, registry: ModelRegistry, model: str) -> None:
+    """Refuse before the upload is read: unknown model, models loading, queue full."""
+    _check_model(registry, model)
+    manager.check_capacity(model)
+
+
 def submit_upload(manager: JobManager, registry: ModelRegistry, model: str,
                   upload: FileStorage | None, result_format: str | None) -> Job:
     _check_model(registry, model)

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, request, send_file
 from .. import imageio
 from ..errors import ApiError, error_response
 from ..runtime import current_runtime
-from ..submission import submit_upload
+from ..submission import check_accepting, submit_upload
 
 bp = Blueprint("inference", __name__)
 
@@ -14,6 +14,7 @@ bp = Blueprint("inference", __name__)
 @bp.post("/<model>/inference")
 def submit(model: str):
     runtime = current_runtime()
+    check_accepting(runtime.jobs, runtime.registry, model)  # before the upload is read
     job = submit_upload(runtime.jobs, runtime.registry, model, request.files.get("itk_image"),
                         request.args.get("format") or request.form.get("format"))
     return jsonify({"Endpoint": f"/{model}/inference/{job.id}"})
