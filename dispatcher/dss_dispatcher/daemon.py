@@ -23,6 +23,7 @@ from .worker import TicketJob
 log = logging.getLogger(__name__)
 GITHASH = re.compile(r"^[0-9a-f]{40}$")
 SUPERVISE_SECONDS = 1.0
+IDLE_DRAIN_SECONDS = 2.0
 
 
 def resolve_githashes(session: ProviderSession, spec: ServiceSpec) -> list[str]:
@@ -116,12 +117,13 @@ class Supervisor:
         self._drain()
 
     def _drain(self) -> None:
-        """Let each worker finish its current stage; a long-polling claim is not waited for
-        beyond its poll time."""
-        deadline = time.monotonic() + self.settings.claim_wait + 10
+        """Wait for the workers busy with a ticket (each stops after its current stage); idle
+        ones in a long-polling claim get a moment, then the process exits without them (a
+        ticket claimed in that moment comes back through its claim lease)."""
+        idle_deadline = time.monotonic() + IDLE_DRAIN_SECONDS
         for worker in self.workers:
-            while worker.thread.is_alive() and (worker.busy_with or time.monotonic() < deadline):
-                worker.thread.join(0.2)
+            while worker.thread.is_alive() and (worker.busy_with or time.monotonic() < idle_deadline):
+                worker.thread.join(0.1)
         log.info("dispatcher stopped")
 
     def stop(self) -> None:

@@ -1,0 +1,67 @@
+"""`make up` (dss_dispatcher.devstack) in a scratch folder on free ports: it bootstraps, starts
+the three processes, prints what the user needs, stops on Ctrl-C, and a second run reuses
+everything."""
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from dss_client import DSSClient
+from helpers import PYTHON, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _run_until_up(cwd, env) -> tuple[str, subprocess.Popen]:
+    process = subprocess.Popen([PYTHON, "-m", "dss_dispatcher.devstack"], cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, deadline = [], time.monotonic() + 180
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("Ctrl-C stops everything") or time.monotonic() > deadline:
+            break
+    return "".join(lines), process
+
+
+def _stop(process) -> str:
+    process.send_signal(signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, rest
+    return rest
+
+
+def test_make_up_bootstraps_and_is_idempotent(tmp_path):
+    pytest.importorskip("dss_server.cli", reason="the web server package is not installed")
+    import os
+    ports = {"PORT": free_port(), "INFERENCE_PORT": free_port(), "DSS_METRICS_PORT": free_port()}
+    env = {**{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DSS_DATASTORE")},
+           **{k: str(v) for k, v in ports.items()}}
+    first, process = _run_until_up(tmp_path, env)
+    try:
+        assert "The DSS stack is up." in first, first
+        token = re.search(r"Admin login token .*: ([0-9a-f]{48})", first).group(1)
+        assert f"dss login http://127.0.0.1:{ports['PORT']} --token {token}" in first
+        assert "dss demo" in first
+        client = DSSClient(f"http://127.0.0.1:{ports['PORT']}")
+        assert client.login(token) == "admin@localhost"
+        names = sorted(s.name for s in client.services())
+        assert names == ["LungNoduleDetection", "LungSegmentation"]
+    finally:
+        _stop(process)
+    githashes = re.search(r"services +(.*)", first).group(1)
+
+    second, process = _run_until_up(tmp_path, env)
+    try:
+        assert "The DSS stack is up." in second, second
+        assert re.search(r"services +(.*)", second).group(1) == githashes   # same githashes
+        token = re.search(r"Admin login token .*: ([0-9a-f]{48})", second).group(1)
+        client = DSSClient(f"http://127.0.0.1:{ports['PORT']}")
+        client.login(token)
+        assert len(client.services()) == 2
+    finally:
+        _stop(process)
+    assert (tmp_path / "var" / "dispatcher" / "provider_token").stat().st_mode & 0o077 == 0
