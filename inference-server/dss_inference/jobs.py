@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # Share of the overall progress taken by reading before, and writing after, the model.
 READ_SHARE, WRITE_SHARE = 0.05, 0.05
 FINISHED = ("done", "failed", "cancelled")
+# A new job's directory exists for a moment before its job is registered: spare it.
+ORPHAN_MIN_AGE = 600.0
 
 
 class QueueFull(Exception):
@@ -166,6 +168,8 @@ class JobManager:
                     return
                 job = self._waiting.popleft()
                 job.status, job.stage = "running", "starting"
+            self.metrics.stage_seconds.labels(job.model, "queued").observe(
+                time.time() - job.submitted_at)
             self.metrics.running.inc()
             try:
                 self._run(job, self.registry.device_for_worker(index))
@@ -267,6 +271,7 @@ class JobManager:
         for job in expired:
             self._jobs.pop(job.id, None)
             imageio.remove_tree(job.directory)
+        self._remove_stale_directories(now)
         return len(expired)
 
     def _sweep_forever(self) -> None:
@@ -275,11 +280,14 @@ class JobManager:
             time.sleep(interval)
             self.sweep()
 
-    def _remove_stale_directories(self) -> None:
-        """Job directories a previous process left behind, once past the retention time."""
-        cutoff = time.time() - self.settings.result_retention
+    def _remove_stale_directories(self, now: float | None = None) -> None:
+        """Job directories no job of this process owns (a previous process left them), once
+        past the retention time, and never younger than an upload takes to be checked."""
+        age = max(self.settings.result_retention, ORPHAN_MIN_AGE)
+        cutoff = (time.time() if now is None else now) - age
         for path in self.output_dir.iterdir():
-            if path.is_dir() and _is_job_id(path.name) and path.stat().st_mtime < cutoff:
+            if _is_job_id(path.name) and path.name not in self._jobs and path.is_dir() \
+                    and path.stat().st_mtime < cutoff:
                 imageio.remove_tree(path)
 
 

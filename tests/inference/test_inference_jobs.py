@@ -1,6 +1,7 @@
 """The job pool over real HTTP on loopback: queue limits, cancellation, time limits, retention."""
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -115,6 +116,17 @@ def test_finished_jobs_are_removed_after_the_retention_time(live_server, image, 
         time.sleep(0.1)
     assert requests.get(endpoint, timeout=10).status_code == 404
     assert job_dirs(tmp_path / "output") == []
+
+
+def test_directories_left_by_an_earlier_process_are_removed_after_the_retention_time(
+        make_app, tmp_path):
+    output = tmp_path / "output"
+    old, recent, other = output / ("a" * 32), output / ("b" * 32), output / "keep-me"
+    for path in (old, recent, other):
+        path.mkdir(parents=True)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    make_app(result_retention=0)
+    assert job_dirs(output) == sorted([recent.name, other.name])
 
 
 def test_job_files_stay_inside_the_output_directory(live_server, image, tmp_path):
