@@ -2,6 +2,7 @@
 candidates, their weight loading (TorchScript or state dict) and sliding-window inference."""
 from __future__ import annotations
 
+import pickle
 import zipfile
 from contextlib import nullcontext
 from pathlib import Path
@@ -32,17 +33,22 @@ class UNet3D(nn.Module):
         super().__init__()
         widths = [channels * 2**level for level in range(depth)]
         self.encoders = nn.ModuleList(_block(1 if i == 0 else widths[i - 1], w) for i, w in enumerate(widths))
-        self.decoders = nn.ModuleList(_block(widths[i] + widths[i + 1], widths[i]) for i in range(depth - 1))
+        # decoders[0] is the deepest, so that forward() iterates them in order (TorchScript)
+        self.decoders = nn.ModuleList(_block(widths[i] + widths[i + 1], widths[i])
+                                      for i in reversed(range(depth - 1)))
         self.head = nn.Conv3d(widths[0], classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
+        skips: list[torch.Tensor] = []
         for level, encoder in enumerate(self.encoders):
-            x = encoder(x if level == 0 else F.max_pool3d(x, 2))
+            if level > 0:
+                x = F.max_pool3d(x, 2)
+            x = encoder(x)
             skips.append(x)
-        for level in reversed(range(len(self.decoders))):
-            x = F.interpolate(x, size=skips[level].shape[2:], mode="trilinear", align_corners=False)
-            x = self.decoders[level](torch.cat([skips[level], x], dim=1))
+        for step, decoder in enumerate(self.decoders):
+            skip = skips[-2 - step]
+            x = F.interpolate(x, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            x = decoder(torch.cat([skip, x], dim=1))
         return self.head(x)
 
 
@@ -96,6 +102,9 @@ def load_network(path: str, kind: str, device: torch.device, setting: str) -> tu
             module, config = _load_state_dict(file, build, defaults, device)
     except ModelLoadError:
         raise
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(f"{setting}={path}: holds Python objects besides tensors; only weights "
+                             "are loaded (torch.load weights_only=True)") from exc
     except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError, EOFError) as exc:
         reason = f"missing keys {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
         raise ModelLoadError(f"{setting}={path}: not usable as the {kind} model ({reason})") from exc
