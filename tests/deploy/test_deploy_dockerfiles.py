@@ -103,7 +103,7 @@ def test_requirements_are_pinned_and_installed(name):
 def test_web_server_image_has_git_migrates_and_serves_with_gunicorn_gthread():
     assert "git" in " ".join(keyword_args("web-server", "RUN")).split()
     command = " ".join(_command("web-server"))
-    assert command.startswith("python -m dss_server migrate && ")
+    assert command.startswith("env -u PROMETHEUS_MULTIPROC_DIR python -m dss_server migrate && ")
     assert command.endswith(" && exec gunicorn -c gunicorn.conf.py dss_server.wsgi:app")
     env = _env("web-server")
     assert env["DSS_DATASTORE"] == "/app/datastore" and env["PORT"] == "8080"

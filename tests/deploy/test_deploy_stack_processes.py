@@ -1,0 +1,155 @@
+"""The compose stack without containers: each service's command from its Dockerfile, run from its
+Docker build context with the environment compose gives it (image ENV, then compose's values
+with .env.example substituted), on the real PostgreSQL prepared by db/initdb. Only what a
+container changes is mapped: host names to 127.0.0.1, fixed ports to free ones, volume paths to
+temporary folders. Shows that the settings the deployment writes work in the real programs."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from contextlib import closing
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+from sqlalchemy.engine import make_url
+
+from deploy_files import (COMPOSE_FILE, ENV_EXAMPLE, INTERPOLATION, env_assignments, load_yaml,
+                          parse_dockerfile)
+from helpers import REPO_ROOT, ServerProcess, free_port
+from test_deploy_build_context import docker_context_copy
+
+pytestmark = pytest.mark.slow
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def env_example_values() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line.strip())
+        if match:
+            values[match.group(1)] = match.group(2)
+    return values
+
+
+def _interpolate(value: str, dotenv: dict[str, str]) -> str:
+    def replace(match: re.Match) -> str:
+        name, operator = match.group(1), match.group(2)
+        default = match.group(0)[len(name) + 2 + len(operator or ""):-1]
+        if dotenv.get(name):
+            return dotenv[name]
+        assert operator != ":?", f"{name} is required by compose but .env.example leaves it empty"
+        return default if operator == ":-" else ""
+    return INTERPOLATION.sub(replace, value)
+
+
+def service_environment(name: str, dotenv: dict[str, str], mapping: dict[str, str]) -> dict[str, str]:
+    """Image ENV, then compose's environment; `mapping` replaces container hosts, ports, paths."""
+    env = {}
+    for instruction in parse_dockerfile((REPO_ROOT / name / "Dockerfile").read_text()):
+        if instruction.keyword == "ENV":
+            env.update(env_assignments(instruction.args))
+    for key, value in (load_yaml(COMPOSE_FILE)["services"][name].get("environment") or {}).items():
+        if value is None:
+            if dotenv.get(key):
+                env[key] = dotenv[key]
+        else:
+            env[key] = _interpolate(str(value), dotenv)
+    for key, value in env.items():
+        for container_value, local_value in mapping.items():
+            value = value.replace(container_value, local_value)
+        env[key] = value
+    env["PATH"] = VENV_BIN + os.pathsep + os.environ["PATH"]  # the image's python and gunicorn
+    env["HOME"] = mapping["/app"]
+    return env
+
+
+def image_command(name: str) -> list[str]:
+    cmd = [i for i in parse_dockerfile((REPO_ROOT / name / "Dockerfile").read_text()) if i.keyword == "CMD"][-1]
+    return cmd.json_args()
+
+
+@pytest.fixture(scope="module")
+def stack(pg_server_url, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stack")
+    url = make_url(pg_server_url)
+    suffix = uuid.uuid4().hex[:10]
+    dotenv = {**env_example_values(), "ITK_SNAP_SERVER_DATABASE_NAME": f"dss_stack_{suffix}",
+              "ITK_SNAP_SERVER_DATABASE_USERNAME": f"dss_stack_owner_{suffix}"}
+    web_port, inference_port, metrics_port = free_port(), free_port(), free_port()
+    mapping = {"http://web-server:8080": f"http://127.0.0.1:{web_port}",
+               "http://inference-server:8080": f"http://127.0.0.1:{inference_port}",
+               "/app/datastore": str(tmp / "datastore"), "/datastore": str(tmp / "datastore"),
+               "/wmlce/data/output": str(tmp / "inference-output"), "/app/var": str(tmp / "var"),
+               "/tmp/dss-metrics": str(tmp / "web-metrics"), "/app": str(tmp)}
+    servers = []
+    try:
+        init = subprocess.run(["bash", str(REPO_ROOT / "db" / "initdb" / "10-dss-database.sh")],
+                              env={**os.environ, **dotenv, "PGHOST": url.host, "PGPORT": str(url.port or 5432),
+                                   "POSTGRES_USER": url.username or "postgres", "POSTGRES_DB": "postgres"},
+                              capture_output=True, text=True, timeout=60)
+        if init.returncode == 127 or "psql: command not found" in init.stderr:
+            pytest.skip("psql is not installed (apt-get install postgresql-client)")
+        assert init.returncode == 0, init.stderr
+
+        web_env = service_environment("web-server", dotenv, mapping)
+        web_env.update(POSTGRES_PORT_5432_TCP_ADDR=url.host, POSTGRES_PORT_5432_TCP_PORT=str(url.port or 5432),
+                       PORT=str(web_port))
+        web_context = docker_context_copy("web-server", tmp / "web-server")
+        servers.append(ServerProcess(image_command("web-server"), web_env, f"http://127.0.0.1:{web_port}/readyz",
+                                     tmp / "web.log", cwd=web_context, timeout=120))
+
+        inference_env = service_environment("inference-server", dotenv, mapping)
+        inference_env.update(INFERENCE_PORT=str(inference_port), INFERENCE_DEVICE="cpu")
+        servers.append(ServerProcess(image_command("inference-server"), inference_env,
+                                     f"http://127.0.0.1:{inference_port}/readyz", tmp / "inference.log",
+                                     cwd=docker_context_copy("inference-server", tmp / "inference-server"),
+                                     timeout=180))
+
+        def server_cli(*args: str) -> str:
+            return subprocess.run([sys.executable, "-m", "dss_server", *args], env=web_env, cwd=web_context,
+                                  capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+        server_cli("add-provider", dotenv["DSS_PROVIDER_NAME"])
+        server_cli("grant", dotenv["DSS_PROVIDER_NAME"], "dispatcher@example.org")
+        token = server_cli("issue-token", "dispatcher@example.org", "--reusable").splitlines()[-1]
+
+        dispatcher_env = service_environment("dispatcher", {**dotenv, "DSS_PROVIDER_TOKEN": token}, mapping)
+        dispatcher_env.update(DSS_METRICS_PORT=str(metrics_port))
+        servers.append(ServerProcess(image_command("dispatcher"), dispatcher_env,
+                                     f"http://127.0.0.1:{metrics_port}/healthz", tmp / "dispatcher.log",
+                                     cwd=docker_context_copy("dispatcher", tmp / "dispatcher"), timeout=120))
+        yield {"web": f"http://127.0.0.1:{web_port}", "inference": f"http://127.0.0.1:{inference_port}",
+               "dispatcher": f"http://127.0.0.1:{metrics_port}", "tmp": tmp, "servers": servers}
+    finally:
+        for server in reversed(servers):
+            server.stop()
+        with closing(psycopg2.connect(host=url.host, port=url.port or 5432, user=url.username or "postgres",
+                                      password=url.password, dbname="postgres")) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{dotenv["ITK_SNAP_SERVER_DATABASE_NAME"]}" WITH (FORCE)')
+                cur.execute(f'DROP ROLE IF EXISTS "{dotenv["ITK_SNAP_SERVER_DATABASE_USERNAME"]}"')
+
+
+def test_web_server_serves_on_the_migrated_database_with_several_workers(stack):
+    assert requests.get(stack["web"] + "/healthz", timeout=10).status_code == 200
+    for _ in range(4):  # whichever gunicorn worker answers, the merged metrics are there
+        metrics = requests.get(stack["web"] + "/metrics", timeout=10)
+        assert metrics.status_code == 200 and "dss_http_request_duration_seconds" in metrics.text
+    assert list((stack["tmp"] / "web-metrics").glob("*.db")), "multiprocess metrics files"
+
+
+def test_dispatcher_logs_in_with_the_provider_token_and_reports_health(stack):
+    health = requests.get(stack["dispatcher"] + "/healthz", timeout=10)
+    assert health.status_code == 200
+    assert "dss_dispatcher_" in requests.get(stack["dispatcher"] + "/metrics", timeout=10).text
+
+
+def test_inference_server_writes_only_under_its_output_volume(stack):
+    assert requests.get(stack["inference"] + "/healthz", timeout=10).status_code == 200
+    assert "dss_inference_" in requests.get(stack["inference"] + "/metrics", timeout=10).text
+    assert (stack["tmp"] / "inference-output").is_dir()
