@@ -114,9 +114,8 @@ class JobManager:
             self.metrics.jobs.labels(model, "rejected").inc()
             raise
 
-    def new_job_directory(self, model: str) -> tuple[str, Path]:
-        """A fresh job id and its directory; refuses early when the queue is full."""
-        self.check_capacity(model)
+    def new_job_directory(self) -> tuple[str, Path]:
+        """A fresh job id and its directory."""
         job_id = uuid.uuid4().hex
         directory = self.output_dir / job_id
         directory.mkdir(parents=True)
@@ -125,10 +124,9 @@ class JobManager:
     def submit(self, job: Job) -> Job:
         with self._cond:
             try:
-                self._check_capacity()
+                self.check_capacity(job.model)
             except QueueFull:
                 imageio.remove_tree(job.directory)
-                self.metrics.jobs.labels(job.model, "rejected").inc()
                 raise
             self._jobs[job.id] = job
             self._waiting.append(job)
@@ -244,7 +242,8 @@ class JobManager:
         if state == "cancelled":
             imageio.remove_tree(job.directory)
         self.metrics.jobs.labels(job.model, metric_status).inc()
-        log.info("job %s (%s) %s%s", job.id, job.model, metric_status, f": {error}" if error else "")
+        log.info("job %s (%s on %s) %s%s", job.id, job.model, job.device or "no device",
+                 metric_status, f": {error}" if error else "")
         if state == "done":
             job.progress = 1.0
         job.finished_at = time.time()

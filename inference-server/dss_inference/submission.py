@@ -27,7 +27,7 @@ def submit_upload(manager: JobManager, registry: ModelRegistry, model: str,
     if upload is None or not upload.filename:
         raise ApiError(400, "send the image as the multipart file field 'itk_image'")
     fmt = imageio.input_format(upload.filename)
-    job_id, directory = manager.new_job_directory(model)
+    job_id, directory = manager.new_job_directory()
     try:
         path = directory / f"input{imageio.upload_suffix(fmt)}"
         upload.save(path)
