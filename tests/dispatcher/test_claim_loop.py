@@ -1,0 +1,81 @@
+"""The claim loop against a real loopback server that has no long poll: it logs in with the
+token, finds the service's githash by name, and never spins on empty claims; a refused
+session makes it log in again."""
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from dss_dispatcher.config import ServiceSpec, Settings
+from dss_dispatcher.daemon import Worker
+
+GITHASH = "5d482fcb" + "0" * 32
+
+
+class OldServer:
+    """Answers a claim with `None` at once (a server without `wait=`); refuses the first
+    session after two claims, as a restarted server would."""
+
+    def __init__(self):
+        self.claims, self.logins = 0, 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/api/login":
+                    outer.logins += 1
+                    self._send(200, "logged in as robot@lab", cookie=f"s{outer.logins:039d}")
+                elif self.path == "/api/pro/services/claims":
+                    outer.claims += 1
+                    if outer.claims == 3 and outer.logins == 1:
+                        self._send(401, "You are not logged in!")
+                    else:
+                        self._send(200, "None")
+                else:
+                    self._send(404, "not found")
+
+            def do_GET(self):
+                if self.path == "/api/pro/services":
+                    self._send(200, f"LungSegmentation,1.0.0,{GITHASH},lab\r\n"
+                                    f"LungSegmentation,1.0.0,{'f' * 40},other-lab\r\n")
+                else:
+                    self._send(404, "not found")
+
+            def _send(self, status, body, cookie=None):
+                data = body.encode()
+                self.send_response(status)
+                if cookie:
+                    self.send_header("Set-Cookie", f"webpy_session_id={cookie}; Path=/")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_empty_claims_do_not_spin_and_refused_sessions_log_in_again(tmp_path):
+    server = OldServer()
+    settings = Settings(server_url=server.url, provider_token="t" * 48, provider_name="lab",
+                        provider_code="test", workers=1, shared_datastore=None, metrics_port=0,
+                        log_json=False, work_dir=Path(tmp_path), claim_wait=20.0,
+                        poll_interval=0.5, retry_budget=5.0, inference_timeout=60.0)
+    spec = ServiceSpec("LungSegmentation", "/lung_segmentation/inference", "http://x", "lungs",
+                       "CT", "lab")
+    stopping = threading.Event()
+    worker = Worker(settings, spec, 0, stopping)
+    worker.thread.start()
+    time.sleep(2.2)
+    stopping.set()
+    worker.thread.join(5)
+    server.server.shutdown()
+    assert not worker.thread.is_alive()
+    assert 3 <= server.claims <= 6          # about one per poll interval, not hundreds
+    assert server.logins == 2               # the refused session was replaced
