@@ -6,6 +6,7 @@ a component reads, and `oc process`-style parameter substitution of the OpenShif
 from __future__ import annotations
 
 import ast
+import shutil
 import json
 import re
 import shlex
@@ -264,3 +265,71 @@ def _substitute(node, values: dict[str, str]):
             return yaml.safe_load(values[whole.group(1)])
         return re.sub(r"\$\{([A-Z][A-Z0-9_]*)\}", lambda m: values[m.group(1)], node)
     return node
+
+
+# ---------------------------------------------------------------------------- the stack as compose runs it
+
+def env_example_values() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line.strip())
+        if match:
+            values[match.group(1)] = match.group(2)
+    return values
+
+
+def _interpolate(value: str, dotenv: dict[str, str]) -> str:
+    def replace(match: re.Match) -> str:
+        name, operator = match.group(1), match.group(2)
+        default = match.group(0)[len(name) + 2 + len(operator or ""):-1]
+        if dotenv.get(name):
+            return dotenv[name]
+        assert operator != ":?", f"{name} is required by compose but .env.example leaves it empty"
+        return default if operator == ":-" else ""
+    return INTERPOLATION.sub(replace, value)
+
+
+def image_env(name: str) -> dict[str, str]:
+    """The ENV of the component's Dockerfile."""
+    env = {}
+    for instruction in parse_dockerfile((REPO_ROOT / name / "Dockerfile").read_text()):
+        if instruction.keyword == "ENV":
+            env.update(env_assignments(instruction.args))
+    return env
+
+
+def image_command(name: str) -> list[str]:
+    """The exec-form CMD of the component's Dockerfile."""
+    cmd = [i for i in parse_dockerfile((REPO_ROOT / name / "Dockerfile").read_text()) if i.keyword == "CMD"][-1]
+    return cmd.json_args()
+
+
+def service_environment(name: str, dotenv: dict[str, str], mapping: dict[str, str]) -> dict[str, str]:
+    """Image ENV, then compose's environment with .env values; `mapping` replaces container
+    hosts, ports and paths by local ones."""
+    env = image_env(name)
+    for key, value in (load_yaml(COMPOSE_FILE)["services"][name].get("environment") or {}).items():
+        if value is None:
+            if dotenv.get(key):
+                env[key] = dotenv[key]
+        else:
+            env[key] = _interpolate(str(value), dotenv)
+    for key, value in env.items():
+        for container_value in sorted(mapping, key=len, reverse=True):  # the most specific prefix
+            if value.startswith(container_value):
+                env[key] = mapping[container_value] + value[len(container_value):]
+                break
+    return env
+
+
+def docker_context_copy(name: str, destination):
+    """The files `docker build` would send for the component (what `COPY . /app` gets)."""
+    context = COMPONENTS[name].context
+    patterns = dockerignore_patterns(context)
+    for path in context.rglob("*"):
+        relative = path.relative_to(context).as_posix()
+        if path.is_file() and not is_ignored(relative, patterns):
+            target = destination / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    return destination

@@ -2,14 +2,13 @@
 `pip install --no-deps /app` in the Dockerfile makes a wheel of exactly these files."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
 
 import pytest
 
-from deploy_files import COMPONENTS, dockerignore_patterns, is_ignored
+from deploy_files import COMPONENTS, docker_context_copy
 
 # Files each image cannot run without (its entry points and data files).
 REQUIRED_IN_WHEEL = {
@@ -18,19 +17,6 @@ REQUIRED_IN_WHEEL = {
     "dispatcher": ["dss_dispatcher/__main__.py", "dss_dispatcher/config.py", "dss_client/__init__.py"],
     "inference-server": ["dss_inference/__init__.py", "dss_inference/config.py"],
 }
-
-
-def docker_context_copy(name: str, destination):
-    """The files `docker build` would send for the component (what `COPY . /app` gets)."""
-    context = COMPONENTS[name].context
-    patterns = dockerignore_patterns(context)
-    for path in context.rglob("*"):
-        relative = path.relative_to(context).as_posix()
-        if path.is_file() and not is_ignored(relative, patterns):
-            target = destination / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-    return destination
 
 
 @pytest.mark.parametrize("name", COMPONENTS)

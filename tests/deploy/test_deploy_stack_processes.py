@@ -6,7 +6,6 @@ temporary folders. Shows that the settings the deployment writes work in the rea
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import uuid
@@ -18,59 +17,17 @@ import pytest
 import requests
 from sqlalchemy.engine import make_url
 
-from deploy_files import (COMPOSE_FILE, ENV_EXAMPLE, INTERPOLATION, env_assignments, load_yaml,
-                          parse_dockerfile)
+from deploy_files import docker_context_copy, env_example_values, image_command, service_environment
 from helpers import REPO_ROOT, ServerProcess, free_port
-from test_deploy_build_context import docker_context_copy
 
 pytestmark = pytest.mark.slow
 VENV_BIN = str(Path(sys.executable).parent)
 
 
-def env_example_values() -> dict[str, str]:
-    values = {}
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line.strip())
-        if match:
-            values[match.group(1)] = match.group(2)
-    return values
-
-
-def _interpolate(value: str, dotenv: dict[str, str]) -> str:
-    def replace(match: re.Match) -> str:
-        name, operator = match.group(1), match.group(2)
-        default = match.group(0)[len(name) + 2 + len(operator or ""):-1]
-        if dotenv.get(name):
-            return dotenv[name]
-        assert operator != ":?", f"{name} is required by compose but .env.example leaves it empty"
-        return default if operator == ":-" else ""
-    return INTERPOLATION.sub(replace, value)
-
-
-def service_environment(name: str, dotenv: dict[str, str], mapping: dict[str, str]) -> dict[str, str]:
-    """Image ENV, then compose's environment; `mapping` replaces container hosts, ports, paths."""
-    env = {}
-    for instruction in parse_dockerfile((REPO_ROOT / name / "Dockerfile").read_text()):
-        if instruction.keyword == "ENV":
-            env.update(env_assignments(instruction.args))
-    for key, value in (load_yaml(COMPOSE_FILE)["services"][name].get("environment") or {}).items():
-        if value is None:
-            if dotenv.get(key):
-                env[key] = dotenv[key]
-        else:
-            env[key] = _interpolate(str(value), dotenv)
-    for key, value in env.items():
-        for container_value, local_value in mapping.items():
-            value = value.replace(container_value, local_value)
-        env[key] = value
-    env["PATH"] = VENV_BIN + os.pathsep + os.environ["PATH"]  # the image's python and gunicorn
-    env["HOME"] = mapping["/app"]
-    return env
-
-
-def image_command(name: str) -> list[str]:
-    cmd = [i for i in parse_dockerfile((REPO_ROOT / name / "Dockerfile").read_text()) if i.keyword == "CMD"][-1]
-    return cmd.json_args()
+def local_environment(name: str, dotenv: dict[str, str], mapping: dict[str, str]) -> dict[str, str]:
+    """compose's environment for the service, run with this virtualenv's python and gunicorn."""
+    return {**service_environment(name, dotenv, mapping),
+            "PATH": VENV_BIN + os.pathsep + os.environ["PATH"], "HOME": mapping["/app"]}
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +53,14 @@ def stack(pg_server_url, tmp_path_factory):
             pytest.skip("psql is not installed (apt-get install postgresql-client)")
         assert init.returncode == 0, init.stderr
 
-        web_env = service_environment("web-server", dotenv, mapping)
+        web_env = local_environment("web-server", dotenv, mapping)
         web_env.update(POSTGRES_PORT_5432_TCP_ADDR=url.host, POSTGRES_PORT_5432_TCP_PORT=str(url.port or 5432),
                        PORT=str(web_port))
         web_context = docker_context_copy("web-server", tmp / "web-server")
         servers.append(ServerProcess(image_command("web-server"), web_env, f"http://127.0.0.1:{web_port}/readyz",
                                      tmp / "web.log", cwd=web_context, timeout=120))
 
-        inference_env = service_environment("inference-server", dotenv, mapping)
+        inference_env = local_environment("inference-server", dotenv, mapping)
         inference_env.update(INFERENCE_PORT=str(inference_port), INFERENCE_DEVICE="cpu")
         servers.append(ServerProcess(image_command("inference-server"), inference_env,
                                      f"http://127.0.0.1:{inference_port}/readyz", tmp / "inference.log",
@@ -117,7 +74,7 @@ def stack(pg_server_url, tmp_path_factory):
         server_cli("grant", dotenv["DSS_PROVIDER_NAME"], "dispatcher@example.org")
         token = server_cli("issue-token", "dispatcher@example.org", "--reusable").splitlines()[-1]
 
-        dispatcher_env = service_environment("dispatcher", {**dotenv, "DSS_PROVIDER_TOKEN": token}, mapping)
+        dispatcher_env = local_environment("dispatcher", {**dotenv, "DSS_PROVIDER_TOKEN": token}, mapping)
         dispatcher_env.update(DSS_METRICS_PORT=str(metrics_port))
         servers.append(ServerProcess(image_command("dispatcher"), dispatcher_env,
                                      f"http://127.0.0.1:{metrics_port}/healthz", tmp / "dispatcher.log",
