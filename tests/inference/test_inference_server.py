@@ -20,6 +20,7 @@ TESTS = REPO_ROOT / "tests"
 KNOWN_NODULE_MM = (-87.9, 82.1, -8.5)
 
 
+@pytest.mark.slow
 def test_gunicorn_serves_with_the_production_config(tmp_path):
     port = free_port()
     env = {"INFERENCE_PORT": str(port), "INFERENCE_OUTPUT_DIR": str(tmp_path / "output"),
