@@ -1,0 +1,111 @@
+"""Large-file transfer: upload and download of one file through the API, vs a plain file copy.
+
+The web server runs under gunicorn (one gthread worker, so its memory is the one to watch); the
+client is dss_client (streamed multipart upload, streamed download). Baseline, in the same run
+on the same disk: `shutil.copyfile` of the same file. Printed: MB/s of the copy, the upload
+and the download, their ratios to the copy (target >= 0.5), and the worker's peak memory
+growth, VmHWM after the transfers minus VmRSS before (target < 100 MB). The downloaded bytes
+are checked against the original (sha256), and so is the server's recorded sha256.
+
+    .venv/bin/python bench/transfer.py [--size-mb 1024]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from webstack import machine_note, web_stack  # noqa: E402
+
+MB = 1024 * 1024
+
+
+def write_random_file(path: Path, size_mb: int) -> None:
+    block = os.urandom(16 * MB)
+    with open(path, "wb") as out:
+        for offset in range(0, size_mb, 16):
+            out.write(block[: min(16, size_mb - offset) * MB])
+            block = block[1:] + block[:1]  # no two blocks alike
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(4 * MB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in kB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(rest.split()[0])
+    return fields
+
+
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def main(args) -> int:
+    with web_stack(workers=1) as stack:
+        githash = stack.register_service("TransferBench")
+        source = stack.workdir / "source.bin"
+        write_random_file(source, args.size_mb)
+        copy_seconds = timed(lambda: shutil.copyfile(source, stack.workdir / "copy.bin"))
+        (stack.workdir / "copy.bin").unlink()
+
+        client = stack.client()
+        ticket_id = client.create_ticket(githash)
+        (worker,) = stack.worker_pids()
+        before = memory_kb(worker)
+        upload_seconds = timed(lambda: client.upload_input(ticket_id, source))
+        after_upload = memory_kb(worker)
+        download_dir = stack.workdir / "downloaded"
+        download_seconds = timed(lambda: client.download(ticket_id, "input", download_dir))
+        after_download = memory_kb(worker)
+
+        expected = sha256_of(source)
+        intact = sha256_of(download_dir / source.name) == expected
+        with stack.connect() as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT sha256 FROM ticket_files WHERE ticket_id = %s", (ticket_id,))
+            server_hash_ok = cursor.fetchone()[0] == expected
+        connection.close()
+
+    rates = {name: args.size_mb / seconds for name, seconds in
+             (("copy", copy_seconds), ("upload", upload_seconds), ("download", download_seconds))}
+    growth_upload = (after_upload["VmHWM"] - before["VmRSS"]) / 1024
+    growth = (after_download["VmHWM"] - before["VmRSS"]) / 1024
+    print(f"machine: {machine_note()}")
+    print(f"file: {args.size_mb} MB, one gunicorn worker (gthread)")
+    for name, rate in rates.items():
+        ratio = rate / rates["copy"]
+        verdict = "" if name == "copy" else \
+            f"  ratio {ratio:.2f} (target >= 0.5) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}"
+        print(f"{name:9s} {rate:8.1f} MB/s{verdict}")
+    print(f"worker memory: RSS before {before['VmRSS'] / 1024:.1f} MB, peak after upload "
+          f"{after_upload['VmHWM'] / 1024:.1f} MB, after download {after_download['VmHWM'] / 1024:.1f} MB")
+    print(f"peak growth: upload {growth_upload:.1f} MB, upload+download {growth:.1f} MB "
+          f"(target < 100 MB) {'OK' if growth < 100 else 'ABOVE TARGET'}")
+    print(f"download identical to the source: {intact}; server sha256 matches: {server_hash_ok}")
+    return 0 if intact and server_hash_ok else 1
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=1024, help="file size in MB (default 1 GB)")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
