@@ -14,6 +14,7 @@ from .api import BLUEPRINTS
 from .api._http import DSSRequest, discard_uploads, wants_json
 from .config import Config, load_config
 from .errors import DSSError
+from . import pages
 from .services import bootstrap, notify
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def create_app(config: Config | Mapping | None = None) -> Flask:
     _init_database(app, config)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    pages.init_app(app)  # the browser pages (dss_server/pages)
     _init_request_cycle(app)
     _init_error_handlers(app)
     metrics.init_app(app)

@@ -34,6 +34,9 @@ class Config:
     max_claim_wait: float = 60.0
     migrate_on_start: bool | None = None  # None: only in embedded mode
     lease_sweep: bool = True  # background expiry of overdue claims (also swept on every claim)
+    oidc_issuer: str | None = None  # OpenID Connect sign-in of the web pages (unset: off)
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
 
     def with_overrides(self, **overrides) -> "Config":
         return replace(self, **overrides)
@@ -96,6 +99,9 @@ def load_config(**overrides) -> Config:
         max_attempts=int(_env("DSS_MAX_ATTEMPTS", "2")),
         public_url=(_env("DSS_PUBLIC_URL") or None),
         log_json=_env("DSS_LOG_JSON", "0") not in ("", "0"),
+        oidc_issuer=(_env("DSS_OIDC_ISSUER") or None),
+        oidc_client_id=(_env("DSS_OIDC_CLIENT_ID") or None),
+        oidc_client_secret=(_env("DSS_OIDC_CLIENT_SECRET") or None),
     )
     if "datastore" in overrides:
         overrides["datastore"] = Path(overrides["datastore"]).resolve()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (BigInteger, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer,
-                        String, Text, UniqueConstraint)
+                        String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 TICKET_STATUSES = ("init", "ready", "claimed", "success", "failed", "timeout", "deleted")
@@ -101,7 +101,11 @@ class ProviderService(Base):
 class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (CheckConstraint(_in("status", TICKET_STATUSES), name="ticket_status"),
-                      Index("ix_tickets_queue", "status", "service_githash", "id"))
+                      Index("ix_tickets_queue", "status", "service_githash", "id"),
+                      # the lease sweep on every claim reads only overdue claims
+                      Index("ix_tickets_lease", "last_activity",
+                            postgresql_where=text("status = 'claimed'"),
+                            sqlite_where=text("status = 'claimed'")))
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     service_githash: Mapped[str] = mapped_column(ForeignKey("services.githash"))

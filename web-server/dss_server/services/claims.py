@@ -51,11 +51,11 @@ def claim_once(db: DB, identity: Identity, githashes: list[str], provider: str, 
                        .order_by(Ticket.id).limit(1).with_for_update(skip_locked=True))
     if ticket is None:
         return None
-    tickets.change_status(db, ticket, "claim", {lifecycle.PROVIDER})
     claim = ClaimHistory(ticket_id=ticket.id, provider=provider, puser_id=identity.user.id,
                          provider_code=code, session_hash=identity.session_hash, atime=utcnow())
     db.add(claim)
     db.flush()
+    tickets.change_status(db, ticket, "claim", {lifecycle.PROVIDER})
     ticket.claim_id, ticket.claimed_at, ticket.last_activity = claim.id, claim.atime, claim.atime
     ticket.attempts += 1
     tickets.append_log(db, ticket.id, "info",

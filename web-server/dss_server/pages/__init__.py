@@ -1,0 +1,31 @@
+"""The browser pages (spec c.7): server-rendered templates over the core's service layer.
+
+`init_app` registers the blueprints by area and the OIDC client; every form is CSRF-checked.
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+from ..api._http import config
+from . import (admin, admin_providers, admin_tickets, csrf, oidc, public, services, tickets,
+               tokens)
+from ._web import current
+
+BLUEPRINTS = (public.bp, oidc.bp, tokens.bp, services.bp, tickets.bp, admin.bp,
+              admin_providers.bp, admin_tickets.bp)
+
+
+def init_app(app: Flask) -> None:
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    oidc.init_app(app)
+    app.jinja_env.filters["when"] = _when
+    app.context_processor(_template_globals)
+
+
+def _template_globals() -> dict:
+    return {"csrf_token": csrf.token, "who": current(), "noauth": config().noauth}
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
