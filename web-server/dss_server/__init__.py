@@ -51,6 +51,7 @@ def _init_database(app: Flask, config: Config) -> None:
         database.migrate(engine)
     if config.embedded:
         bootstrap.ensure_local_admin(sessions)
+    bootstrap.remove_stale_uploads(config.datastore)
     notify.install(sessions, engine)
     if config.lease_sweep:
         bootstrap.start_lease_sweeper(sessions, config)

@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import auth, leases
+from .files import upload_dir
+
+STALE_UPLOAD_SECONDS = 24 * 3600
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +49,17 @@ def start_lease_sweeper(sessions, config) -> threading.Thread:
     thread = threading.Thread(target=sweep_forever, daemon=True, name="dss-lease-sweeper")
     thread.start()
     return thread
+
+
+def remove_stale_uploads(datastore: Path, max_age_seconds: float = STALE_UPLOAD_SECONDS) -> int:
+    """Uploads a crashed process left half-written in <datastore>/tmp; they never became files."""
+    cutoff = time.time() - max_age_seconds
+    removed = 0
+    for leftover in upload_dir(datastore).glob("upload-*"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+                removed += 1
+        except FileNotFoundError:  # another worker got there first
+            pass
+    return removed

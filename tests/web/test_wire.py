@@ -1,0 +1,50 @@
+"""The wire formats of the DSS protocol (spec 0.1, c.0, h.4), produced only by dss_server.wire."""
+import os
+import time
+from datetime import datetime
+
+from flask import Flask
+
+from dss_server import wire
+from dss_server.services.bootstrap import remove_stale_uploads
+
+
+def body(response):
+    return response.get_data()
+
+
+def test_csv_has_crlf_no_header_and_csv_quoting():
+    app = Flask(__name__)
+    with app.app_context():
+        response = wire.table(("a", "b", "c"), [(1, 'say "hi", twice', None), (True, 0.5, "x")], False)
+    assert body(response) == b'1,"say ""hi"", twice",\r\nTrue,0.5,x\r\n'
+    assert response.headers["Content-Type"].startswith("text/csv")
+
+
+def test_json_table_keeps_numbers_numbers_and_times_text():
+    app = Flask(__name__)
+    with app.app_context():
+        response = wire.table(("id", "atime"), [(17, datetime(2018, 10, 15, 10, 48, 20, 123456))], True)
+    assert body(response) == b'{"result": [{"id": 17, "atime": "2018-10-15 10:48:20.123456"}]}'
+
+
+def test_timestamps_scalars_none():
+    assert wire.timestamp(datetime(2018, 10, 15, 10, 48, 20)) == "2018-10-15 10:48:20"
+    app = Flask(__name__)
+    with app.app_context():
+        assert body(wire.text(17)) == b"17"
+        assert body(wire.text(0.30000000000000004)) == b"0.30000000000000004"
+        assert body(wire.none()) == b"None"
+        assert body(wire.logged_in("a@b.org", False)) == b"logged in as a@b.org \n"
+        assert body(wire.error(400, "why", True)) == b'{"error": "why"}'
+
+
+def test_stale_uploads_are_removed_fresh_ones_kept(tmp_path):
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    old, fresh = folder / "upload-old", folder / "upload-new"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    assert remove_stale_uploads(tmp_path) == 1
+    assert not old.exists() and fresh.exists()
