@@ -24,6 +24,7 @@ INPUT_FORMATS = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": 
 # Result format name (query `format=`) -> file suffix.
 RESULT_FORMATS = {"nrrd": ".nrrd", "nii.gz": ".nii.gz", "nii": ".nii", "mha": ".mha"}
 MIN_SLICES = 2
+_HEADER_BYTES = 1024 * 1024
 _COPY_CHUNK = 1024 * 1024
 
 
@@ -98,6 +99,7 @@ def inspect_input(path: Path, fmt: str, work_dir: Path, max_voxels: int,
         if fmt == "nifti" and _is_gzip(path) and not path.name.endswith(".gz"):
             path = path.rename(path.with_name(path.name + ".gz"))
         paths = (path,)
+        _check_data_is_embedded(path, fmt)
     reader = _header_reader(paths[0])
     size = _checked_size(reader, slices=len(paths) if len(paths) > 1 else None,
                          max_voxels=max_voxels)
@@ -227,6 +229,29 @@ def _largest_series(directory: Path) -> tuple[Path, ...]:
         raise ImageInputError(422, "the zip archive holds no DICOM image series")
     files = max((reader.GetGDCMSeriesFileNames(str(directory), sid) for sid in series), key=len)
     return tuple(Path(f) for f in files)
+
+
+def _check_data_is_embedded(path: Path, fmt: str) -> None:
+    """NRRD and MetaImage headers may name another file as their pixel data, any file the
+    server can read: only single-file images, with the data after the header, are accepted."""
+    if fmt not in ("nrrd", "mha"):
+        return
+    with open(path, "rb") as handle:
+        head = handle.read(_HEADER_BYTES).decode("latin-1")
+    if fmt == "nrrd":
+        fields = head.split("\n\n", 1)[0].splitlines()
+        if any(line.split(":", 1)[0].strip().lower() in ("data file", "datafile") for line in fields):
+            raise ImageInputError(422, "the NRRD header names a separate data file; "
+                                       "send a single-file .nrrd with the data attached")
+        return
+    for line in head.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "ElementDataFile":
+            if value.strip() != "LOCAL":
+                raise ImageInputError(422, "the MetaImage header names a separate data file "
+                                           f"({value.strip()!r}); send a single-file .mha")
+            return
+    raise ImageInputError(422, "not a readable MetaImage: no ElementDataFile in its header")
 
 
 def _header_reader(path: Path) -> sitk.ImageFileReader:

@@ -167,6 +167,23 @@ def nifti_header_declaring(dims: tuple[int, int, int]) -> bytes:
     return bytes(header) + b"\0" * 4 + b"\0" * 64
 
 
+@pytest.mark.parametrize("name, header", [
+    ("evil.mha", "ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\n"
+                 "ElementDataFile = {target}\n"),
+    ("evil.nrrd", "NRRD0004\ntype: uchar\ndimension: 3\nsizes: 4 4 4\nencoding: raw\n"
+                  "data file: {target}\n\n"),
+    ("evil2.nrrd", "NRRD0004\ntype: uchar\ndimension: 3\nsizes: 4 4 4\nencoding: raw\n"
+                   "datafile: {target}\n\n"),
+])
+def test_headers_naming_another_file_as_data_are_refused(tmp_path, name, header):
+    secret = tmp_path / "secret.raw"
+    secret.write_bytes(bytes(range(64)))
+    path = tmp_path / name
+    path.write_text(header.format(target=secret))
+    assert sitk.ReadImage(str(path)).GetSize() == (4, 4, 4)  # what ITK alone would do
+    expect_refusal(422, "separate data file", inspect, path, tmp_path / "job")
+
+
 def test_a_header_declaring_gigavoxels_is_refused_before_reading(tmp_path):
     path = tmp_path / "huge.nii.gz"
     path.write_bytes(gzip.compress(nifti_header_declaring((30000, 30000, 30000))))
