@@ -1,0 +1,132 @@
+"""OIDC sign-in end to end against a provider on loopback; forged id_tokens are refused."""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from conftest import page_text, post_form
+from webui_oidc_provider import FORGERIES, OIDCProvider
+
+from dss_server.config import ConfigError
+from dss_server.services import auth
+
+
+@pytest.fixture(scope="module")
+def provider():
+    with OIDCProvider() as running:
+        yield running
+
+
+@pytest.fixture
+def oidc_site(make_site, provider):
+    provider.forge, provider.email = None, "alice@example.org"
+    return make_site(oidc_issuer=provider.issuer, oidc_client_id=provider.client_id,
+                     oidc_client_secret=provider.client_secret)
+
+
+def sign_in(client, next_path="/token"):
+    """Browser steps: our /login/oidc -> the provider's authorize -> back to our callback."""
+    start = client.get(f"/login/oidc?next={next_path}")
+    assert start.status_code == 302, page_text(start)
+    authorize = start.headers["Location"]
+    query = parse_qs(urlsplit(authorize).query)
+    assert query["client_id"] == ["dss-web"] and query["nonce"][0] and query["state"][0]
+    back = requests.get(authorize, allow_redirects=False, timeout=10)
+    assert back.status_code == 302
+    callback = urlsplit(back.headers["Location"])
+    assert callback.path == "/login/callback"
+    return client.get(f"{callback.path}?{callback.query}")
+
+
+def user_exists(site, email) -> bool:
+    with site.sessions() as db:
+        return auth.find_user(db, email) is not None
+
+
+def test_first_sign_in_creates_the_user_and_an_api_session(oidc_site, provider):
+    provider.email = "first.login@example.org"
+    assert not user_exists(oidc_site, provider.email)
+    client = oidc_site.app.test_client()
+    response = sign_in(client, "/tickets")
+    assert response.status_code == 303 and response.headers["Location"] == "/tickets"
+    assert user_exists(oidc_site, provider.email)
+    cookie = client.get_cookie("webpy_session_id")
+    assert cookie and len(cookie.value) == 40
+    # The browser session is the DSS API session: the API knows who this is.
+    assert client.get("/api/login").data == b"logged in as first.login@example.org \n"
+    assert provider.email in page_text(client.get("/tickets"))
+
+
+def test_signing_in_again_keeps_the_user_and_gives_a_fresh_session(oidc_site, provider):
+    provider.email = "again@example.org"
+    client = oidc_site.app.test_client()
+    sign_in(client)
+    first = client.get_cookie("webpy_session_id").value
+    sign_in(client)
+    assert client.get_cookie("webpy_session_id").value != first
+    with oidc_site.sessions() as db:
+        assert auth.find_user(db, provider.email).dispname == "Alice Example"
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+def test_forged_id_tokens_are_refused(oidc_site, provider, forgery):
+    provider.email = f"forged-{forgery.replace('_', '-')}@example.org"
+    provider.forge = forgery
+    client = oidc_site.app.test_client()
+    response = sign_in(client)
+    assert response.status_code == 401
+    assert "Sign-in failed" in page_text(response)
+    assert "Traceback" not in page_text(response)
+    assert not user_exists(oidc_site, provider.email)
+    assert client.get("/api/login").status_code == 401
+
+
+def test_a_callback_without_a_matching_state_is_refused(oidc_site):
+    client = oidc_site.app.test_client()
+    response = client.get("/login/callback?code=stolen&state=made-up")
+    assert response.status_code == 401
+    assert client.get("/api/login").status_code == 401
+
+
+def test_only_local_return_paths_are_followed(oidc_site, provider):
+    provider.email = "redirects@example.org"
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        response = sign_in(oidc_site.app.test_client(), target)
+        assert response.headers["Location"] == "/", target
+
+
+def test_login_page_offers_single_sign_on_only_when_configured(oidc_site, site):
+    assert "/login/oidc" in page_text(oidc_site.app.test_client().get("/login"))
+    plain = site.app.test_client()
+    assert "not configured" in page_text(plain.get("/login"))
+    assert plain.get("/login/oidc").status_code == 404
+
+
+def test_an_unreachable_provider_is_a_clear_error(make_site):
+    from helpers import free_port
+    down = make_site(oidc_issuer=f"http://127.0.0.1:{free_port()}", oidc_client_id="x",
+                     oidc_client_secret="y")
+    response = down.app.test_client().get("/login/oidc")
+    assert response.status_code == 502
+    assert "cannot be reached" in page_text(response)
+
+
+def test_issuer_without_client_id_is_a_configuration_error(make_site, provider):
+    with pytest.raises(ConfigError, match="DSS_OIDC_CLIENT_ID"):
+        make_site(oidc_issuer=provider.issuer)
+
+
+def test_sign_in_with_a_login_token_and_sign_out(site):
+    token = site.token("token-user@example.org")
+    client = site.app.test_client()
+    response = post_form(client, "/login/token", {"token": token, "next": "/services"},
+                         token_from="/login")
+    assert (response.status_code, response.headers["Location"]) == (303, "/services")
+    assert client.get("/api/login").data == b"logged in as token-user@example.org \n"
+    again = site.app.test_client()
+    refused = post_form(again, "/login/token", {"token": token}, token_from="/login")
+    assert refused.status_code == 401  # login tokens work once
+    assert post_form(client, "/logout", token_from="/about").status_code == 303
+    assert client.get("/api/login").status_code == 401
+    assert client.get("/tickets").status_code == 302
