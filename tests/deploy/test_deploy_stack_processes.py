@@ -6,8 +6,10 @@ temporary folders. Shows that the settings the deployment writes work in the rea
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
 import uuid
 from contextlib import closing
 from pathlib import Path
@@ -75,12 +77,14 @@ def stack(pg_server_url, tmp_path_factory):
         token = server_cli("issue-token", "dispatcher@example.org", "--reusable").splitlines()[-1]
 
         dispatcher_env = local_environment("dispatcher", {**dotenv, "DSS_PROVIDER_TOKEN": token}, mapping)
-        dispatcher_env.update(DSS_METRICS_PORT=str(metrics_port))
+        # Short long-polls only so that the test stops quickly; the rest is compose's.
+        dispatcher_env.update(DSS_METRICS_PORT=str(metrics_port), DSS_CLAIM_WAIT="2", DSS_POLL_INTERVAL="0.5")
         servers.append(ServerProcess(image_command("dispatcher"), dispatcher_env,
                                      f"http://127.0.0.1:{metrics_port}/healthz", tmp / "dispatcher.log",
                                      cwd=docker_context_copy("dispatcher", tmp / "dispatcher"), timeout=120))
         yield {"web": f"http://127.0.0.1:{web_port}", "inference": f"http://127.0.0.1:{inference_port}",
-               "dispatcher": f"http://127.0.0.1:{metrics_port}", "tmp": tmp, "servers": servers}
+               "dispatcher": f"http://127.0.0.1:{metrics_port}", "tmp": tmp, "cli": server_cli,
+               "provider": dotenv["DSS_PROVIDER_NAME"]}
     finally:
         for server in reversed(servers):
             server.stop()
@@ -110,3 +114,31 @@ def test_inference_server_writes_only_under_its_output_volume(stack):
     assert requests.get(stack["inference"] + "/healthz", timeout=10).status_code == 200
     assert "dss_inference_" in requests.get(stack["inference"] + "/metrics", timeout=10).text
     assert (stack["tmp"] / "inference-output").is_dir()
+
+
+def test_a_ticket_runs_through_the_stack_as_the_readme_bootstraps_it(stack, tmp_path):
+    """Services registered from git repositories holding service.json (docs/readme/deploy.md),
+    then a chest CT segmented by the dispatcher that reads the shared datastore."""
+    from dss_client import DSSClient
+    from dss_inference.phantom import make_phantom, write_phantom
+
+    repo = tmp_path / "lung-segmentation"
+    repo.mkdir()
+    (repo / "service.json").write_bytes((REPO_ROOT / "services" / "lung-segmentation" / "service.json").read_bytes())
+    git = ["git", "-C", str(repo), "-c", "user.name=DSS", "-c", "user.email=dss@localhost"]
+    for args in (["init", "-q"], ["add", "service.json"], ["commit", "-q", "-m", "lung-segmentation service"]):
+        subprocess.run(git + args, check=True, capture_output=True, timeout=60)
+    assert re.fullmatch(r"[0-9a-f]{40}", stack["cli"]("register-service", stack["provider"], str(repo)))
+
+    ct = tmp_path / "chest_ct.nii.gz"
+    write_phantom(ct, make_phantom())
+    user = DSSClient(stack["web"])
+    user.login(stack["cli"]("create-admin", "radiologist@example.org").splitlines()[-1])
+    ticket = user.submit_workspace(ct, "LungSegmentation")
+    deadline = time.monotonic() + 240
+    while user.status(ticket) not in ("success", "failed", "timeout") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    log = " | ".join(entry.message for entry in user.log(ticket))
+    assert user.status(ticket) == "success", log
+    names = [path.name for path in user.download(ticket, "results", tmp_path / "results")]
+    assert any(name.endswith(".itksnap") for name in names) and len(names) >= 2
