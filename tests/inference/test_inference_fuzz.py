@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zipfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -66,3 +67,17 @@ def test_damaged_headers_never_cause_a_server_error(fuzz_client, samples, name, 
     if cut is not None:
         data = data[:cut]
     post_and_settle(fuzz_client, bytes(data), name)
+
+
+@FUZZ
+@given(names=st.lists(st.text(alphabet="./\\:ab~", min_size=1, max_size=12), min_size=1,
+                      max_size=4, unique=True))
+def test_zip_member_names_never_escape_the_job_directory(fuzz_client, tmp_path, names):
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as out:
+        for name in names:
+            out.writestr(name, b"not dicom")
+    before = sorted(tmp_path.rglob("*"))
+    assert post_and_settle(fuzz_client, archive.getvalue(), "series.zip") in REFUSALS
+    after = sorted(tmp_path.rglob("*"))
+    assert [p for p in after if p not in before and ".uploads" not in p.parts] == []
