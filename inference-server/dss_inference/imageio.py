@@ -123,9 +123,8 @@ def read_volume(source: ImageSource) -> Volume:
         raise ImageInputError(422, f"the image holds {image.GetSize()} voxels, "
                                    f"its header declared {source.size}")
     _check_geometry(image.GetSpacing(), image.GetOrigin())
-    hu = sitk.GetArrayFromImage(image)
-    if hu.dtype != np.float32:
-        hu = hu.astype(np.float32)
+    # One float32 copy straight from ITK's buffer (a view), not an int16 copy first.
+    hu = sitk.GetArrayViewFromImage(image).astype(np.float32)
     return Volume(hu=hu, spacing=tuple(image.GetSpacing()), origin=tuple(image.GetOrigin()),
                   direction=tuple(image.GetDirection()))
 
