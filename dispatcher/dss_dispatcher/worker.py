@@ -63,6 +63,8 @@ class TicketJob:
         except RETRYABLE as exc:
             outcome = self._fail(f"Gave up after {self.settings.retry_budget:g} s of retries: {exc}. "
                                  f"Retry the ticket later (dss retry {self.id}).")
+        except DSSError as exc:
+            outcome = self._after_refusal(exc)
         except Exception as exc:  # a bug must not kill the daemon, and the user must hear of it
             log.exception("unexpected error")
             outcome = self._fail(f"Internal error in the dispatcher ({type(exc).__name__}: {exc}). "
@@ -91,17 +93,22 @@ class TicketJob:
         self._check_claimed()
         started = time.monotonic()
         self._progress(name, 0.0)
-        try:
-            result = work()
-        except DSSError as exc:
-            if isinstance(exc, DSSTransientError):
-                raise
-            self._check_claimed()   # a write refused because the ticket is gone or not ours
-            raise TicketFailed(f"The DSS server refused a request during {name}: {exc}") from None
+        result = work()
         self._progress(name, 1.0)
         self.timings[name] = time.monotonic() - started
         metrics.STAGE_SECONDS.labels(self.spec.label, name).observe(self.timings[name])
         return result
+
+    def _after_refusal(self, exc: DSSError) -> str:
+        """The server refused a write: usually the ticket was deleted or its claim expired."""
+        try:
+            self._check_claimed()
+        except Dropped as reason:
+            log.info("dropping the ticket: %s", reason)
+            return "dropped"
+        except DSSTransientError:
+            pass
+        return self._fail(f"The DSS server refused a request of the dispatcher: {exc}")
 
     def _check_claimed(self) -> None:
         try:
