@@ -246,3 +246,20 @@ def test_a_failing_model_loader_is_reported_by_readyz(tmp_path):
         assert "no weights at /nowhere.pt" in response.get_json()["error"]
     finally:
         app.extensions["dss_inference"].stop()
+
+
+@pytest.mark.parametrize("device, reason", [
+    ("tpu", "INFERENCE_DEVICE must be auto, cpu or cuda"),
+    pytest.param("cuda", "CUDA is not available", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="CUDA is available here")),
+])
+def test_an_unusable_device_is_reported_not_ready(tmp_path, test_models, device, reason):
+    app = create_app({"output_dir": tmp_path / "out", "device": device, "load_models": test_models})
+    client = app.test_client()
+    try:
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and reason in ready.get_json()["error"]
+        posted = client.post("/lung_segmentation/inference", data={})
+        assert posted.status_code == 503 and reason in posted.get_json()["error"]
+    finally:
+        app.extensions["dss_inference"].stop()
