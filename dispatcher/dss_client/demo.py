@@ -67,7 +67,8 @@ def run_demo(client: DSSClient, out_dir: Path, segmentation_service: str,
         print(f"submitted ticket {ticket_id} to {service}", flush=True)
     failed = []
     for service, ticket_id in tickets.items():
-        status, log = wait_for_ticket(client, ticket_id, ProgressBar(f"{service} #{ticket_id}"))
+        status, log = wait_for_ticket(client, ticket_id, ProgressBar(f"{service} #{ticket_id}"),
+                                      echo_log=False)  # the summary prints the whole log
         if status != "success":
             errors = [entry["message"] for entry in log if entry["category"] == "error"]
             failed.append(f"{service} ticket {ticket_id} {status}" +

@@ -75,8 +75,11 @@ class ProgressBar:
 
 
 def wait_for_ticket(client: DSSClient, ticket_id: int, bar: ProgressBar,
-                    poll_seconds: float = 1.0, timeout: float | None = None) -> tuple[str, list[dict]]:
+                    poll_seconds: float = 1.0, timeout: float | None = None,
+                    echo_log: bool = True) -> tuple[str, list[dict]]:
     """Poll `/detail` until the ticket reaches a terminal state; returns it and the whole log.
+
+    echo_log: show log messages above the bar as they arrive.
 
     Like `itksnap-wt -dss-tickets-wait`, a few failed polls in a row are tolerated (the server
     may restart); log entries are fetched incrementally with `since`.
@@ -96,7 +99,8 @@ def wait_for_ticket(client: DSSClient, ticket_id: int, bar: ProgressBar,
             continue
         for entry in detail.get("log", []):
             log.append(entry)
-            bar.message(f"  [{entry['category']}] {entry['message']}")
+            if echo_log:
+                bar.message(f"  [{entry['category']}] {entry['message']}")
         status = detail["status"]
         bar.update(float(detail.get("progress", 0.0)), status)
         if status in TERMINAL_STATES:

@@ -1,83 +1,41 @@
 """A real DSS web server (own process, fresh PostgreSQL database) and clients logged in to it."""
 from __future__ import annotations
 
-import json
 import os
-import re
 import uuid
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from client_stack import ADMIN_EMAIL, PROVIDER, PROVIDER_EMAIL, TOKEN, Stack, service_repo
 from dss_client import DSSClient
 from helpers import PYTHON, ServerProcess, free_port
-
-ADMIN_EMAIL = "admin@example.org"
-PROVIDER_EMAIL = "robot@example.org"
-PROVIDER = "testlab"
-TOKEN = re.compile(r"\b[0-9a-f]{48}\b")
-
-
-@dataclass
-class Stack:
-    url: str
-    env: dict
-    workdir: Path
-    service_githash: str
-    service_name: str
-    admin_session: str = ""
-    provider_token: str = ""
-
-    def server_cli(self, *args: str) -> str:
-        """`python -m dss_server ARGS` against this server's database; its stdout."""
-        result = subprocess.run([PYTHON, "-m", "dss_server", *args], env=self.env, cwd=self.workdir,
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def new_token(self, email: str) -> str:
-        return TOKEN.search(self.server_cli("issue-token", email)).group(0)
-
-
-def _service_repo(root: Path, name: str, version: str) -> Path:
-    repo = root / f"{name}-repo"
-    repo.mkdir()
-    (repo / "service.json").write_text(json.dumps({
-        "name": name, "version": version, "shortdesc": f"{name}, a test service",
-        "longdesc": "Used by the client tests.", "url": "https://example.org",
-        "tags": [{"name": "CT", "type": "MainImage", "hint": "chest CT", "required": True}]}))
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run(git + ["add", "service.json"], check=True)
-    subprocess.run(git + ["commit", "-q", "-m", "service"], check=True)
-    return repo
 
 
 @pytest.fixture(scope="session")
 def stack(make_database, tmp_path_factory):
+    """The server with an admin, a provider `testlab` with one user and one registered service."""
     workdir = tmp_path_factory.mktemp("dss-server")
     port = free_port()
     env = {"DATABASE_URL": make_database("dss_client"), "PORT": str(port),
            "DSS_DATASTORE": str(workdir / "datastore"), "DSS_SECRET_KEY": "client-tests-" * 4}
     url = f"http://127.0.0.1:{port}"
-    stack = Stack(url, {**os.environ, **env}, workdir, "", "ClientTestSeg")
+    stack = Stack(url, {**os.environ, **env}, workdir, "ClientTestSeg")
     stack.server_cli("migrate")
     with ServerProcess([PYTHON, "-m", "dss_server", "run"], env, f"{url}/healthz",
                        workdir / "server.log", cwd=workdir):
         admin_token = TOKEN.search(stack.server_cli("create-admin", ADMIN_EMAIL)).group(0)
-        admin = DSSClient(url)
-        admin.login(admin_token)
-        admin.add_provider(PROVIDER)
-        stack.new_token(PROVIDER_EMAIL)  # creates the provider's user
-        admin.add_provider_user(PROVIDER, PROVIDER_EMAIL)
-        repo = _service_repo(workdir, stack.service_name, "1.0.0")
-        stack.service_githash = admin.register_service(PROVIDER, str(repo))
-        stack.admin_session = admin.session_id
-        stack.provider_token = admin.issue_token(PROVIDER_EMAIL)
+        with DSSClient(url) as admin:
+            admin.login(admin_token)
+            admin.add_provider(PROVIDER)
+            stack.new_token(PROVIDER_EMAIL)  # creates the provider's user
+            admin.add_provider_user(PROVIDER, PROVIDER_EMAIL)
+            repo = service_repo(workdir, stack.service_name, "1.0.0")
+            stack.service_githash = admin.register_service(PROVIDER, str(repo))
+            stack.provider_token = admin.issue_token(PROVIDER_EMAIL)
+            stack.admin_session = admin.session_id
         yield stack
 
 

@@ -1,17 +1,12 @@
 """Every DSSClient method end to end against the real web server on PostgreSQL."""
+import re
 import threading
 
 import pytest
 
-from conftest import ADMIN_EMAIL, PROVIDER, PROVIDER_EMAIL
+from client_stack import ADMIN_EMAIL, PROVIDER, PROVIDER_EMAIL, drain_ready, service_repo
 from dss_client import DSSClient, DSSError, DSSTransientError
 from dss_client.workspace import Workspace
-
-
-def _drain(provider, stack):
-    """Claim (and fail) whatever earlier tests left ready, so claims below get our ticket."""
-    while (claim := provider.claim([stack.service_githash], PROVIDER)) is not None:
-        provider.set_status(claim.ticket_id, "failed")
 
 
 def test_login_whoami_and_session_restore(stack, user):
@@ -45,7 +40,7 @@ def test_services_detail_and_stats(stack, user):
 
 
 def test_ticket_round_trip_user_and_provider(stack, user, provider, ct_image, tmp_path):
-    _drain(provider, stack)
+    drain_ready(stack)
     ticket_id = user.submit_workspace(ct_image, stack.service_name)
     assert (ticket_id, stack.service_name, "ready") in user.tickets()
     assert user.status(ticket_id) == "ready"
@@ -93,7 +88,7 @@ def test_ticket_round_trip_user_and_provider(stack, user, provider, ct_image, tm
 
 
 def test_claim_with_nothing_ready_is_none_and_wait_gets_a_new_ticket(stack, user, provider, ct_image):
-    _drain(provider, stack)
+    drain_ready(stack)
     assert provider.claim([stack.service_githash], PROVIDER) is None
     assert provider.available([stack.service_githash]) == []
     claimed = []
@@ -144,3 +139,15 @@ def test_admin_verbs(stack, admin, user, ct_image):
     with pytest.raises(DSSError) as caught:
         user.providers()
     assert caught.value.status == 401
+
+
+def test_register_and_retire_a_service(admin, user, tmp_path):
+    githash = admin.register_service(PROVIDER, str(service_repo(tmp_path, "ClientTestExtra", "2.0.0")))
+    assert re.fullmatch(r"[0-9a-f]{40}", githash)
+    assert ("ClientTestExtra", githash, "2.0.0") == next(
+        s for s in user.services() if s.githash == githash)[:3]
+    assert admin.retire_service(PROVIDER, githash) == "success"
+    assert githash not in [s.githash for s in user.services()]
+    with pytest.raises(DSSError) as caught:
+        admin.register_service(PROVIDER, str(tmp_path / "not-a-repo"))
+    assert caught.value.status == 400

@@ -2,8 +2,8 @@
 import json
 import threading
 
-from clirun import one_line_error, run_dss
-from conftest import PROVIDER
+from client_cli import one_line_error, run_dss
+from client_stack import PROVIDER, drain_ready
 from dss_client import DSSClient
 from dss_client.workspace import Workspace
 
@@ -24,13 +24,6 @@ def _complete_one_ticket(stack, work_dir, done: list):
         done.append(ticket_id)
 
 
-def _drain(stack):
-    with DSSClient(stack.url) as provider:
-        provider.login(stack.provider_token)
-        while (claim := provider.claim([stack.service_githash], PROVIDER)) is not None:
-            provider.set_status(claim.ticket_id, "failed")
-
-
 def test_login_submit_wait_download_log_delete(stack, ct_image, tmp_path):
     config = tmp_path / "dss.json"
     login = run_dss(config, "login", stack.url, "--token", stack.new_token("cli@example.org"))
@@ -38,7 +31,7 @@ def test_login_submit_wait_download_log_delete(stack, ct_image, tmp_path):
     services = run_dss(config, "services")
     assert stack.service_name in services.stdout and stack.service_githash in services.stdout
 
-    _drain(stack)
+    drain_ready(stack)
     done: list[int] = []
     provider = threading.Thread(target=_complete_one_ticket, args=(stack, tmp_path / "provider", done))
     provider.start()
@@ -68,7 +61,7 @@ def test_login_submit_wait_download_log_delete(stack, ct_image, tmp_path):
 def test_wait_reports_a_failed_ticket_with_its_error(stack, ct_image, tmp_path):
     config = tmp_path / "dss.json"
     run_dss(config, "login", stack.url, stdin=stack.new_token("fails@example.org") + "\n")
-    _drain(stack)
+    drain_ready(stack)
     ticket_id = int(run_dss(config, "submit", str(ct_image), "--service", stack.service_name).stdout)
     with DSSClient(stack.url) as provider:
         provider.login(stack.provider_token)
@@ -95,7 +88,7 @@ def test_provider_and_admin_verbs(stack, tmp_path):
     assert run_dss(provider_config, "login", stack.url, "--token", token).returncode == 0
     listed = run_dss(provider_config, "provider", "services")
     assert stack.service_githash in listed.stdout
-    _drain(stack)
+    drain_ready(stack)
     nothing = one_line_error(run_dss(provider_config, "provider", "claim", stack.service_githash,
                                      "--provider", PROVIDER))
     assert "no ticket ready" in nothing

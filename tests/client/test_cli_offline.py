@@ -2,9 +2,9 @@
 import json
 import stat
 
-from clirun import one_line_error, run_dss
+from client_cli import one_line_error, run_dss
 from helpers import free_port
-from loopback import Answer, LoopbackServer
+from client_loopback import Answer, LoopbackServer
 
 SESSION = "5e" * 20
 

@@ -6,7 +6,7 @@ from werkzeug.formparser import parse_form_data
 from dss_client import DSSClient, DSSError, DSSTransientError
 from dss_client.multipart import CHUNK_BYTES, MultipartFile
 from helpers import free_port
-from loopback import Answer, LoopbackServer
+from client_loopback import Answer, LoopbackServer
 
 
 def test_503_is_transient_with_retry_after():
