@@ -95,10 +95,12 @@ def test_http_components_probe_readyz_for_readiness_and_healthz_for_liveness():
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
-def test_inference_server_requests_a_gpu():
-    container = of_kind("Deployment")["dss-inference-server"]["spec"]["template"]["spec"]["containers"][0]
+def test_inference_server_requests_a_gpu_and_tolerates_gpu_nodes():
+    pod = of_kind("Deployment")["dss-inference-server"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
 
 
 @pytest.mark.parametrize("name,pod", pod_specs())
