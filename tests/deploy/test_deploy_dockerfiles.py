@@ -1,6 +1,7 @@
 """Every Dockerfile parses, builds from its own folder only, and follows the house rules."""
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 
@@ -166,3 +167,17 @@ def _entry_point_files(command: list[str]) -> list[str]:
             module = token.split(":")[0].replace(".", "/")
             files.append(module + ".py" if "/" in module else module + "/__init__.py")
     return files
+
+
+@pytest.mark.parametrize("name", ["web-server", "inference-server"])
+def test_gunicorn_uses_threaded_workers(name):
+    """Long uploads must not be taken for hung sync workers and killed."""
+    path = CONTEXTS[name] / "gunicorn.conf.py"
+    if not path.exists():
+        pytest.skip(f"entry point not written yet: {name}/gunicorn.conf.py")
+    settings = {target.id: node.value for node in ast.parse(path.read_text()).body
+                if isinstance(node, ast.Assign) for target in node.targets if isinstance(target, ast.Name)}
+    assert ast.literal_eval(settings["worker_class"]) == "gthread"
+    assert ast.literal_eval(settings["threads"]) > 1
+    if name == "inference-server":  # the job pool and the models live in one process
+        assert ast.literal_eval(settings["workers"]) == 1
