@@ -129,17 +129,29 @@ def git_service_repo(root, name="GitSvc", version="1.0.0"):
     return repo, commit
 
 
+def settings_for(database_url, root, overrides):
+    settings = dict(database_url=database_url, datastore=root / "datastore", var_dir=root / "var",
+                    secret_key="webui-test-secret", noauth=False, lease_sweep=False)
+    settings.update(overrides)
+    return settings
+
+
 @pytest.fixture
 def make_site(webui_db, tmp_path):
+    """Factory of apps with settings overridden (OIDC, NOAUTH); engines closed afterwards."""
+    made = []
+
     def make(**overrides) -> Site:
-        settings = dict(database_url=webui_db, datastore=tmp_path / "datastore",
-                        var_dir=tmp_path / "var", secret_key="webui-test-secret", noauth=False,
-                        lease_sweep=False)
-        settings.update(overrides)
-        return Site(create_app(settings))
-    return make
+        made.append(Site(create_app(settings_for(webui_db, tmp_path, overrides))))
+        return made[-1]
+    yield make
+    for one in made:
+        one.app.extensions["dss_engine"].dispose()
 
 
-@pytest.fixture
-def site(make_site):
-    return make_site()
+@pytest.fixture(scope="module")
+def site(webui_db, tmp_path_factory):
+    """One app per test module (tests make their own users, services and tickets)."""
+    made = Site(create_app(settings_for(webui_db, tmp_path_factory.mktemp("site"), {})))
+    yield made
+    made.app.extensions["dss_engine"].dispose()

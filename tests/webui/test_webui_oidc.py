@@ -5,9 +5,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import page_text, post_form
+from conftest import Site, settings_for, page_text, post_form
 from webui_oidc_provider import FORGERIES, OIDCProvider
 
+from dss_server import create_app
 from dss_server.config import ConfigError
 from dss_server.services import auth
 
@@ -18,11 +19,20 @@ def provider():
         yield running
 
 
+@pytest.fixture(scope="module")
+def oidc_app(webui_db, tmp_path_factory, provider):
+    settings = settings_for(webui_db, tmp_path_factory.mktemp("oidc"), dict(
+        oidc_issuer=provider.issuer, oidc_client_id=provider.client_id,
+        oidc_client_secret=provider.client_secret))
+    made = Site(create_app(settings))
+    yield made
+    made.app.extensions["dss_engine"].dispose()
+
+
 @pytest.fixture
-def oidc_site(make_site, provider):
+def oidc_site(oidc_app, provider):
     provider.forge, provider.email = None, "alice@example.org"
-    return make_site(oidc_issuer=provider.issuer, oidc_client_id=provider.client_id,
-                     oidc_client_secret=provider.client_secret)
+    return oidc_app
 
 
 def sign_in(client, next_path="/token"):

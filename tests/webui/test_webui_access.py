@@ -1,0 +1,71 @@
+"""Access rules and CSRF: every form needs the session's token; admin pages are for admins."""
+from __future__ import annotations
+
+import pytest
+from conftest import form_token, page_text
+
+ADMIN_PAGES = ("/admin", "/admin/users", "/admin/providers", "/admin/providers/some-lab",
+               "/admin/tickets", "/admin/tickets/1")
+ADMIN_POSTS = ("/admin/providers", "/admin/providers/some-lab/retire",
+               "/admin/providers/some-lab/users", "/admin/providers/some-lab/users/1/revoke",
+               "/admin/providers/some-lab/services",
+               f"/admin/providers/some-lab/services/{'a' * 40}/retire", "/admin/users/1",
+               "/admin/tiers/guest", "/admin/tickets/purge")
+USER_POSTS = ("/acceptterms", "/token", "/logout", "/login/token", "/tickets/1/retry",
+              "/tickets/1/delete")
+
+
+@pytest.mark.parametrize("path", ADMIN_POSTS + USER_POSTS)
+def test_posts_without_the_form_token_are_refused(site, path):
+    admin = site.client(admin=True)
+    form_token(admin)  # the session has a token; the POSTs below do not carry it
+    for data in ({}, {"csrf_token": "forged"}):
+        response = admin.post(path, data={**data, "name": "csrf-lab", "token": "x"})
+        assert response.status_code == 400, path
+        assert "CSRF" in page_text(response)
+    other_session = site.client(admin=True)
+    stolen = admin.post(path, data={"csrf_token": form_token(other_session)})
+    assert stolen.status_code == 400
+    assert admin.get("/api/login").status_code == 200  # nothing happened, still signed in
+
+
+def test_the_csrf_refusal_changes_nothing(site):
+    admin = site.client(admin=True)
+    admin.post("/admin/providers", data={"name": "never-made"})
+    assert b"never-made" not in admin.get("/api/admin/providers").data
+
+
+@pytest.mark.parametrize("path", ADMIN_PAGES)
+def test_non_admins_get_403_on_admin_pages(site, path):
+    response = site.client().get(path)
+    assert response.status_code == 403
+    assert "administrators only" in page_text(response)
+
+
+@pytest.mark.parametrize("path", ADMIN_POSTS)
+def test_non_admins_cannot_post_admin_forms(site, path):
+    user = site.client()
+    response = user.post(path, data={"csrf_token": form_token(user), "name": "sneaky-lab",
+                                     "email": user.email, "sysadmin": "on", "tier": "xnat",
+                                     "max_tickets": "100000", "scope": "all", "days": "0"})
+    assert response.status_code == 403
+    assert user.get("/admin").status_code == 403
+
+
+@pytest.mark.parametrize("path", ADMIN_PAGES + ("/token", "/services", "/tickets", "/tickets/1"))
+def test_anonymous_visitors_are_sent_to_sign_in(site, path):
+    response = site.app.test_client().get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_admin_nav_links_only_for_admins(site):
+    assert "/admin/providers" not in page_text(site.client().get("/"))
+    assert "/admin/providers" in page_text(site.client(admin=True).get("/"))
+
+
+def test_unknown_pages_and_methods_stay_clear(site):
+    client = site.client()
+    assert client.get("/admin/nothing-here").status_code in (403, 404)
+    assert client.delete("/tickets").status_code == 405
+    assert client.get("/logout").status_code == 405

@@ -1,0 +1,148 @@
+"""Admin pages: dashboard charts, providers (users, git-registered services), users (admin flag,
+tier, quota), all tickets (filters, pagination, history, purge)."""
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+from conftest import git_service_repo, page_text, post_form
+
+from dss_server.models import Service, Ticket, TicketHistory, User, UserTier
+from dss_server.pages import queries
+
+
+@pytest.fixture
+def admin(site):
+    return site.client(admin=True)
+
+
+def flashes(client, path) -> list[str]:
+    found = re.findall(r'<p class="flash (?:ok|error)">(.*?)</p>', page_text(client.get(path)), re.S)
+    return [html.unescape(message) for message in found]
+
+
+def test_providers_users_and_git_services(site, admin, tmp_path):
+    created = post_form(admin, "/admin/providers", {"name": "ui-lab"}, "/admin/providers")
+    assert (created.status_code, created.headers["Location"]) == (303, "/admin/providers/ui-lab")
+    assert "ui-lab" in page_text(admin.get("/admin/providers"))
+    member = site.client("member@example.org")
+    page = "/admin/providers/ui-lab"
+    post_form(admin, f"{page}/users", {"email": "member@example.org", "admin": "on"}, page)
+    assert "member@example.org" in page_text(admin.get(page))
+    post_form(admin, f"{page}/users", {"email": "ghost@example.org"}, page)
+    assert flashes(admin, page) == ["Email unrecognized by the system"]
+    repo, commit = git_service_repo(tmp_path, "UiGitSvc")
+    post_form(admin, f"{page}/services", {"repo": str(repo), "ref": "main"}, page)
+    assert flashes(admin, page) == [f"Registered service {commit}."]
+    assert member.get("/api/pro/services").data.startswith(b"UiGitSvc,1.0.0," + commit.encode())
+    post_form(admin, f"{page}/services", {"repo": str(tmp_path / "nowhere"), "ref": ""}, page)
+    assert flashes(admin, page) == ["Error fetching Git repository"]
+    post_form(admin, f"{page}/services/{commit}/retire", {}, page)
+    assert "No current services" in page_text(admin.get(page))
+    post_form(admin, f"{page}/users/{member.user_id}/revoke", {}, page)
+    assert "member@example.org" not in page_text(admin.get(page))
+    post_form(admin, f"{page}/retire", {}, page)
+    assert "retired" in page_text(admin.get(page))
+    assert admin.get("/admin/providers/nobody").status_code == 404
+    post_form(admin, "/admin/providers", {"name": "bad name/.."}, "/admin/providers")
+    assert "Invalid provider name" in flashes(admin, "/admin/providers")[0]
+
+
+def test_users_admin_flag_tier_and_quota(site, admin):
+    user = site.client("promote-me@example.org")
+    assert user.get("/admin").status_code == 403
+    post_form(admin, f"/admin/users/{user.user_id}", {"sysadmin": "on", "tier": "guest"},
+              "/admin/users")
+    assert user.get("/admin").status_code == 200
+    with site.sessions() as db:
+        assert db.get(User, user.user_id).tier == "guest"
+    post_form(admin, f"/admin/users/{user.user_id}", {"tier": "nonsense"}, "/admin/users")
+    assert flashes(admin, "/admin/users") == ["Unknown tier 'nonsense'"]
+    post_form(admin, f"/admin/users/{admin.user_id}", {"tier": "poweruser"}, "/admin/users")
+    assert "cannot remove your own admin" in flashes(admin, "/admin/users")[0]
+    with site.sessions() as db:
+        previous = db.get(UserTier, "xnat").max_tickets
+    post_form(admin, "/admin/tiers/xnat", {"max_tickets": "12"}, "/admin/users")
+    assert flashes(admin, "/admin/users") == ["Tier xnat now allows 12 open tickets."]
+    post_form(admin, "/admin/tiers/xnat", {"max_tickets": "many"}, "/admin/users")
+    assert "whole number" in flashes(admin, "/admin/users")[0]
+    post_form(admin, "/admin/tiers/xnat", {"max_tickets": str(previous)}, "/admin/users")
+    assert post_form(admin, "/admin/users/999999", {"tier": "guest"}, "/admin/users") \
+        .status_code == 303
+    assert flashes(admin, "/admin/users") == ["User 999999 not found"]
+
+
+def test_the_quota_limits_new_tickets(site, admin):
+    githash = site.service("QuotaSvc")
+    user = site.client("quota@example.org")
+    post_form(admin, f"/admin/users/{user.user_id}", {"tier": "guest"}, "/admin/users")
+    with site.sessions() as db:
+        guest_quota = db.get(UserTier, "guest").max_tickets
+    post_form(admin, "/admin/tiers/guest", {"max_tickets": "1"}, "/admin/users")
+    try:
+        assert user.post("/api/tickets", data={"githash": githash}).status_code == 200
+        refused = user.post("/api/tickets", data={"githash": githash})
+        assert refused.status_code == 400 and b"(1) exceeded" in refused.data
+    finally:
+        post_form(admin, "/admin/tiers/guest", {"max_tickets": str(guest_quota)}, "/admin/users")
+
+
+def test_dashboard_draws_charts_and_queue_depth(site, admin):
+    githash = site.service("DashSvc", provider="dash-lab")
+    provider = site.provider_client("dash-lab")
+    owner = site.client()
+    done = site.submit(owner, githash)
+    site.submit(owner, githash)
+    provider.post("/api/pro/services/claims", data={"services": githash, "provider": "dash-lab"})
+    provider.post(f"/api/pro/tickets/{done}/status", data={"status": "success"})
+    text = page_text(admin.get("/admin"))
+    assert text.count("<svg") == 3
+    assert re.search(r"<title>[0-9-]+ \d\d:00 success: \d+</title>", text)
+    assert re.search(r"<title>DashSvc: median [0-9.]+ s", text)
+    assert "<td>DashSvc</td><td>1.0.0</td><td>1</td><td>0</td>" in text
+
+
+def test_all_tickets_filters_pagination_history_and_purge(site, admin, monkeypatch):
+    githash = site.service("FilterSvc")
+    other = site.service("OtherSvc")
+    alice, bob = site.client("alice.filter@example.org"), site.client("bob.filter@example.org")
+    alices = [site.submit(alice, githash) for _ in range(3)]
+    bobs = site.submit(bob, other)
+    text = page_text(admin.get("/admin/tickets?service=FilterSvc"))
+    assert all(f"/admin/tickets/{t}\"" in text for t in alices) and f"/{bobs}\"" not in text
+    text = page_text(admin.get("/admin/tickets?user=bob.filter&status=ready"))
+    assert f"/admin/tickets/{bobs}\"" in text and "1 found" in text
+    assert "0 found" in page_text(admin.get("/admin/tickets?user=bob.filter&status=success"))
+    assert "0 found" in page_text(admin.get("/admin/tickets?user=%25"))  # LIKE is escaped
+    assert "0 found" in page_text(admin.get("/admin/tickets?since=2099-01-01&user=alice.filter"))
+    assert "3 found" in page_text(admin.get("/admin/tickets?until=2099-01-01&user=alice.filter"))
+    for bad in ("status=nope", "since=yesterday", "page=0", "page=x"):
+        response = admin.get(f"/admin/tickets?{bad}")
+        assert response.status_code == 400 and "Traceback" not in page_text(response), bad
+    monkeypatch.setattr(queries, "ADMIN_PAGE_SIZE", 2)
+    first = page_text(admin.get("/admin/tickets?user=alice.filter"))
+    assert "Page 1 of 2" in first and "older ›" in first and "user=alice.filter" in first
+    second = page_text(admin.get("/admin/tickets?user=alice.filter&page=2"))
+    assert f"/admin/tickets/{alices[0]}\"" in second and f"/{alices[2]}\"" not in second
+    history = page_text(admin.get(f"/admin/tickets/{alices[0]}"))
+    assert '<span class="status init">init</span>' in history and "Never claimed" in history
+    assert admin.get("/admin/tickets/424242424").status_code == 404
+    with site.sessions() as db:  # make alice's first ticket old and finished
+        ticket = db.get(Ticket, alices[0])
+        ticket.status = "failed"
+        for row in db.query(TicketHistory).filter_by(ticket_id=ticket.id):
+            row.atime = row.atime.replace(year=2020)
+        db.commit()
+    purged = post_form(admin, "/admin/tickets/purge", {"scope": "completed", "days": "30"},
+                       "/admin/tickets")
+    assert purged.status_code == 303
+    assert "Purged 1 tickets." in flashes(admin, "/admin/tickets")
+    assert alice.get(f"/api/tickets/{alices[0]}/status").data == b"deleted"
+    assert alice.get(f"/api/tickets/{alices[1]}/status").data == b"ready"
+    post_form(admin, "/admin/tickets/purge", {"scope": "completed", "days": "-1"}, "/admin/tickets")
+    assert "must not be negative" in flashes(admin, "/admin/tickets")[0]
+    assert post_form(admin, "/admin/tickets/purge", {"scope": "everything"},
+                     "/admin/tickets").status_code == 400
+    with site.sessions() as db:
+        assert db.get(Service, githash) is not None
