@@ -6,10 +6,11 @@ a component reads, and `oc process`-style parameter substitution of the OpenShif
 from __future__ import annotations
 
 import ast
-import shutil
 import json
 import re
+import secrets
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,13 +279,19 @@ def env_example_values() -> dict[str, str]:
     return values
 
 
+def env_example_filled() -> dict[str, str]:
+    """.env.example as a user fills it in: the required secrets set, everything else as shipped."""
+    return {**env_example_values(), "POSTGRES_PASSWORD": secrets.token_hex(16),
+            "ITK_SNAP_SERVER_DATABASE_PASSWORD": secrets.token_hex(16), "DSS_SECRET_KEY": secrets.token_hex(32)}
+
+
 def _interpolate(value: str, dotenv: dict[str, str]) -> str:
     def replace(match: re.Match) -> str:
         name, operator = match.group(1), match.group(2)
         default = match.group(0)[len(name) + 2 + len(operator or ""):-1]
         if dotenv.get(name):
             return dotenv[name]
-        assert operator != ":?", f"{name} is required by compose but .env.example leaves it empty"
+        assert operator != ":?", f"{name} is required by compose but not set"
         return default if operator == ":-" else ""
     return INTERPOLATION.sub(replace, value)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from deploy_files import (COMPOSE_FILE, COMPOSE_GPU_FILE, compose_interpolated_names, env_example_names,
-                          load_yaml)
+                          env_example_values, load_yaml)
 from helpers import REPO_ROOT
 
 COMPOSE = load_yaml(COMPOSE_FILE)
@@ -80,9 +80,10 @@ def test_dispatcher_reaches_the_others_by_service_name():
 
 
 def test_secrets_come_from_the_env_file_and_must_be_set():
-    text = COMPOSE_FILE.read_text()
+    text, shipped = COMPOSE_FILE.read_text(), env_example_values()
     for secret in ("POSTGRES_PASSWORD", "ITK_SNAP_SERVER_DATABASE_PASSWORD", "DSS_SECRET_KEY"):
         assert f"${{{secret}:?" in text, f"{secret} must be required (${{{secret}:?...}})"
+        assert shipped[secret] == "", "no default secret: compose refuses to start until it is set"
 
 
 def test_env_example_lists_exactly_the_variables_compose_substitutes():

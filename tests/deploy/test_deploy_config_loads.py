@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_files import (TEMPLATE_FILE, env_example_values, image_env, load_yaml, process_template,
+from deploy_files import (TEMPLATE_FILE, env_example_filled, image_env, load_yaml, process_template,
                           service_environment)
 
 TOKEN = "ab" * 24
@@ -39,7 +39,7 @@ def openshift_env(name: str) -> dict[str, str]:
 
 
 def compose_env(name: str) -> dict[str, str]:
-    return service_environment(name, {**env_example_values(), "DSS_PROVIDER_TOKEN": TOKEN}, {})
+    return service_environment(name, {**env_example_filled(), "DSS_PROVIDER_TOKEN": TOKEN}, {})
 
 
 DEPLOYMENTS = {"compose": compose_env, "openshift": openshift_env}

@@ -19,7 +19,7 @@ import pytest
 import requests
 from sqlalchemy.engine import make_url
 
-from deploy_files import docker_context_copy, env_example_values, image_command, service_environment
+from deploy_files import docker_context_copy, env_example_filled, image_command, service_environment
 from helpers import REPO_ROOT, ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def stack(pg_server_url, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stack")
     url = make_url(pg_server_url)
     suffix = uuid.uuid4().hex[:10]
-    dotenv = {**env_example_values(), "ITK_SNAP_SERVER_DATABASE_NAME": f"dss_stack_{suffix}",
+    dotenv = {**env_example_filled(), "ITK_SNAP_SERVER_DATABASE_NAME": f"dss_stack_{suffix}",
               "ITK_SNAP_SERVER_DATABASE_USERNAME": f"dss_stack_owner_{suffix}"}
     web_port, inference_port, metrics_port = free_port(), free_port(), free_port()
     mapping = {"http://web-server:8080": f"http://127.0.0.1:{web_port}",
