@@ -80,7 +80,8 @@ def input_format(filename: str) -> str:
                                            "send a single-file .nrrd or .mha instead")
             return fmt
     supported = ", ".join(s for s, f in INPUT_FORMATS.items() if f)
-    raise ImageInputError(415, f"unsupported file type '{filename}'; send one of {supported}")
+    raise ImageInputError(415, f"unsupported file type {filename[:100]!r}; "
+                               f"send one of {supported}")
 
 
 def upload_suffix(fmt: str) -> str:
