@@ -47,12 +47,13 @@ class ServerProcess:
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for_http(health_url, timeout, self.process)
-        except Exception:
+        except Exception as error:
             self.stop()
-            raise RuntimeError(f"{args} failed to start; log:\n{self.log_tail()}")
+            raise RuntimeError(f"{args} failed to start ({error}); log:\n{self.log_tail()}")
 
     def log_tail(self, chars: int = 4000) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def kill(self) -> None:
