@@ -18,7 +18,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30000
 def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite"):
         return _sqlite_engine(database_url)
-    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=30)
+    # No pre-ping (a round trip per request); connections are recycled hourly instead, and a
+    # request that meets a dead connection after a database restart answers 500 once.
+    return create_engine(database_url, pool_recycle=3600, pool_size=10, max_overflow=30)
 
 
 def _sqlite_engine(database_url: str) -> Engine:

@@ -50,12 +50,15 @@ def find_session(db: DB, session_id: str | None) -> Session | None:
 
 
 def identify(db: DB, session_id: str | None, noauth: bool) -> Identity | None:
-    session = find_session(db, session_id)
-    if session is not None and session.user_id is not None:
-        return Identity(db.get(User, session.user_id), session, session.accept_terms)
+    if valid_session_id(session_id):
+        row = db.execute(select(Session, User).join(User, User.id == Session.user_id)
+                         .where(Session.session_hash == digest(session_id.lower()))).first()
+        if row is not None:
+            session, user = row
+            return Identity(user, session, session.accept_terms)
     if noauth:
         return Identity(ensure_user(db, NOAUTH_EMAIL, "Test User", sysadmin=True,
-                                    tier="poweruser"), session, True)
+                                    tier="poweruser"), find_session(db, session_id), True)
     return None
 
 

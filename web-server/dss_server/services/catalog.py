@@ -8,11 +8,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session as DB
 
 from ..errors import DSSError
+from ..throttle import Throttle
 from ..models import (ClaimHistory, ProviderAccess, ProviderService, Service, Ticket,
                       TicketHistory, utcnow)
 
 GITHASH = re.compile(r"^[0-9a-f]{40}$")
 PING_RESOLUTION = 5.0
+_touch_throttle = Throttle(PING_RESOLUTION)
 
 
 def current_services(db: DB) -> list[Service]:
@@ -60,10 +62,12 @@ def touch(db: DB, githashes: list[str]) -> None:
 
     At most once per PING_RESOLUTION s, so concurrent claims do not queue on the service row.
     """
-    now = utcnow()
-    db.execute(update(Service).where(Service.githash.in_(githashes),
-                                     Service.pingtime < now - timedelta(seconds=PING_RESOLUTION))
-               .values(pingtime=now))
+    stale = _touch_throttle.due(githashes)
+    if stale:
+        now = utcnow()
+        db.execute(update(Service).where(Service.githash.in_(stale),
+                                         Service.pingtime < now - timedelta(seconds=PING_RESOLUTION))
+                   .values(pingtime=now))
 
 
 def available(db: DB, githashes: list[str]) -> list[tuple[str, str, int]]:

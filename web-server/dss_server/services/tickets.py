@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
@@ -147,11 +147,10 @@ def append_log(db: DB, ticket_id: int, category: str, message: str) -> int:
     entry = TicketLog(ticket_id=ticket_id, category=category, message=message, atime=utcnow())
     db.add(entry)
     db.flush()
-    linked = select(TicketLogAttachment.attachment_id)
-    for attachment_id in db.scalars(select(TicketAttachment.id).where(
-            TicketAttachment.ticket_id == ticket_id, TicketAttachment.id.not_in(linked))):
-        db.add(TicketLogAttachment(log_id=entry.id, attachment_id=attachment_id))
-    db.flush()
+    unlinked = (select(literal(entry.id), TicketAttachment.id)
+                .where(TicketAttachment.ticket_id == ticket_id,
+                       TicketAttachment.id.not_in(select(TicketLogAttachment.attachment_id))))
+    db.execute(insert(TicketLogAttachment).from_select(["log_id", "attachment_id"], unlinked))
     return entry.id
 
 
