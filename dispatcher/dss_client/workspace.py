@@ -12,6 +12,7 @@ import copy
 import hashlib
 import os
 import re
+import shutil
 import xml.parsers.expat
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ DOCTYPE = ("<!DOCTYPE registry [\n"
            "]>\n")
 ROLES = ("MainRole", "OverlayRole", "SegmentationRole")
 LAYER_KEY = re.compile(r"^Layer\[(\d{3,})\]$")
+EXPORTED_NAME = re.compile(r"^layer_\d{3}_([0-9a-f]{32})\.nii\.gz$")
 MAX_WORKSPACE_BYTES = 16 * 1024 * 1024  # a real workspace is a few KB; refuse anything absurd
 _XML_ESCAPES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;"}
 
@@ -366,7 +368,11 @@ class Workspace:
             image = sitk.ReadImage(str(layer.path))
             digest = hashlib.md5(sitk.GetArrayViewFromImage(image).tobytes()).hexdigest()
             target = out_dir / f"layer_{index:03d}_{digest}.nii.gz"
-            sitk.WriteImage(image, str(target), useCompression=True)
+            exported_before = EXPORTED_NAME.match(layer.path.name)
+            if exported_before and exported_before.group(1) == digest:
+                shutil.copyfile(layer.path, target)   # already written by an export: no re-compression
+            else:
+                sitk.WriteImage(image, str(target), useCompression=True)
             exported.registry.set(f"{layer.key}.AbsolutePath", str(target))
             exported.registry.remove_folder(f"{layer.key}.IOHints")
             files.append(target)

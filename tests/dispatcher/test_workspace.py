@@ -212,3 +212,17 @@ def test_validate_reports_missing_layer_file(saved_workspace):
     (saved_workspace.parent / "pet.nii.gz").unlink()
     with pytest.raises(WorkspaceError, match="Layer 1"):
         Workspace.load(saved_workspace).validate()
+
+
+def test_re_export_copies_already_exported_layers_unchanged(saved_workspace, tmp_path):
+    first = Workspace.load(saved_workspace).export(tmp_path / "a", "ticket_00000001")
+    second = Workspace.load(first[0]).export(tmp_path / "b", "ticket_00000001_results")
+    assert [p.name for p in second[1:]] == [p.name for p in first[1:]]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first[1:], second[1:]))
+    # a file whose name claims another checksum is written afresh, under the right name
+    wrong = tmp_path / "a" / ("layer_000_" + "0" * 32 + ".nii.gz")
+    first[1].rename(wrong)
+    ws = Workspace.load(first[0])
+    ws.registry.set("Layers.Layer[000].AbsolutePath", str(wrong))
+    third = ws.export(tmp_path / "c", "x")
+    assert third[1].name == first[1].name

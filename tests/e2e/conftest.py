@@ -1,94 +1,9 @@
-"""The whole stack as real processes on loopback: PostgreSQL, web server, inference server,
-and dispatchers started per test (so a test can kill one, or point one at a dead server)."""
+"""Fixtures of the end-to-end tests: one stack per module, the phantom CT."""
 from __future__ import annotations
-
-import os
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
-from helpers import PYTHON, REPO_ROOT, ServerProcess, free_port
-
-from dss_client import DSSClient
-from dss_dispatcher.devstack import service_repo
-
-CLAIM_LEASE = "4"
-PROVIDER, PROVIDER_EMAIL, USER_EMAIL = "e2e-lab", "robot@e2e.test", "user@e2e.test"
-
-
-class Stack:
-    def __init__(self, tmp: Path, database_url: str):
-        self.tmp = tmp
-        self.server_env = {"DATABASE_URL": database_url, "DSS_DATASTORE": str(tmp / "datastore"),
-                           "DSS_SECRET_KEY": "e2e-" + "x" * 40, "DSS_CLAIM_LEASE": CLAIM_LEASE,
-                           "DSS_MAX_ATTEMPTS": "3", "PORT": str(free_port())}
-        self.server_url = f"http://127.0.0.1:{self.server_env['PORT']}"
-        self.inference_port = free_port()
-        self.inference_url = f"http://127.0.0.1:{self.inference_port}"
-        self.processes: list[ServerProcess] = []
-
-    def cli(self, *args: str) -> str:
-        result = subprocess.run([PYTHON, "-m", "dss_server", *args], cwd=self.tmp, text=True,
-                                capture_output=True, env={**_base_env(), **self.server_env},
-                                timeout=120)
-        assert result.returncode == 0, result.stderr
-        return result.stdout.strip().splitlines()[-1]
-
-    def start(self) -> None:
-        self.cli("migrate")
-        self.cli("add-provider", PROVIDER)
-        self.cli("grant", PROVIDER, PROVIDER_EMAIL)
-        self.provider_token = self.cli("issue-token", PROVIDER_EMAIL, "--reusable")
-        self.githashes = {}
-        for descriptor in sorted((REPO_ROOT / "services").glob("*/service.json")):
-            repo = service_repo(descriptor, self.tmp / "service-repos")
-            self.githashes[descriptor.parent.name] = self.cli("register-service", PROVIDER, str(repo))
-        self.processes.append(ServerProcess(
-            [PYTHON, "-m", "dss_server", "run", "--host", "127.0.0.1"], self.server_env,
-            f"{self.server_url}/healthz", self.tmp / "web-server.log", cwd=self.tmp))
-        self.processes.append(ServerProcess(
-            [PYTHON, "-m", "dss_inference"],
-            {"INFERENCE_PORT": str(self.inference_port), "INFERENCE_OUTPUT_DIR": str(self.tmp / "inference")},
-            f"{self.inference_url}/readyz", self.tmp / "inference.log", cwd=self.tmp, timeout=120))
-
-    def user(self) -> DSSClient:
-        client = DSSClient(self.server_url)
-        client.login(self.cli("create-admin", USER_EMAIL))
-        return client
-
-    def dispatcher(self, name: str, inference_url: str | None = None, **env: str) -> ServerProcess:
-        metrics_port = free_port()
-        inference_url = inference_url or self.inference_url
-        process = ServerProcess(
-            [PYTHON, "-m", "dss_dispatcher"],
-            {"SERVER_URL": self.server_url, "DSS_PROVIDER_TOKEN": self.provider_token,
-             "DSS_PROVIDER_NAME": PROVIDER, "DSS_PROVIDER_CODE": name,
-             "LUNG_SEGMENTATION_SERVICE_URL": inference_url,
-             "NODULE_DETECTION_SERVICE_URL": inference_url,
-             "DSS_METRICS_PORT": str(metrics_port), "DSS_WORK_DIR": str(self.tmp / f"work-{name}"),
-             "DSS_CLAIM_WAIT": "2", "DSS_POLL_INTERVAL": "0.5", "DSS_RETRY_BUDGET": "5", **env},
-            f"http://127.0.0.1:{metrics_port}/healthz", self.tmp / f"dispatcher-{name}.log")
-        process.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        self.processes.append(process)
-        return process
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-
-
-def _base_env() -> dict[str, str]:
-    return dict(os.environ)
-
-
-def require_components() -> None:
-    pytest.importorskip("dss_server.cli", reason="the web server package is not installed")
-    models = pytest.importorskip("dss_inference.models",
-                                 reason="the inference package is not installed")
-    if not hasattr(models, "load_models"):
-        pytest.skip("the inference server has no models yet (dss_inference.models.load_models)")
+from e2e_stack import Stack, require_components
 
 
 @pytest.fixture(scope="module")
@@ -112,16 +27,3 @@ def phantom_ct(tmp_path_factory):
     path = tmp_path_factory.mktemp("phantom") / "phantom_ct.nii.gz"
     write_phantom(path, phantom)
     return path, phantom
-
-
-def wait_for_status(client: DSSClient, ticket_id: int, wanted, timeout: float = 180.0) -> str:
-    wanted = {wanted} if isinstance(wanted, str) else set(wanted)
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        status = client.status(ticket_id)
-        if status in wanted:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"ticket {ticket_id} is {status!r}, not {wanted} after {timeout} s; "
-                         f"log: {[e.message for e in client.log(ticket_id)]}")
