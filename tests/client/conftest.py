@@ -29,13 +29,12 @@ def stack(make_database, tmp_path_factory):
         admin_token = TOKEN.search(stack.server_cli("create-admin", ADMIN_EMAIL)).group(0)
         with DSSClient(url) as admin:
             admin.login(admin_token)
+            stack.admin_session = admin.session_id
             admin.add_provider(PROVIDER)
-            stack.new_token(PROVIDER_EMAIL)  # creates the provider's user
+            stack.provider_token = admin.issue_token(PROVIDER_EMAIL)  # creates the user
             admin.add_provider_user(PROVIDER, PROVIDER_EMAIL)
             repo = service_repo(workdir, stack.service_name, "1.0.0")
             stack.service_githash = admin.register_service(PROVIDER, str(repo))
-            stack.provider_token = admin.issue_token(PROVIDER_EMAIL)
-            stack.admin_session = admin.session_id
         yield stack
 
 

@@ -1,6 +1,8 @@
 """`dss demo` against the real web server, with a provider thread standing in for the dispatcher."""
 import threading
 
+import pytest
+
 from client_cli import one_line_error, run_dss
 from client_stack import PROVIDER, drain_ready
 from dss_client import DSSClient
@@ -33,6 +35,7 @@ def _login(stack, tmp_path, email):
     return config
 
 
+@pytest.mark.slow  # makes the phantom and waits for two tickets in a subprocess
 def test_demo_submits_the_phantom_waits_downloads_and_reports(stack, tmp_path):
     config = _login(stack, tmp_path, "demo@example.org")
     provider = threading.Thread(target=_serve_tickets, args=(stack, 2, tmp_path / "provider"))
