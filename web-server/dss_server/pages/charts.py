@@ -45,13 +45,15 @@ def stacked_bars(hours: list[datetime], counts: dict[str, list[int]], title: str
                             f'<title>{hour:%Y-%m-%d %H}:00 {escape(status)}: {series[i]}</title>'
                             f'</rect>')
                 base += series[i]
-        if hour.hour == 0 or i == 0:
-            body.append(f'<text x="{x:.1f}" y="{HEIGHT - 8}">{hour:%m-%d %H}h</text>')
+        if hour.hour == 0:
+            body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{TOP + plot_h + 4}" '
+                        f'class="grid"/><text x="{x:.1f}" y="{TOP + plot_h + 16}" '
+                        f'text-anchor="middle">{hour:%Y-%m-%d}</text>')
     legend_x = LEFT
     for status in counts:
-        body.append(f'<rect x="{legend_x}" y="{HEIGHT - 2 - 8}" width="8" height="8" '
+        body.append(f'<rect x="{legend_x}" y="{HEIGHT + 2}" width="9" height="9" '
                     f'fill="{STATUS_COLOURS.get(status, "#000")}"/>')
-        body.append(f'<text x="{legend_x + 11}" y="{HEIGHT - 2}">{escape(status)}</text>')
+        body.append(f'<text x="{legend_x + 12}" y="{HEIGHT + 10}">{escape(status)}</text>')
         legend_x += 80
     if not counts:
         body.append(f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">'
@@ -67,6 +69,10 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def _seconds(value: float, scale: float) -> str:
+    return f"{value:.1f} s" if scale < 10 else f"{value:.0f} s"
+
+
 def box_plots(runtimes: dict[str, list[float]], title: str) -> Markup:
     """One horizontal box plot per service (min, quartiles, median, max) on a shared axis."""
     row_h, label_w = 34, 160
@@ -78,7 +84,7 @@ def box_plots(runtimes: dict[str, list[float]], title: str) -> Markup:
         x = x_of(top * fraction)
         body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{height - BOTTOM}" '
                     f'class="grid"/><text x="{x:.1f}" y="{height - 12}" text-anchor="middle">'
-                    f'{top * fraction:.0f} s</text>')
+                    f'{_seconds(top * fraction, top)}</text>')
     for row, (service, values) in enumerate(runtimes.items()):
         mid = TOP + row * row_h + row_h / 2
         low, q1, median, q3, high = (_quantile(values, q) for q in (0, 0.25, 0.5, 0.75, 1))
