@@ -31,6 +31,9 @@ POLL_FIRST, POLL_MAX = 0.1, 1.0   # seconds between job polls: quick for small j
 STATUS_CHECK_SECONDS = 2.0
 
 
+SHUTDOWN_REASON = "the dispatcher is shutting down"
+
+
 class Dropped(Exception):
     """Stop working on the ticket without touching it (deleted, no longer ours, shutdown)."""
 
@@ -57,6 +60,8 @@ class TicketJob:
             outcome = "success"
         except Dropped as exc:
             log.info("dropping the ticket: %s", exc)
+            if str(exc) == SHUTDOWN_REASON:
+                self._note_shutdown()
             outcome = "dropped"
         except TicketFailed as exc:
             outcome = self._fail(str(exc))
@@ -88,8 +93,7 @@ class TicketJob:
 
     def _stage(self, name: str, work):
         if self.stopping.is_set():
-            raise Dropped("the dispatcher is shutting down; the claim lease returns the ticket "
-                          "to the queue")
+            raise Dropped(SHUTDOWN_REASON)
         self._check_claimed()
         started = time.monotonic()
         self._progress(name, 0.0)
@@ -123,6 +127,16 @@ class TicketJob:
     def _progress(self, stage: str, fraction: float) -> None:
         start, end = STAGES[stage]
         self.dss.call("set_progress", self.id, start, end, round(min(max(fraction, 0.0), 1.0), 4))
+
+    def _note_shutdown(self) -> None:
+        """No protocol call hands a claim back: the server's claim lease re-queues the ticket."""
+        try:
+            self.dss.call("log_message", self.id, "warning",
+                          f"Provider instance {self.settings.provider_code} stopped before "
+                          "finishing; the ticket goes back to the queue when its claim lease "
+                          "expires.")
+        except DSSError as exc:
+            log.warning("could not tell the user about the shutdown: %s", exc)
 
     def _fail(self, message: str) -> str:
         log.warning("failing the ticket: %s", message)
@@ -167,13 +181,15 @@ class TicketJob:
         for path in sorted(source.iterdir()):
             if path.is_file() and not path.is_symlink() and not path.name.endswith(".part"):
                 copied.append(Path(shutil.copy2(path, target / path.name)))
+        if copied:
+            log.info("input copied from the shared datastore %s", self.settings.shared_datastore)
         return copied or None
 
     def _inference(self, image: Path) -> tuple[Path, dict]:
         client = InferenceClient(self.spec.inference_url, self.spec.endpoint)
         try:
             return retry(lambda: self._run_job(client, image), self.settings.retry_budget,
-                         "inference", sleep=self._sleep, on_retry=self._inference_retry)
+                         "inference", sleep=self._wait_to_retry, on_retry=self._inference_retry)
         except InferenceFailed as exc:
             raise TicketFailed(f"The image could not be processed: {exc}") from None
         finally:
@@ -199,7 +215,7 @@ class TicketJob:
                 if time.monotonic() - last_check > STATUS_CHECK_SECONDS:
                     self._check_claimed()
                     last_check = time.monotonic()
-                self._sleep(pause)
+                time.sleep(pause)
                 pause = min(POLL_MAX, pause * 1.5)
         except JobLost:
             raise
@@ -212,8 +228,10 @@ class TicketJob:
         metrics.RETRIES.labels(self.spec.label, "inference").inc()
         self._check_claimed()
 
-    def _sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+    def _wait_to_retry(self, seconds: float) -> None:
+        """A stage waiting for a service to come back does not hold up a shutdown."""
+        if self.stopping.wait(seconds):
+            raise Dropped(SHUTDOWN_REASON)
 
     def _build(self, workspace: Workspace, layer, label_path: Path, report: dict):
         """The result workspace (inputs + the new segmentation layer), preview and reports."""

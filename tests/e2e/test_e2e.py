@@ -43,7 +43,9 @@ def _log(client, ticket_id):
 
 def test_lungs_and_nodules_end_to_end(stack, phantom_ct, tmp_path):
     ct_path, phantom = phantom_ct
-    dispatcher = stack.dispatcher("main")
+    # the optional fast path: inputs read from the server's datastore (DSS_WORKERS=2 too)
+    dispatcher = stack.dispatcher("main", DSS_SHARED_DATASTORE=stack.server_env["DSS_DATASTORE"],
+                                  DSS_WORKERS="2")
     user = stack.user()
     lungs_id = user.submit_workspace(ct_path, "LungSegmentation")
     nodules_id = user.submit_workspace(ct_path, "LungNoduleDetection")
@@ -86,6 +88,7 @@ def test_lungs_and_nodules_end_to_end(stack, phantom_ct, tmp_path):
     mimes = sorted(a.mime_type for e in entries for a in user.log_attachments(e.id))
     assert mimes == ["application/json", "image/png", "text/csv"]
 
+    assert "input copied from the shared datastore" in dispatcher.log_tail(100_000)
     metrics = requests.get(dispatcher.metrics_url, timeout=5).text
     assert 'dss_dispatcher_tickets_total{outcome="success",service="LungSegmentation"} 1.0' in metrics
     dispatcher.stop()
@@ -111,6 +114,24 @@ def test_killed_dispatcher_ticket_comes_back_and_completes_once(stack, phantom_c
     assert text.count("Lung volumes") == 1
     names = [f.name for f in user.files(ticket_id, "results")]
     assert len(names) == len(set(names)) == 3     # workspace + CT + segmentation, once each
+    rescuer.stop()
+
+
+def test_sigterm_stops_at_once_and_the_ticket_is_processed_later(stack, phantom_ct):
+    user = stack.user()
+    waiting = stack.dispatcher("sigterm", inference_url=f"http://127.0.0.1:{free_port()}",
+                               DSS_RETRY_BUDGET="600")
+    ticket_id = user.submit_workspace(phantom_ct[0], "LungSegmentation")
+    wait_for_status(user, ticket_id, "claimed", timeout=60)
+    time.sleep(1)                                   # in the inference stage, retrying
+    started = time.monotonic()
+    waiting.process.terminate()
+    assert waiting.process.wait(20) == 0
+    assert time.monotonic() - started < 10
+    entries, text = _log(user, ticket_id)
+    assert "stopped before finishing" in text
+    rescuer = stack.dispatcher("after-sigterm")
+    assert wait_for_status(user, ticket_id, {"success", "failed"}, timeout=120) == "success"
     rescuer.stop()
 
 
