@@ -52,6 +52,14 @@ def _retry_after(header: str | None) -> float | None:
         return None
 
 
+def _reason(exc: requests.RequestException) -> str:
+    """The short cause inside requests' nested connection errors, e.g. `Connection refused`."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    return found.group(1).strip() if found else type(exc).__name__
+
+
 def _is_transient(status: int) -> bool:
     return status >= 500 or status == 429
 
@@ -105,7 +113,8 @@ class DSSClient:
                 method, url, params=params, data=data, headers=headers, stream=stream,
                 allow_redirects=False, timeout=(CONNECT_TIMEOUT, read_timeout or self.timeout))
         except _TRANSPORT_FAILURES as exc:
-            raise DSSTransientError(None, f"cannot reach {self.base_url}: {exc}", url) from None
+            raise DSSTransientError(None, f"cannot reach {self.base_url} ({_reason(exc)})",
+                                    url) from None
         except requests.RequestException as exc:
             raise DSSError(None, f"request to {self.base_url} failed: {exc}", url) from None
         new_session = response.cookies.get(SESSION_COOKIE)
@@ -133,7 +142,8 @@ class DSSClient:
         try:
             return response.content.decode("utf-8", errors="replace")
         except requests.RequestException as exc:
-            raise DSSTransientError(None, f"connection lost reading {path}: {exc}") from None
+            raise DSSTransientError(None, f"connection lost reading {path} ({_reason(exc)})",
+                                    path) from None
 
     def _get(self, path: str, **params) -> str:
         return self._text("GET", path, params=params or None)
@@ -157,7 +167,8 @@ class DSSClient:
                     out.write(chunk)
         except requests.RequestException as exc:
             partial.unlink(missing_ok=True)
-            raise DSSTransientError(None, f"download of {name} interrupted: {exc}") from None
+            raise DSSTransientError(None, f"download of {name} interrupted ({_reason(exc)})",
+                                    path) from None
         finally:
             response.close()
         partial.replace(target)

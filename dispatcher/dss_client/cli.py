@@ -124,11 +124,11 @@ def cmd_retry(args, client: DSSClient) -> int:
     return 0
 
 
-def _wait_and_download(client: DSSClient, ticket_id: int, download_dir: str | None,
-                       label: str) -> tuple[str, list[dict], list[Path]]:
-    status, log = wait_for_ticket(client, ticket_id, ProgressBar(label))
-    paths = client.download(ticket_id, "results", download_dir) if (
-        status == "success" and download_dir) else []
+def _wait_and_download(client: DSSClient, ticket_id: int, args) -> tuple[str, list[dict], list[Path]]:
+    status, log = wait_for_ticket(client, ticket_id, ProgressBar(f"ticket {ticket_id}"),
+                                  timeout=args.timeout)
+    paths = client.download(ticket_id, "results", args.download) if (
+        status == "success" and args.download) else []
     return status, log, paths
 
 
@@ -148,13 +148,13 @@ def cmd_submit(args, client: DSSClient) -> int:
     print(ticket_id, flush=True)
     if not (args.wait or args.download):
         return 0
-    status, log, paths = _wait_and_download(client, ticket_id, args.download, f"ticket {ticket_id}")
+    status, log, paths = _wait_and_download(client, ticket_id, args)
     _print_paths(paths)
     return _finish(ticket_id, status, log)
 
 
 def cmd_wait(args, client: DSSClient) -> int:
-    status, log, paths = _wait_and_download(client, args.id, args.download, f"ticket {args.id}")
+    status, log, paths = _wait_and_download(client, args.id, args)
     _print_paths(paths)
     print(status)
     return _finish(args.id, status, log)
@@ -320,6 +320,7 @@ def _user_verbs(verbs) -> None:
     submit.add_argument("--service", required=True, help="service name or 40-hex githash")
     submit.add_argument("--wait", action="store_true", help="show progress until the ticket ends")
     submit.add_argument("--download", metavar="DIR", help="after success, download results here")
+    submit.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
     _add(verbs, "tickets", cmd_tickets, "list your tickets", json_flag=True)
     for name, handler, text in (("status", cmd_status, "status, progress, queue position"),
                                 ("delete", cmd_delete, "delete a ticket (cancels its work)"),
@@ -331,6 +332,7 @@ def _user_verbs(verbs) -> None:
     wait = _add(verbs, "wait", cmd_wait, "show progress until a ticket ends")
     wait.add_argument("id", type=int)
     wait.add_argument("--download", metavar="DIR", help="after success, download results here")
+    wait.add_argument("--timeout", type=float, help="give up after this many seconds")
     download = _add(verbs, "download", cmd_download, "download a ticket's files")
     download.add_argument("id", type=int)
     download.add_argument("dir")

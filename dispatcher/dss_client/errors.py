@@ -10,9 +10,11 @@ class DSSError(Exception):
 
     def __init__(self, status: int | None, body: str, url: str = ""):
         self.status, self.body, self.url = status, body, url
+        if status is None:  # no answer: the body says why
+            super().__init__(body)
+            return
         where = f" ({url})" if url else ""
-        reason = body.strip() or "(empty body)"
-        super().__init__(f"HTTP {status}: {reason}{where}" if status else f"{reason}{where}")
+        super().__init__(f"HTTP {status}: {body.strip() or '(empty body)'}{where}")
 
 
 class DSSTransientError(DSSError):

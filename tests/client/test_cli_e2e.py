@@ -94,3 +94,14 @@ def test_provider_and_admin_verbs(stack, tmp_path):
     assert "no ticket ready" in nothing
     refused = one_line_error(run_dss(provider_config, "admin", "providers"))
     assert "401" in refused
+
+
+def test_wait_gives_up_after_its_timeout(stack, ct_image, tmp_path):
+    config = tmp_path / "dss.json"
+    run_dss(config, "login", stack.url, "--token", stack.new_token("patient@example.org"))
+    drain_ready(stack)
+    ticket_id = int(run_dss(config, "submit", str(ct_image), "--service", stack.service_name).stdout)
+    line = one_line_error(run_dss(config, "wait", str(ticket_id), "--timeout", "0.5"),
+                          after_progress=True)
+    assert f"ticket {ticket_id} still ready after 0.5 s" in line
+    run_dss(config, "delete", str(ticket_id))

@@ -50,7 +50,7 @@ def test_unreachable_server_missing_login_and_missing_file_are_one_line(tmp_path
     config = tmp_path / "c.json"
     assert "not logged in" in one_line_error(run_dss(config, "services"))
     down = f"http://127.0.0.1:{free_port()}"
-    assert "cannot reach" in one_line_error(run_dss(config, "--server", down, "services"))
+    assert "Connection refused" in one_line_error(run_dss(config, "--server", down, "services"))
     missing = one_line_error(run_dss(config, "--server", down, "submit", str(tmp_path / "no.nii.gz"),
                                      "--service", "LungSegmentation"))
     assert "no such file" in missing
