@@ -19,6 +19,9 @@ from .services import bootstrap, notify
 
 log = logging.getLogger(__name__)
 UPLOAD_OVERHEAD = 16 * 1024 * 1024  # multipart framing and text fields on top of the file cap
+# Cap of a text field (a log message); also bounds werkzeug's multipart read buffer, which
+# reads MULTIPART_READ_BYTES at a time.
+FORM_FIELD_BYTES = 4 * 1024 * 1024
 HTTP_MESSAGES = {400: "bad request", 401: "unauthorized", 404: "not found",
                  405: "method not allowed"}
 
@@ -30,7 +33,8 @@ def create_app(config: Config | Mapping | None = None) -> Flask:
     app = Flask(__name__)
     app.request_class = DSSRequest
     app.config.update(DSS=config, SECRET_KEY=config.secret_key,
-                      MAX_CONTENT_LENGTH=config.max_upload_bytes + UPLOAD_OVERHEAD)
+                      MAX_CONTENT_LENGTH=config.max_upload_bytes + UPLOAD_OVERHEAD,
+                      MAX_FORM_MEMORY_SIZE=FORM_FIELD_BYTES)
     app.wsgi_app = _MergeSlashes(app.wsgi_app)
     _init_database(app, config)
     for blueprint in BLUEPRINTS:
