@@ -165,14 +165,14 @@ class DSSClient:
             with open(partial, "wb") as out:
                 for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
                     out.write(chunk)
+            partial.replace(target)
+            return target
         except requests.RequestException as exc:
-            partial.unlink(missing_ok=True)
             raise DSSTransientError(None, f"download of {name} interrupted ({_reason(exc)})",
                                     path) from None
         finally:
             response.close()
-        partial.replace(target)
-        return target
+            partial.unlink(missing_ok=True)  # left only when the download failed
 
     def _download_area(self, prefix: str, dest_dir: str | Path) -> list[Path]:
         dest = Path(dest_dir)

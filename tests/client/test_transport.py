@@ -174,3 +174,15 @@ def test_submit_deletes_the_ticket_when_an_upload_fails(tmp_path):
         with pytest.raises(DSSError):
             DSSClient(server.url).submit_workspace(image, "LungSegmentation")
     assert server.requests[-1].path == "/api/tickets/7/delete"
+
+
+def test_a_download_cut_short_is_transient_and_leaves_no_file(tmp_path):
+    def respond(request):
+        if request.path.endswith("/files/results"):
+            return Answer(200, b"0,result.nii.gz\r\n")
+        return Answer(200, b"only part", {"Content-Length": "1000"})
+
+    with LoopbackServer(respond) as server:
+        with pytest.raises(DSSTransientError, match="interrupted"):
+            DSSClient(server.url).download(5, "results", tmp_path)
+    assert list(tmp_path.iterdir()) == []
