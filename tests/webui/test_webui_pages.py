@@ -55,7 +55,9 @@ def shown_token(response) -> str:
 def test_token_is_issued_by_post_and_works_once_in_itk_snap(site):
     client = site.client()
     post_form(client, "/acceptterms", {"cb": "on"}, token_from="/token")
-    first = shown_token(post_form(client, "/token", token_from="/token"))
+    issued = post_form(client, "/token", token_from="/token")
+    assert issued.headers["Cache-Control"] == "no-store"
+    first = shown_token(issued)
     second = shown_token(post_form(client, "/token", token_from="/token"))
     assert first != second
     itk_snap = site.app.test_client()
@@ -98,5 +100,7 @@ def test_a_service_url_that_is_not_http_is_not_linked(site):
 
 def test_each_browser_session_has_its_own_form_token(site):
     one, two = site.client(), site.client()
+    cookie = one.get("/").headers["Set-Cookie"]
+    assert cookie.startswith("session=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert form_token(one) == form_token(one)
     assert form_token(one) != form_token(two)

@@ -19,6 +19,9 @@ def init_app(app: Flask) -> None:
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     oidc.init_app(app)
+    # The signed Flask session holds form tokens and sign-in state: never sent cross-site
+    # except on top-level navigation (the OIDC provider's redirect back).
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.jinja_env.filters["when"] = _when
     app.context_processor(_template_globals)
 

@@ -32,13 +32,6 @@ def current() -> Identity | None:
     return identity(required=False)
 
 
-def signed_in() -> Identity:
-    who = current()
-    if who is None:
-        abort(401)
-    return who
-
-
 def login_required(view):
     """Anonymous visitors go to the login page and come back afterwards."""
     @wraps(view)

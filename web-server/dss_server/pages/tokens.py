@@ -5,7 +5,7 @@ invalidates the previous login token.
 """
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, make_response, redirect, render_template, request, url_for
 
 from ..api._http import db, session_id
 from ..services import auth
@@ -39,4 +39,6 @@ def issue():
     if not who.accept_terms:
         return redirect(url_for("tokens.token_page"), code=303)
     token = auth.issue_token(db(), who.user)
-    return render_template("token.html", token=token)
+    response = make_response(render_template("token.html", token=token))
+    response.headers["Cache-Control"] = "no-store"  # the token must not stay in a cache
+    return response
