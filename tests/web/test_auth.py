@@ -93,3 +93,24 @@ def test_noauth_makes_cookieless_requests_the_test_admin(make_harness):
     assert client.get("/api/login").data == b"logged in as test@example.com \n"
     assert re.fullmatch(rb"[0-9a-f]{48}", client.get("/api/token").data)
     assert client.get("/api/admin/providers").status_code == 200
+
+
+def test_noauth_first_requests_racing_create_the_test_user_once(make_database, tmp_path):
+    import threading
+    from conftest import Harness, make_config
+    from dss_server import create_app
+    from dss_server import db as database
+    url = make_database("dss_noauth_race")
+    database.migrate(database.make_engine(url))
+    harness = Harness(create_app(make_config(url, tmp_path, noauth=True)))
+    answers = []
+
+    def ask():
+        answers.append(harness.app.test_client().get("/api/login").status_code)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [200] * 8

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DB
 
 from ..errors import DSSError
@@ -69,10 +70,14 @@ def ensure_user(db: DB, email: str, dispname: str | None = None, sysadmin: bool 
     if not _EMAIL.match(email):
         raise DSSError(400, f"Not an email address: {email!r}")
     user = db.scalar(select(User).where(User.email == email))
-    if user is None:
-        user = User(email=email, dispname=dispname or email, sysadmin=sysadmin, tier=tier)
-        db.add(user)
-        db.flush()
+    if user is not None:
+        return user
+    try:
+        with db.begin_nested():  # two first requests of the same user may race
+            user = User(email=email, dispname=dispname or email, sysadmin=sysadmin, tier=tier)
+            db.add(user)
+    except IntegrityError:
+        user = db.scalar(select(User).where(User.email == email))
     return user
 
 
