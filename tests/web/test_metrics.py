@@ -11,9 +11,13 @@ import subprocess
 
 import pytest
 import requests
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
 
 from dss_client import DSSClient, DSSError
+from dss_server.metrics import DatabaseCollector
 from helpers import PYTHON, ServerProcess, free_port
 
 PROVIDER = "metricslab"
@@ -165,3 +169,15 @@ def test_gunicorn_workers_share_their_histograms(make_database, tmp_path):
                   for _ in range(6)}
         assert counts == {40}
         assert len(list(multiproc_dir.glob("histogram_*.db"))) >= 2
+
+
+def test_unreachable_database_is_reported_not_raised():
+    """A scrape while the database is down still answers, with dss_metrics_database_up 0."""
+    engine = create_engine(f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/none",
+                           connect_args={"connect_timeout": 2})
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(sessionmaker(bind=engine)))
+    families = {family.name: family for family in text_string_to_metric_families(
+        generate_latest(registry).decode())}
+    assert set(families) == {"dss_metrics_database_up"}
+    assert families["dss_metrics_database_up"].samples[0].value == 0
