@@ -38,6 +38,8 @@ def test_providers_users_and_git_services(site, admin, tmp_path):
     assert member.get("/api/pro/services").data.startswith(b"UiGitSvc,1.0.0," + commit.encode())
     post_form(admin, f"{page}/services", {"repo": str(tmp_path / "nowhere"), "ref": ""}, page)
     assert flashes(admin, page) == ["Error fetching Git repository"]
+    post_form(admin, f"{page}/services", {"repo": " ", "ref": "main"}, page)
+    assert flashes(admin, page) == ["Enter the git repository of the service."]
     post_form(admin, f"{page}/services/{commit}/retire", {}, page)
     assert "No current services" in page_text(admin.get(page))
     post_form(admin, f"{page}/users/{member.user_id}/revoke", {}, page)

@@ -2,7 +2,7 @@
 services from a git repository and ref, retire services."""
 from __future__ import annotations
 
-from flask import abort, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 
 from ..api._http import config, db
 from ..models import Provider
@@ -74,6 +74,9 @@ def register(name):
     _provider_or_404(name)
     repo = (request.form.get("repo") or "").strip()
     ref = (request.form.get("ref") or "").strip()
+    if not repo:
+        flash("Enter the git repository of the service.", "error")
+        return redirect(_back(name), code=303)
     return attempt(lambda: registry.register(db(), config().datastore, name, repo, ref),
                    "Registered service {result}.", _back(name))
 
