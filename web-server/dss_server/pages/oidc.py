@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 bp = page_blueprint("oidc", __name__)
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 NEXT_KEY = "login_next"
+PROVIDER_TIMEOUT = 10  # seconds per request to the provider: a hung one must not hang a worker
 
 
 def init_app(app) -> None:
@@ -39,7 +40,8 @@ def init_app(app) -> None:
     oauth.register("oidc", client_id=settings.oidc_client_id,
                    client_secret=settings.oidc_client_secret,
                    server_metadata_url=discovery_url(settings.oidc_issuer),
-                   client_kwargs={"scope": "openid email profile"})
+                   client_kwargs={"scope": "openid email profile",
+                                  "default_timeout": PROVIDER_TIMEOUT})
     app.extensions["dss_oidc"] = oauth.oidc
 
 
