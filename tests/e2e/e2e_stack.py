@@ -55,9 +55,12 @@ class Stack:
             f"{self.inference_url}/readyz", self.tmp / "inference.log", cwd=self.tmp, timeout=120))
 
     def user(self) -> DSSClient:
-        client = DSSClient(self.server_url)
-        client.login(self.cli("create-admin", USER_EMAIL))
-        return client
+        """A client logged in as the test user (one login, its session shared)."""
+        if getattr(self, "user_session", None) is None:
+            client = DSSClient(self.server_url)
+            client.login(self.cli("create-admin", USER_EMAIL))
+            self.user_session = client.session_id
+        return DSSClient(self.server_url, session_id=self.user_session)
 
     def dispatcher(self, name: str, inference_url: str | None = None, **env: str) -> ServerProcess:
         metrics_port = free_port()
