@@ -134,7 +134,8 @@ class DSSClient:
             response.close()
         status = response.status_code
         if _is_transient(status):
-            return DSSTransientError(status, body, url, _retry_after(response.headers.get("Retry-After")))
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            return DSSTransientError(status, body, url, retry_after)
         return DSSError(status, body, url)
 
     def _text(self, method: str, path: str, **kwargs) -> str:
@@ -301,7 +302,8 @@ class DSSClient:
         return self._download_area(f"api/pro/tickets/{ticket_id}/files/input", dest_dir)
 
     def upload_result(self, ticket_id: int, path: str | Path) -> str:
-        return wire.parse_text(self._upload(f"api/pro/tickets/{ticket_id}/files/results", Path(path)))
+        return wire.parse_text(self._upload(f"api/pro/tickets/{ticket_id}/files/results",
+                                            Path(path)))
 
     def set_progress(self, ticket_id: int, start: float, end: float, value: float) -> str:
         return wire.parse_text(self._post(f"api/pro/tickets/{ticket_id}/progress",
@@ -310,8 +312,8 @@ class DSSClient:
 
     def log_message(self, ticket_id: int, category: str, message: str) -> int:
         """Append `info`, `warning` or `error` to the ticket log; returns the log id."""
-        return wire.parse_int(self._post(f"api/pro/tickets/{ticket_id}/{category}", message=message),
-                              "log id")
+        answer = self._post(f"api/pro/tickets/{ticket_id}/{category}", message=message)
+        return wire.parse_int(answer, "log id")
 
     def attach(self, ticket_id: int, path: str | Path, description: str,
                mime_type: str | None = None) -> int:
@@ -356,14 +358,16 @@ class DSSClient:
                                           repo=repo, ref=ref))
 
     def retire_service(self, provider: str, githash: str) -> str:
-        return wire.parse_text(self._get(f"api/admin/providers/{provider}/services/{githash}/delete"))
+        return wire.parse_text(
+            self._get(f"api/admin/providers/{provider}/services/{githash}/delete"))
 
     def admin_tickets(self) -> list[AdminTicket]:
         return wire.parse_admin_tickets(self._get("api/admin/tickets"))
 
     def purge(self, scope: str, days: float | None = None, hours: float | None = None) -> str:
         """Delete `completed` (or `all`) tickets older than days/hours (server default 7 days)."""
-        form = {key: value for key, value in (("days", days), ("hours", hours)) if value is not None}
+        form = {key: value for key, value in (("days", days), ("hours", hours))
+                if value is not None}
         return wire.parse_text(self._post(f"api/admin/tickets/purge/{scope}", **form))
 
     def issue_token(self, email: str, reusable: bool = True) -> str:

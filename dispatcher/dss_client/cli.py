@@ -124,7 +124,8 @@ def cmd_retry(args, client: DSSClient) -> int:
     return 0
 
 
-def _wait_and_download(client: DSSClient, ticket_id: int, args) -> tuple[str, list[dict], list[Path]]:
+def _wait_and_download(client: DSSClient, ticket_id: int,
+                       args) -> tuple[str, list[dict], list[Path]]:
     status, log = wait_for_ticket(client, ticket_id, ProgressBar(f"ticket {ticket_id}"),
                                   timeout=args.timeout)
     paths = client.download(ticket_id, "results", args.download) if (
@@ -160,16 +161,22 @@ def cmd_wait(args, client: DSSClient) -> int:
     return _finish(args.id, status, log)
 
 
-# -- provider --------------------------------------------------------------------------------
+# -- provider and admin: mostly one client call each -----------------------------------------
 
-def cmd_provider_services(args, client: DSSClient) -> int:
-    print_rows(client.provider_services(), ("name", "version", "githash", "provider"), args.json)
-    return 0
+def _prints(call):
+    """Handler printing the bare-text answer of `call(client, args)`."""
+    def handler(args, client: DSSClient) -> int:
+        print(call(client, args))
+        return 0
+    return handler
 
 
-def cmd_provider_available(args, client: DSSClient) -> int:
-    print_rows(client.available(args.services), ("githash", "name", "ready"), args.json)
-    return 0
+def _lists(call, columns: tuple[str, ...]):
+    """Handler printing the rows of `call(client, args)` as columns, or JSON with --json."""
+    def handler(args, client: DSSClient) -> int:
+        print_rows(call(client, args), columns, args.json)
+        return 0
+    return handler
 
 
 def cmd_provider_claim(args, client: DSSClient) -> int:
@@ -192,38 +199,11 @@ def cmd_provider_upload(args, client: DSSClient) -> int:
     return 0
 
 
-def cmd_provider_progress(args, client: DSSClient) -> int:
-    print(client.set_progress(args.id, args.start, args.end, args.value))
-    return 0
-
-
-def cmd_provider_log(args, client: DSSClient) -> int:
-    print(client.log_message(args.id, args.category, args.message))
-    return 0
-
-
-def cmd_provider_attach(args, client: DSSClient) -> int:
-    print(client.attach(args.id, args.file, args.description, args.mime_type))
-    return 0
-
-
-def cmd_provider_status(args, client: DSSClient) -> int:
-    print(client.provider_status(args.id))
-    return 0
-
-
-def cmd_provider_success(args, client: DSSClient) -> int:
-    print(client.set_status(args.id, "success"))
-    return 0
-
-
 def cmd_provider_fail(args, client: DSSClient) -> int:
     client.log_message(args.id, "error", args.message)
     print(client.set_status(args.id, "failed"))
     return 0
 
-
-# -- admin -----------------------------------------------------------------------------------
 
 def cmd_admin_providers(args, client: DSSClient) -> int:
     names = client.providers()
@@ -231,62 +211,6 @@ def cmd_admin_providers(args, client: DSSClient) -> int:
         print_value(names, True)
     else:
         print_rows([(name,) for name in names], ("name",), False)
-    return 0
-
-
-def cmd_admin_add_provider(args, client: DSSClient) -> int:
-    print(client.add_provider(args.name))
-    return 0
-
-
-def cmd_admin_delete_provider(args, client: DSSClient) -> int:
-    print(client.delete_provider(args.name))
-    return 0
-
-
-def cmd_admin_users(args, client: DSSClient) -> int:
-    print_rows(client.provider_users(args.provider), ("id", "email", "admin"), args.json)
-    return 0
-
-
-def cmd_admin_grant(args, client: DSSClient) -> int:
-    print(client.add_provider_user(args.provider, args.email, args.admin))
-    return 0
-
-
-def cmd_admin_revoke(args, client: DSSClient) -> int:
-    print(client.remove_provider_user(args.provider, args.user_id))
-    return 0
-
-
-def cmd_admin_services(args, client: DSSClient) -> int:
-    print_rows(client.provider_service_list(args.provider),
-               ("name", "githash", "version", "shortdesc"), args.json)
-    return 0
-
-
-def cmd_admin_register_service(args, client: DSSClient) -> int:
-    print(client.register_service(args.provider, args.repo, args.ref))
-    return 0
-
-
-def cmd_admin_retire_service(args, client: DSSClient) -> int:
-    print(client.retire_service(args.provider, args.githash))
-    return 0
-
-
-def cmd_admin_tickets(args, client: DSSClient) -> int:
-    print_rows(client.admin_tickets(), ("id", "email", "service", "status", "duration"), args.json)
-    return 0
-
-
-def cmd_admin_purge(args, client: DSSClient) -> int:
-    print(client.purge(args.scope, days=args.days, hours=args.hours))
-    return 0
-
-
-def cmd_admin_issue_token(args, client: DSSClient) -> int:
-    print(client.issue_token(args.email, reusable=not args.single_use))
     return 0
 
 
@@ -343,81 +267,89 @@ def _user_verbs(verbs) -> None:
     demo.add_argument("--nodule-service", default="LungNoduleDetection")
 
 
+ID = ("id", {"type": int})
+NUMBER = {"type": float}
+HASHES = ("services", {"help": "comma-separated githashes"})
+
+
+def _verb(sub, name: str, help_text: str, handler, *arguments, json_flag: bool = False):
+    """A sub-command; each argument is a name or a (name, add_argument options) pair."""
+    parser = _add(sub, name, handler, help_text, json_flag)
+    for argument in arguments:
+        flag, options = (argument, {}) if isinstance(argument, str) else argument
+        parser.add_argument(flag, **options)
+    return parser
+
+
 def _provider_verbs(verbs) -> None:
     provider = verbs.add_parser("provider", help="provider verbs (what a dispatcher does)")
     sub = provider.add_subparsers(dest="verb", required=True, metavar="VERB")
-    _add(sub, "services", cmd_provider_services, "services you may provide", json_flag=True)
-    available = _add(sub, "available", cmd_provider_available, "ready tickets per service",
-                     json_flag=True)
-    available.add_argument("services", help="comma-separated githashes")
-    claim = _add(sub, "claim", cmd_provider_claim, "claim the oldest ready ticket", json_flag=True)
-    claim.add_argument("services", help="comma-separated githashes")
-    claim.add_argument("--provider", required=True)
-    claim.add_argument("--code", default="default", help="instance name")
-    claim.add_argument("--wait", type=float, help="seconds the server may hold the request")
-    download = _add(sub, "download", cmd_provider_download, "download a claimed ticket's input")
-    download.add_argument("id", type=int)
-    download.add_argument("dir")
-    upload = _add(sub, "upload", cmd_provider_upload, "upload result files")
-    upload.add_argument("id", type=int)
-    upload.add_argument("files", nargs="+")
-    progress = _add(sub, "progress", cmd_provider_progress, "report chunked progress")
-    progress.add_argument("id", type=int)
-    for name in ("start", "end", "value"):
-        progress.add_argument(name, type=float)
-    log = _add(sub, "log", cmd_provider_log, "append to the ticket log")
-    log.add_argument("id", type=int)
-    log.add_argument("category", choices=("info", "warning", "error"))
-    log.add_argument("message")
-    attach = _add(sub, "attach", cmd_provider_attach, "attach a file to the next log line")
-    attach.add_argument("id", type=int)
-    attach.add_argument("file")
-    attach.add_argument("description")
-    attach.add_argument("--mime-type")
-    for name, handler, text in (("status", cmd_provider_status, "status of a ticket"),
-                                ("success", cmd_provider_success, "mark a ticket done")):
-        _add(sub, name, handler, text).add_argument("id", type=int)
-    fail = _add(sub, "fail", cmd_provider_fail, "log an error and fail the ticket")
-    fail.add_argument("id", type=int)
-    fail.add_argument("message")
+    _verb(sub, "services", "services you may provide",
+          _lists(lambda c, a: c.provider_services(), ("name", "version", "githash", "provider")),
+          json_flag=True)
+    _verb(sub, "available", "ready tickets per service",
+          _lists(lambda c, a: c.available(a.services), ("githash", "name", "ready")),
+          HASHES, json_flag=True)
+    _verb(sub, "claim", "claim the oldest ready ticket", cmd_provider_claim, HASHES,
+          ("--provider", {"required": True}),
+          ("--code", {"default": "default", "help": "instance name"}),
+          ("--wait", {**NUMBER, "help": "seconds the server may hold the request"}),
+          json_flag=True)
+    _verb(sub, "download", "download a claimed ticket's input", cmd_provider_download, ID, "dir")
+    _verb(sub, "upload", "upload result files", cmd_provider_upload, ID, ("files", {"nargs": "+"}))
+    _verb(sub, "progress", "report chunked progress",
+          _prints(lambda c, a: c.set_progress(a.id, a.start, a.end, a.value)),
+          ID, ("start", NUMBER), ("end", NUMBER), ("value", NUMBER))
+    _verb(sub, "log", "append to the ticket log",
+          _prints(lambda c, a: c.log_message(a.id, a.category, a.message)),
+          ID, ("category", {"choices": ("info", "warning", "error")}), "message")
+    _verb(sub, "attach", "attach a file to the next log line",
+          _prints(lambda c, a: c.attach(a.id, a.file, a.description, a.mime_type)),
+          ID, "file", "description", "--mime-type")
+    _verb(sub, "status", "status of a ticket", _prints(lambda c, a: c.provider_status(a.id)), ID)
+    _verb(sub, "success", "mark a ticket done",
+          _prints(lambda c, a: c.set_status(a.id, "success")), ID)
+    _verb(sub, "fail", "log an error and fail the ticket", cmd_provider_fail, ID, "message")
 
 
 def _admin_verbs(verbs) -> None:
     admin = verbs.add_parser("admin", help="administrator verbs")
     sub = admin.add_subparsers(dest="verb", required=True, metavar="VERB")
-    _add(sub, "providers", cmd_admin_providers, "list providers", json_flag=True)
-    for name, handler, text in (("add-provider", cmd_admin_add_provider, "create a provider"),
-                                ("delete-provider", cmd_admin_delete_provider, "retire a provider")):
-        _add(sub, name, handler, text).add_argument("name")
-    _add(sub, "users", cmd_admin_users, "users of a provider", json_flag=True) \
-        .add_argument("provider")
-    grant = _add(sub, "grant", cmd_admin_grant, "let a user act for a provider")
-    grant.add_argument("provider")
-    grant.add_argument("email")
-    grant.add_argument("--admin", action="store_true")
-    revoke = _add(sub, "revoke", cmd_admin_revoke, "remove a user from a provider")
-    revoke.add_argument("provider")
-    revoke.add_argument("user_id", type=int)
-    _add(sub, "services", cmd_admin_services, "services of a provider", json_flag=True) \
-        .add_argument("provider")
-    register = _add(sub, "register-service", cmd_admin_register_service,
-                    "register a service from a git repo; prints its githash")
-    register.add_argument("provider")
-    register.add_argument("repo")
-    register.add_argument("ref", nargs="?", default="")
-    retire = _add(sub, "retire-service", cmd_admin_retire_service, "retire a provider's service")
-    retire.add_argument("provider")
-    retire.add_argument("githash")
-    _add(sub, "tickets", cmd_admin_tickets, "all open tickets", json_flag=True)
-    purge = _add(sub, "purge", cmd_admin_purge, "delete old tickets")
-    purge.add_argument("scope", choices=("completed", "all"))
+    _verb(sub, "providers", "list providers", cmd_admin_providers, json_flag=True)
+    _verb(sub, "add-provider", "create a provider",
+          _prints(lambda c, a: c.add_provider(a.name)), "name")
+    _verb(sub, "delete-provider", "retire a provider",
+          _prints(lambda c, a: c.delete_provider(a.name)), "name")
+    _verb(sub, "users", "users of a provider",
+          _lists(lambda c, a: c.provider_users(a.provider), ("id", "email", "admin")),
+          "provider", json_flag=True)
+    _verb(sub, "grant", "let a user act for a provider",
+          _prints(lambda c, a: c.add_provider_user(a.provider, a.email, a.admin)),
+          "provider", "email", ("--admin", {"action": "store_true"}))
+    _verb(sub, "revoke", "remove a user from a provider",
+          _prints(lambda c, a: c.remove_provider_user(a.provider, a.user_id)),
+          "provider", ("user_id", {"type": int}))
+    _verb(sub, "services", "services of a provider",
+          _lists(lambda c, a: c.provider_service_list(a.provider),
+                 ("name", "githash", "version", "shortdesc")),
+          "provider", json_flag=True)
+    _verb(sub, "register-service", "register a service from a git repo; prints its githash",
+          _prints(lambda c, a: c.register_service(a.provider, a.repo, a.ref)),
+          "provider", "repo", ("ref", {"nargs": "?", "default": ""}))
+    _verb(sub, "retire-service", "retire a provider's service",
+          _prints(lambda c, a: c.retire_service(a.provider, a.githash)), "provider", "githash")
+    _verb(sub, "tickets", "all open tickets",
+          _lists(lambda c, a: c.admin_tickets(), ("id", "email", "service", "status", "duration")),
+          json_flag=True)
+    purge = _verb(sub, "purge", "delete old tickets (default: older than 7 days)",
+                  _prints(lambda c, a: c.purge(a.scope, days=a.days, hours=a.hours)),
+                  ("scope", {"choices": ("completed", "all")}))
     age = purge.add_mutually_exclusive_group()
     age.add_argument("--days", type=float)
     age.add_argument("--hours", type=float)
-    token = _add(sub, "issue-token", cmd_admin_issue_token,
-                 "a reusable (provider) token for a user, created if new")
-    token.add_argument("email")
-    token.add_argument("--single-use", action="store_true", help="a one-time login token instead")
+    _verb(sub, "issue-token", "a reusable (provider) token for a user, created if new",
+          _prints(lambda c, a: c.issue_token(a.email, reusable=not a.single_use)), "email",
+          ("--single-use", {"action": "store_true", "help": "a one-time login token instead"}))
 
 
 def build_parser() -> argparse.ArgumentParser:

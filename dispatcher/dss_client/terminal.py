@@ -23,19 +23,22 @@ def _plain(value: Any) -> Any:
 
 
 def print_rows(rows: Sequence[Any], columns: Sequence[str], as_json: bool,
-               out: TextIO = sys.stdout) -> None:
+               out: TextIO | None = None) -> None:
     """NamedTuple rows as aligned columns under a header, or as a JSON list of objects."""
+    out = out or sys.stdout  # looked up per call: tests and callers may swap sys.stdout
     if as_json:
         json.dump([_plain(row) for row in rows], out, indent=2)
         out.write("\n")
         return
     cells = [[str(value) for value in row] for row in rows]
-    widths = [max([len(column)] + [len(line[i]) for line in cells]) for i, column in enumerate(columns)]
+    widths = [max([len(column)] + [len(line[i]) for line in cells])
+              for i, column in enumerate(columns)]
     for line in [list(columns)] + cells:
         out.write("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() + "\n")
 
 
-def print_value(value: Any, as_json: bool, out: TextIO = sys.stdout) -> None:
+def print_value(value: Any, as_json: bool, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     if as_json:
         json.dump(_plain(value), out, indent=2)
         out.write("\n")
@@ -46,9 +49,9 @@ def print_value(value: Any, as_json: bool, out: TextIO = sys.stdout) -> None:
 class ProgressBar:
     """One redrawn line on a terminal; on a pipe, a line whenever status or tenth changes."""
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr):
-        self.label, self.stream = label, stream
-        self.interactive = stream.isatty()
+    def __init__(self, label: str, stream: TextIO | None = None):
+        self.label, self.stream = label, stream or sys.stderr
+        self.interactive = self.stream.isatty()
         self._last: tuple[str, int] | None = None
 
     def update(self, progress: float, status: str) -> None:

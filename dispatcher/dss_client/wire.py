@@ -178,7 +178,10 @@ def parse_tickets(body: str) -> list[Ticket]:
 
 
 def parse_log(body: str) -> list[LogEntry]:
-    """`GET /api/tickets/<id>/log`: `id,atime,category,attachments,message` (attachments = count)."""
+    """`GET /api/tickets/<id>/log`: `id,atime,category,attachments,message`.
+
+    `attachments` is a count; a message with commas arrives quoted.
+    """
     return [LogEntry(_int(r[0], "log id"), r[1], r[2], _int(r[3] or "0", "attachment count"),
                      ",".join(r[4:]))
             for r in _rows(body, 5, "log")]
