@@ -13,9 +13,10 @@ from dss_server.models import Provider, ProviderAccess, ProviderService, Service
 from dss_server.services import auth
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def migrated_db(make_database):
-    """A fresh PostgreSQL database at the newest migration, shared by one test module."""
+    """A fresh PostgreSQL database at the newest migration, shared by the web tests (each test
+    makes its own users and services, so tests do not see each other's queues)."""
     url = make_database("dss_web")
     engine = database.make_engine(url)
     database.migrate(engine)

@@ -3,6 +3,7 @@ import os
 import re
 import subprocess
 
+import pytest
 import requests
 
 from helpers import PYTHON, ServerProcess, free_port
@@ -16,6 +17,7 @@ def dss_server(args, env, cwd):
     return result.stdout.strip()
 
 
+@pytest.mark.slow  # seven interpreter starts and a server: 5-15 s on a loaded machine
 def test_bootstrap_a_provider_with_the_cli(make_database, tmp_path):
     env = {"DATABASE_URL": make_database("dss_cli"), "DSS_SECRET_KEY": "k" * 32,
            "DSS_DATASTORE": str(tmp_path / "datastore")}
