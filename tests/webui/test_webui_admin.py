@@ -51,6 +51,23 @@ def test_providers_users_and_git_services(site, admin, tmp_path):
     assert "Invalid provider name" in flashes(admin, "/admin/providers")[0]
 
 
+def test_provider_token_for_a_daemon(site, admin):
+    post_form(admin, "/admin/providers", {"name": "daemon-lab"}, "/admin/providers")
+    githash = site.service("DaemonSvc", provider="daemon-lab")
+    page = "/admin/providers/daemon-lab"
+    issued = post_form(admin, f"{page}/token", {"email": "daemon@daemon-lab.example"}, page)
+    assert issued.status_code == 200 and issued.headers["Cache-Control"] == "no-store"
+    token = re.search(r'<code id="token">([0-9a-f]{48})</code>', page_text(issued)).group(1)
+    for _ in range(2):  # reusable, unlike a login token
+        daemon = site.app.test_client()
+        assert daemon.post("/api/login", data={"token": token}).status_code == 200
+    assert githash.encode() in daemon.get("/api/pro/services").data
+    post_form(admin, f"{page}/token", {"email": "not an email"}, page)
+    assert "Not an email address" in flashes(admin, page)[0]
+    assert post_form(admin, "/admin/providers/nobody/token", {"email": "x@example.org"},
+                     page).status_code == 404
+
+
 def test_users_admin_flag_tier_and_quota(site, admin):
     user = site.client("promote-me@example.org")
     assert user.get("/admin").status_code == 403

@@ -2,11 +2,12 @@
 services from a git repository and ref, retire services."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 
 from ..api._http import config, db
+from ..errors import DSSError
 from ..models import Provider
-from ..services import providers, registry
+from ..services import auth, providers, registry
 from . import queries
 from ._web import attempt, page_blueprint, require_admin_page
 
@@ -60,6 +61,25 @@ def grant(name):
     admin = request.form.get("admin") == "on"
     return attempt(lambda: providers.grant(db(), name, email, admin),
                    "{result.email} may now serve tickets for " + name + ".", _back(name))
+
+
+@bp.post("/<name>/token")
+def provider_token(name):
+    """A reusable token for a provider's daemon (DSS_PROVIDER_TOKEN), shown this once."""
+    provider = _provider_or_404(name)
+    try:
+        user = auth.ensure_user(db(), request.form.get("email", ""))
+        providers.grant(db(), name, user.email)
+    except DSSError as exc:
+        db().rollback()
+        flash(exc.message, "error")
+        return redirect(_back(name), code=303)
+    token = auth.issue_token(db(), user, reusable=True)
+    response = make_response(render_template(
+        "admin/provider.html", provider=provider, users=providers.users(db(), name),
+        services=providers.services(db(), name), new_token=(user.email, token)))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/<name>/users/<int:user_id>/revoke")
