@@ -12,7 +12,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import requests
 
@@ -212,11 +212,13 @@ class DSSClient:
     def mark_ready(self, ticket_id: int) -> str:
         return wire.parse_text(self._post(f"api/tickets/{ticket_id}/status", status="ready"))
 
-    def submit_workspace(self, workspace_or_image: str | Path, service: str) -> int:
+    def submit_workspace(self, workspace_or_image: str | Path, service: str,
+                         on_upload: Callable[[Path], None] | None = None) -> int:
         """Create a ticket, upload the exported workspace (an image gets one made), mark it ready.
 
-        The ticket is deleted again if anything fails before it is ready, so no `init` ticket
-        is left counting against the user's open-ticket limit.
+        `on_upload(path)` is called before each file is sent (the command line shows it). The
+        ticket is deleted again if anything fails before it is ready, so no `init` ticket is
+        left counting against the user's open-ticket limit.
         """
         from .workspace import Workspace
 
@@ -229,6 +231,8 @@ class DSSClient:
         try:
             with tempfile.TemporaryDirectory(prefix="dss_export_") as export_dir:
                 for file in workspace.export(export_dir, f"ticket_{ticket_id:08d}"):
+                    if on_upload:
+                        on_upload(file)
                     self.upload_input(ticket_id, file)
             self.mark_ready(ticket_id)
         except BaseException:

@@ -141,11 +141,15 @@ def _finish(ticket_id: int, status: str, log: list[dict]) -> int:
     raise CLIError(f"ticket {ticket_id} ended {status}{reason}")
 
 
+def _show_upload(path: Path) -> None:
+    print(f"uploading {path.name} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr, flush=True)
+
+
 def cmd_submit(args, client: DSSClient) -> int:
     source = Path(args.file)
     if not source.is_file():
         raise CLIError(f"no such file: {source}")
-    ticket_id = client.submit_workspace(source, args.service)
+    ticket_id = client.submit_workspace(source, args.service, on_upload=_show_upload)
     print(ticket_id, flush=True)
     if not (args.wait or args.download):
         return 0

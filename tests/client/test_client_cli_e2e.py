@@ -42,6 +42,7 @@ def test_login_submit_wait_download_log_delete(stack, ct_image, tmp_path):
     ticket_id = int(submitted.stdout.splitlines()[0])
     assert done == [ticket_id]
     assert "Lungs: right 2.1 l" in submitted.stderr and "success" in submitted.stderr
+    assert f"uploading ticket_{ticket_id:08d}.itksnap (" in submitted.stderr
     paths = submitted.stdout.splitlines()[1:]
     workspace = next(p for p in paths if p.endswith(f"ticket_{ticket_id:08d}_results.itksnap"))
     assert Workspace.load(workspace).find_layer().path.exists()
