@@ -19,7 +19,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 BENCHMARKS = {
     "claim": ("claim.py", [], ["--tickets", "1000"]),
     "dispatch_latency": ("dispatch_latency.py", [], ["--tickets", "50", "--poll-tickets", "5"]),
-    "transfer": ("transfer.py", [], ["--size-mb", "128"]),
+    "transfer": ("transfer.py", [], ["--size-mb", "128", "--repeat", "1"]),
     "e2e": ("e2e.py", [], ["--tickets", "4", "--baseline-runs", "2"]),
 }
 

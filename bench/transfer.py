@@ -2,12 +2,13 @@
 
 The web server runs under gunicorn (one gthread worker, so its memory is the one to watch); the
 client is dss_client (streamed multipart upload, streamed download). Baseline, in the same run
-on the same disk: `shutil.copyfile` of the same file. Printed: MB/s of the copy, the upload
-and the download, their ratios to the copy (target >= 0.5), and the worker's peak memory
-growth, VmHWM after the transfers minus VmRSS before (target < 100 MB). The downloaded bytes
-are checked against the original (sha256), and so is the server's recorded sha256.
+on the same disk: `shutil.copyfile` of the same file. Each is repeated (`--repeat`, medians
+printed, as a busy machine makes single runs noisy). Printed: MB/s of the copy, the upload and
+the download, their ratios to the copy (target >= 0.5), and the worker's peak memory growth,
+VmHWM after the transfers minus VmRSS before (target < 100 MB). Every download is checked
+against the original (sha256), and so is the server's recorded sha256.
 
-    .venv/bin/python bench/transfer.py [--size-mb 1024]
+    .venv/bin/python bench/transfer.py [--size-mb 1024] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import argparse
 import hashlib
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -58,52 +60,50 @@ def timed(action) -> float:
 
 
 def main(args) -> int:
+    times: dict[str, list[float]] = {"copy": [], "upload": [], "download": []}
     with web_stack(workers=1) as stack:
         githash = stack.register_service("TransferBench")
         source = stack.workdir / "source.bin"
         write_random_file(source, args.size_mb)
-        copy_seconds = timed(lambda: shutil.copyfile(source, stack.workdir / "copy.bin"))
-        (stack.workdir / "copy.bin").unlink()
-
+        copy, download_dir = stack.workdir / "copy.bin", stack.workdir / "downloaded"
         client = stack.client()
         ticket_id = client.create_ticket(githash)
         (worker,) = stack.worker_pids()
-        before = memory_kb(worker)
-        upload_seconds = timed(lambda: client.upload_input(ticket_id, source))
-        after_upload = memory_kb(worker)
-        download_dir = stack.workdir / "downloaded"
-        download_seconds = timed(lambda: client.download(ticket_id, "input", download_dir))
-        after_download = memory_kb(worker)
-
-        expected = sha256_of(source)
-        intact = sha256_of(download_dir / source.name) == expected
+        before, intact = memory_kb(worker), True
+        for _ in range(args.repeat):  # the same file name: each upload replaces the last
+            times["copy"].append(timed(lambda: shutil.copyfile(source, copy)))
+            copy.unlink()
+            times["upload"].append(timed(lambda: client.upload_input(ticket_id, source)))
+            times["download"].append(timed(lambda: client.download(ticket_id, "input", download_dir)))
+            intact &= sha256_of(download_dir / source.name) == sha256_of(source)
+            (download_dir / source.name).unlink()
+        peak = memory_kb(worker)
         with stack.connect() as connection, connection.cursor() as cursor:
             cursor.execute("SELECT sha256 FROM ticket_files WHERE ticket_id = %s", (ticket_id,))
-            server_hash_ok = cursor.fetchone()[0] == expected
+            server_hash_ok = cursor.fetchone()[0] == sha256_of(source)
         connection.close()
 
-    rates = {name: args.size_mb / seconds for name, seconds in
-             (("copy", copy_seconds), ("upload", upload_seconds), ("download", download_seconds))}
-    growth_upload = (after_upload["VmHWM"] - before["VmRSS"]) / 1024
-    growth = (after_download["VmHWM"] - before["VmRSS"]) / 1024
+    rates = {name: args.size_mb / statistics.median(seconds) for name, seconds in times.items()}
+    growth = (peak["VmHWM"] - before["VmRSS"]) / 1024
     print(f"machine: {machine_note()}")
-    print(f"file: {args.size_mb} MB, one gunicorn worker (gthread)")
+    print(f"file: {args.size_mb} MB, one gunicorn worker (gthread); median of {args.repeat} runs")
     for name, rate in rates.items():
         ratio = rate / rates["copy"]
         verdict = "" if name == "copy" else \
             f"  ratio {ratio:.2f} (target >= 0.5) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}"
-        print(f"{name:9s} {rate:8.1f} MB/s{verdict}")
-    print(f"worker memory: RSS before {before['VmRSS'] / 1024:.1f} MB, peak after upload "
-          f"{after_upload['VmHWM'] / 1024:.1f} MB, after download {after_download['VmHWM'] / 1024:.1f} MB")
-    print(f"peak growth: upload {growth_upload:.1f} MB, upload+download {growth:.1f} MB "
-          f"(target < 100 MB) {'OK' if growth < 100 else 'ABOVE TARGET'}")
-    print(f"download identical to the source: {intact}; server sha256 matches: {server_hash_ok}")
+        spread = ", ".join(f"{args.size_mb / seconds:.0f}" for seconds in times[name])
+        print(f"{name:9s} {rate:8.1f} MB/s  (runs: {spread}){verdict}")
+    print(f"worker memory: RSS before {before['VmRSS'] / 1024:.1f} MB, "
+          f"peak after the transfers {peak['VmHWM'] / 1024:.1f} MB")
+    print(f"peak growth: {growth:.1f} MB (target < 100 MB) {'OK' if growth < 100 else 'ABOVE TARGET'}")
+    print(f"every download identical to the source: {intact}; server sha256 matches: {server_hash_ok}")
     return 0 if intact and server_hash_ok else 1
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024, help="file size in MB (default 1 GB)")
+    parser.add_argument("--repeat", type=int, default=3, help="transfers of each kind; medians printed")
     return parser.parse_args()
 
 
