@@ -173,3 +173,58 @@ def test_blob_not_found(harness):
     assert (client.get("/blobs/deadbeef").status_code, client.get("/blobs/deadbeef").data) == (
         400, b"Resource deadbeef not found")
     assert client.get("/blobs/../../etc").status_code in (400, 404)
+
+
+def test_stats_after_a_success_and_json_ticket_list(harness):
+    githash = harness.service(name="Stats", provider="lab11")
+    provider = harness.provider_client("lab11")
+    user = harness.client()
+    ticket = harness.submit(user, githash)
+    claim(provider, [githash])
+    provider.post(f"/api/pro/tickets/{ticket}/status", data={"status": "success"})
+    stats = user.get(f"/api/services/{githash}/stats?format=json").json["result"][0]
+    assert list(stats) == ["n_success", "n_failed", "avg_duration", "last_heard_from", "queue_length"]
+    assert (stats["n_success"], stats["n_failed"], stats["queue_length"]) == (1, 0, 0)
+    assert isinstance(stats["avg_duration"], float) and stats["avg_duration"] >= 0
+    assert user.get("/api/tickets?format=json").json == {
+        "result": [{"id": ticket, "service": "Stats", "status": "success"}]}
+    admin_rows = harness.client(admin=True).get("/api/admin/tickets?format=json").json["result"]
+    mine = [row for row in admin_rows if row["id"] == ticket]
+    assert mine and mine[0]["email"] == user.email and mine[0]["status"] == "success"
+    assert isinstance(mine[0]["duration"], float)
+
+
+def test_raw_unescaped_form_values_as_itksnap_wt_sends_them(harness):
+    githash = harness.service(provider="lab12")
+    provider = harness.provider_client("lab12")
+    user = harness.client()
+    ticket = harness.submit(user, githash)
+    claim(provider, [githash])
+    raw = b"message=Affine registration: done in /tmp/alfabis_x (2 s)"
+    response = provider.post(f"/api/pro/tickets/{ticket}/info", data=raw,
+                             content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    assert user.get(f"/api/tickets/{ticket}/log").data.decode().endswith(
+        ",info,0,Affine registration: done in /tmp/alfabis_x (2 s)\r\n")
+    progress = b"chunk_start=0.000000&chunk_end=1.000000&progress=0.400000"
+    assert provider.post(f"/api/pro/tickets/{ticket}/progress", data=progress,
+                         content_type="application/x-www-form-urlencoded").data == b"success"
+    assert user.get(f"/api/tickets/{ticket}/progress").data == b"0.4"
+
+
+def test_cookieless_noauth_provider_like_the_ibm_dispatcher(make_harness):
+    from dss_server.models import ProviderAccess
+    from dss_server.services import auth
+    harness = make_harness(noauth=True)
+    githash = harness.service(provider="IBM-LAB")
+    with harness.sessions() as db:
+        test_user = auth.ensure_user(db, "test@example.com", sysadmin=True, tier="poweruser")
+        db.add(ProviderAccess(user_id=test_user.id, provider="IBM-LAB"))
+        db.commit()
+    anonymous = harness.app.test_client()  # never logs in, never keeps a cookie
+    ticket = harness.submit(anonymous, githash)
+    assert claim(anonymous, [githash]).data == f"{ticket},{githash},claimed\r\n".encode()
+    assert harness.app.test_client().post(f"/api/pro/tickets/{ticket}/info",
+                                          data={"message": "Starting inference"}).status_code == 200
+    done = harness.app.test_client().post(f"/api/pro/tickets/{ticket}/status", data={"status": "success"})
+    assert done.data == b"success"
