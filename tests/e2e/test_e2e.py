@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from e2e_stack import wait_for_status
 from dss_client.workspace import Workspace
-from helpers import free_port
+from helpers import CT_SAMPLES, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -162,4 +162,28 @@ def test_deleted_ticket_stops_the_work(stack, phantom_ct):
     assert "dropping the ticket: the ticket is now 'deleted'" in dispatcher.log_tail() or \
         "dropping the ticket: the ticket is no longer accessible" in dispatcher.log_tail()
     assert user.status(ticket_id) == "deleted"
+    dispatcher.stop()
+
+
+def test_real_chest_ct_through_both_services(stack, tmp_path):
+    """The 3 mm chest CT sample: plausible lung volumes, its ~24 mm nodule found."""
+    sample = CT_SAMPLES / "chest_ct_4dct_phase00_3mm.nii.gz"
+    if not sample.exists():
+        pytest.skip(f"CT sample {sample} is not available")
+    dispatcher = stack.dispatcher("real-ct")
+    user = stack.user()
+    lungs_id = user.submit_workspace(sample, "LungSegmentation")
+    nodules_id = user.submit_workspace(sample, "LungNoduleDetection")
+    for ticket_id in (lungs_id, nodules_id):
+        assert wait_for_status(user, ticket_id, {"success", "failed"}, timeout=300) == "success", \
+            _log(user, ticket_id)[1]
+    workspace, _ = _result_workspace(user, lungs_id, tmp_path / "lungs")
+    layer, labels = _segmentation(workspace)
+    litres = np.prod(sitk.ReadImage(str(layer.path)).GetSpacing()) / 1e6
+    right, left = ((labels == value).sum() * litres for value in (1, 2))
+    assert 2.0 < right < 4.5 and 1.6 < left < 4.0, (right, left)   # the sample: ~3.0 l and ~2.5 l
+    workspace, _ = _result_workspace(user, nodules_id, tmp_path / "nodules")
+    known_nodule = np.array((-87.9, 82.1, -8.5))
+    centres = [np.array(workspace.landmark_point_mm(m)) for m in workspace.landmarks]
+    assert min(np.linalg.norm(c - known_nodule) for c in centres) < 12
     dispatcher.stop()
