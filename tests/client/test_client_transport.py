@@ -186,3 +186,44 @@ def test_a_download_cut_short_is_transient_and_leaves_no_file(tmp_path):
         with pytest.raises(DSSTransientError, match="interrupted"):
             DSSClient(server.url).download(5, "results", tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+UPLOAD_MEMORY_PROBE = """
+import resource, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dss_client import DSSClient
+
+class Sink(BaseHTTPRequestHandler):
+    def do_POST(self):
+        left = int(self.headers["Content-Length"])
+        while left > 0:
+            left -= len(self.rfile.read(min(left, 1 << 20)))
+        self.send_response(200)
+        self.send_header("Content-Length", "7")
+        self.end_headers()
+        self.wfile.write(b"success")
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+client = DSSClient(f"http://127.0.0.1:{server.server_address[1]}")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assert client.upload_input(1, sys.argv[1]) == "success"
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_uploading_a_large_file_keeps_memory_flat(tmp_path):
+    """A 256 MB (sparse) file goes up with far less than its size in peak memory growth."""
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.nii.gz"
+    with open(big, "wb") as out:
+        out.truncate(256 * CHUNK_BYTES)
+    result = subprocess.run([sys.executable, "-c", UPLOAD_MEMORY_PROBE, str(big)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) < 32 * CHUNK_BYTES
