@@ -78,7 +78,7 @@ class Worker:
 
     def _claim_and_process(self, session: ProviderSession, githashes: list[str]) -> None:
         started = time.monotonic()
-        claim = session.call("claim", githashes, self.spec.provider, self.settings.provider_code,
+        claim = session.call_once("claim", githashes, self.spec.provider, self.settings.provider_code,
                              wait=self.settings.claim_wait or None)
         metrics.CLAIMS.labels(self.spec.label, "ticket" if claim else "none").inc()
         if claim is None:

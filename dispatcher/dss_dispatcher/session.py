@@ -40,6 +40,11 @@ class ProviderSession:
             self.login()
             return getattr(self.client, method)(*args, **kwargs)
 
+    def call_once(self, method: str, *args, **kwargs):
+        """Logged in, but not retried: for a claim, whose lost answer must not be repeated
+        (the repeat would claim a second ticket while the first waits for its lease)."""
+        return self._once(method, args, kwargs)
+
     def call(self, method: str, *args, **kwargs):
         """`DSSClient.<method>(*args)`, logged in, retried while the server is unavailable."""
         def on_retry():

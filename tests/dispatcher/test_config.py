@@ -91,3 +91,15 @@ def test_json_services_file_as_a_list():
 def test_bad_services_files_say_what_is_wrong(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_services(text, DEFAULTS)
+
+
+def test_the_daemon_refuses_to_start_without_a_token(tmp_path):
+    import os
+    import subprocess
+
+    from helpers import PYTHON
+    env = {k: v for k, v in os.environ.items() if k != "DSS_PROVIDER_TOKEN"}
+    result = subprocess.run([PYTHON, "-m", "dss_dispatcher"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "DSS_PROVIDER_TOKEN is required" in result.stderr and "Traceback" not in result.stderr
