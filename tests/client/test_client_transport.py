@@ -227,3 +227,47 @@ def test_uploading_a_large_file_keeps_memory_flat(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) < 32 * CHUNK_BYTES
+
+
+DOWNLOAD_MEMORY_PROBE = """
+import resource, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dss_client import DSSClient
+
+SIZE = int(sys.argv[2])
+
+class Source(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"0,big.nii.gz\\r\\n" if self.path.endswith("/results") else None
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) if body else SIZE))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+            return
+        block = bytes(1 << 20)
+        for _ in range(SIZE >> 20):
+            self.wfile.write(block)
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Source)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+client = DSSClient(f"http://127.0.0.1:{server.server_address[1]}")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+[path] = client.download(1, "results", sys.argv[1])
+assert path.stat().st_size == SIZE
+path.unlink()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_downloading_a_large_file_keeps_memory_flat(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", DOWNLOAD_MEMORY_PROBE, str(tmp_path),
+                             str(256 * CHUNK_BYTES)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) < 32 * CHUNK_BYTES
