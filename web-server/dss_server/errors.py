@@ -8,10 +8,6 @@ class DSSError(Exception):
         self.status, self.message = status, message
 
 
-def bad_request(message: str) -> DSSError:
-    return DSSError(400, message)
-
-
 def not_logged_in() -> DSSError:
     return DSSError(401, "You are not logged in!")
 
@@ -22,7 +18,3 @@ def insufficient_privileges() -> DSSError:
 
 def conflict(message: str) -> DSSError:
     return DSSError(409, message)
-
-
-def not_found(message: str) -> DSSError:
-    return DSSError(404, message)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DB
 
 from ..errors import DSSError
-from ..models import ProviderAccess, Session, Token, User, utcnow
+from ..models import Session, Token, User, utcnow
 
 NOAUTH_EMAIL = "test@example.com"
 EMBEDDED_ADMIN_EMAIL = "admin@localhost"
@@ -137,7 +137,3 @@ def login_session(db: DB, user: User, session_id: str | None) -> str:
     session.user_id, session.atime = user.id, utcnow()
     db.flush()
     return session_id
-
-
-def is_provider_for(db: DB, user: User, provider: str) -> bool:
-    return db.get(ProviderAccess, (user.id, provider)) is not None

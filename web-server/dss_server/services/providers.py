@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session as DB
 
 from ..errors import DSSError
@@ -96,7 +96,3 @@ def retire_service(db: DB, provider: str, githash: str) -> None:
         raise DSSError(400, f"Provider {provider} does not provide service {githash}")
     link.current = False
     retire_orphans(db)
-
-
-def count_current(db: DB) -> int:
-    return db.scalar(select(func.count()).select_from(Provider).where(Provider.current.is_(True)))
