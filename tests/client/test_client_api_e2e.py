@@ -45,7 +45,9 @@ def test_ticket_round_trip_user_and_provider(stack, user, provider, ct_image, tm
     assert (ticket_id, stack.service_name, "ready") in user.tickets()
     assert user.status(ticket_id) == "ready"
     assert user.queue_position(ticket_id) == 1
-    assert user.detail(ticket_id)["queue_position"] >= 1
+    detail = user.detail(ticket_id)
+    assert isinstance(detail["queue_position"], int) and detail["queue_position"] >= 1
+    assert isinstance(detail["progress"], float)
     assert [a.githash for a in provider.available([stack.service_githash])] == [stack.service_githash]
     assert {s.githash for s in provider.provider_services()} >= {stack.service_githash}
 
@@ -73,6 +75,7 @@ def test_ticket_round_trip_user_and_provider(stack, user, provider, ct_image, tm
     log = user.log(ticket_id)
     entry = next(e for e in log if e.id == log_id)
     assert entry.message == "Found 1 nodule, 8.5 mm, at 10/20/30" and entry.attachments == 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?", entry.atime)  # spec h.4
     assert [e.id for e in log] == sorted(e.id for e in log)
     [attachment] = user.log_attachments(log_id)
     assert attachment.description == "Nodule report" and attachment.mime_type == "text/csv"
