@@ -101,19 +101,22 @@ def sign_in_and_get_token(page, server, shots) -> str:
     return token
 
 
-def register_provider_and_service(page, server, shots, repo: Path) -> None:
+def register_provider_and_service(page, server, shots, repo: Path) -> str:
+    """Returns the provider token issued for the daemon account."""
     page.goto(server + "/admin/providers")
     page.fill("input[name=name]", "browser-lab")
     page.click("text=Create")
     page.wait_for_url(server + "/admin/providers/browser-lab")
-    page.fill("input[name=email]", ROBOT_EMAIL)
-    page.click("text=Grant access")
-    page.locator("td", has_text=ROBOT_EMAIL).wait_for()
+    page.fill("input[placeholder^=dispatcher]", ROBOT_EMAIL)
+    page.click("text=Issue a provider token")
+    robot_token = page.locator("#token").inner_text()
+    assert page.locator("td", has_text=ROBOT_EMAIL).count() == 1
     page.fill("input[name=repo]", str(repo))
     page.fill("input[name=ref]", "main")
     page.click("text=Register service")
     page.locator(".flash.ok", has_text="Registered service").wait_for()
     shots(page, "admin-provider")
+    return robot_token
 
 
 def test_sign_in_register_submit_watch_download_purge(server, page, shots, tmp_path):
@@ -124,9 +127,8 @@ def test_sign_in_register_submit_watch_download_purge(server, page, shots, tmp_p
     shots(page, "home")
     user = DSSClient(server)
     assert user.login(token) == ADMIN_EMAIL  # the token from the page works in a client
-    robot_token = user.issue_token(ROBOT_EMAIL)  # a provider's reusable token
     repo, githash = git_service_repo(tmp_path, "BrowserLungs")
-    register_provider_and_service(page, server, shots, repo)
+    robot_token = register_provider_and_service(page, server, shots, repo)
     page.goto(server + "/services")
     assert page.locator("h2", has_text="BrowserLungs").count() == 1
     shots(page, "services")
