@@ -38,18 +38,18 @@ def _remember_session(client: DSSClient) -> None:
         config.save_login(login)
 
 
-def _read_token(args) -> str:
+def _read_token(args, server: str) -> str:
     if args.token:
         return args.token
     if sys.stdin.isatty():
-        return getpass.getpass("Login token (from <server>/token): ")
+        return getpass.getpass(f"Login token (from {server}/token): ")
     return sys.stdin.readline()
 
 
 def cmd_login(args) -> int:
     server = (args.url or args.server or config.DEFAULT_SERVER).rstrip("/")
     client = DSSClient(server)
-    token = _read_token(args).strip()
+    token = _read_token(args, server).strip()
     if not token:
         raise CLIError("no token given: get one from " + server + "/token")
     email = client.login(token)
