@@ -114,3 +114,13 @@ def test_noauth_first_requests_racing_create_the_test_user_once(make_database, t
     for thread in threads:
         thread.join()
     assert answers == [200] * 8
+
+
+def test_cookie_is_secure_and_blob_links_https_behind_a_tls_proxy(harness):
+    token = harness.token("proxied@example.org")
+    response = harness.app.test_client().post(
+        "/api/login", data={"token": token},
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-Host": "dss.example.org"})
+    assert "Secure" in response.headers["Set-Cookie"]
+    plain = harness.app.test_client().post("/api/login", data={"token": harness.token("plain@example.org")})
+    assert "Secure" not in plain.headers["Set-Cookie"]

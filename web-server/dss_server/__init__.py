@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from flask import Flask, g
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import db as database
 from . import metrics, wire
@@ -35,7 +36,9 @@ def create_app(config: Config | Mapping | None = None) -> Flask:
     app.config.update(DSS=config, SECRET_KEY=config.secret_key,
                       MAX_CONTENT_LENGTH=config.max_upload_bytes + UPLOAD_OVERHEAD,
                       MAX_FORM_MEMORY_SIZE=FORM_FIELD_BYTES)
-    app.wsgi_app = _MergeSlashes(app.wsgi_app)
+    # Behind a proxy (OpenShift route, compose's TLS front) the scheme and host are the proxy's:
+    # they make blob links absolute and the cookie Secure on https.
+    app.wsgi_app = _MergeSlashes(ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1))
     _init_database(app, config)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
