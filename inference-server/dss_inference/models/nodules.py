@@ -25,18 +25,22 @@ from .common import ModelResult, Progress, spacing_zyx, voxel_to_world
 
 DIAMETERS_MM = (3.5, 5.0, 7.0, 10.0, 14.0, 20.0, 28.0)
 BASE_SPACING_MM = 1.25
-MASK_MARGIN_MM = 0.0
+MASK_MARGIN_MM = 4.0
+CLOSING_MM = 9.0
 MIN_DIAMETER_VOXELS = 1.5
 MIN_VOXELS = 4
 MIN_DIAMETER_MM = 3.0
 LIMIT_RADII = 2.0
+OPENING_RADII = 0.35
 CLIP_HU = (-1000.0, 200.0)
 MIN_RESPONSE = 120.0       # -sigma^2 LoG in HU; a solid nodule in lung gives several hundred
 MIN_BLOBNESS = 0.2
-CANDIDATES_PER_SCALE = 200
+PEAKS_PER_SCALE = 5000      # strongest local maxima whose Hessian is examined
+CANDIDATES_PER_SCALE = 300
 MAX_NODULES = 10
-MAX_CANDIDATES = 150
-MIN_SCORE = 0.15
+MAX_CANDIDATES = 300
+MIN_SCORE = 0.2
+MAX_OVERLAP = 0.3
 
 
 @dataclass
@@ -54,11 +58,11 @@ def detect_nodules(hu: torch.Tensor, lung_labels: np.ndarray, volume, progress: 
     if not lung_labels.any():
         return ModelResult(labels=labels, report={"nodules": []})
     crop = _lung_box(lung_labels, spacing)
-    lungs = torch.from_numpy(lung_labels[crop] > 0).to(hu.device)
-    lungs = ops.dilate(lungs, ops.radius_in_voxels(MASK_MARGIN_MM, spacing))
+    lungs = _search_region(torch.from_numpy(lung_labels[crop] > 0).to(hu.device), spacing)
     image = hu[crop].clamp(*CLIP_HU)
     background = float(image[lungs].median())
-    image = torch.where(lungs, image, torch.full_like(image, background))
+    # contrast over the lung background; outside the lungs (and beyond the crop) it is 0
+    image = torch.where(lungs, image - background, torch.zeros_like(image))
     progress("nodules: blob response", 0.55)
     factors = ops.block_factors(spacing, BASE_SPACING_MM)
     base_spacing = tuple(s * f for s, f in zip(spacing, factors))
@@ -75,7 +79,7 @@ def detect_nodules(hu: torch.Tensor, lung_labels: np.ndarray, volume, progress: 
     kept = _suppress(candidates, spacing)
     crop_labels = labels[crop]
     offset = np.array([s.start for s in crop], dtype=np.float64)
-    nodules = _measure(image.cpu().numpy(), kept, background, spacing, crop_labels)
+    nodules = _measure(image.cpu().numpy(), kept, spacing, crop_labels)
     for nodule in nodules:
         nodule["center_mm"] = _world(volume, nodule["center_mm"] + offset)
         nodule["bbox_mm"] = [_world(volume, corner) for corner in _world_box(volume, nodule["bbox_mm"] + offset)]
@@ -98,6 +102,16 @@ def _world_box(volume, corners: np.ndarray) -> list[np.ndarray]:
     return [((point - np.asarray(volume.origin)) @ to_index.T)[::-1] for point in (low, high)]
 
 
+def _search_region(lungs: torch.Tensor, spacing) -> torch.Tensor:
+    """The lungs plus what a closing of about CLOSING_MM adds on a ~3 mm grid: nodules on
+    the pleura, which the lung mask leaves out, come back in."""
+    factors = ops.block_factors(spacing, 3.0)
+    coarse = ops.downsample(lungs.float(), factors) > 0.5
+    coarse_spacing = tuple(s * f for s, f in zip(spacing, factors))
+    closed = ops.close(coarse, ops.radius_in_voxels(CLOSING_MM, coarse_spacing))
+    return lungs | ops.upsample_labels(closed & ~coarse, factors, lungs.shape)
+
+
 def _lung_box(lung_labels: np.ndarray, spacing) -> tuple[slice, ...]:
     present = [np.flatnonzero(lung_labels.any(axis=tuple(a for a in range(3) if a != axis)))
                for axis in range(3)]
@@ -116,30 +130,42 @@ def _scale_candidates(image: torch.Tensor, mask: torch.Tensor, base_spacing, dia
     level_mask = ops.downsample(mask.float(), level_factors) > 0.5
     smooth = ops.gaussian_blur(level_image, tuple(math.sqrt(max(sigma**2 - (s / 2) ** 2, 0.0)) / s
                                                   for s in spacing))
-    padded = F.pad(smooth[None, None], (1, 1, 1, 1, 1, 1), mode="replicate")[0, 0]
-    response = -sigma**2 * _laplacian(padded, spacing)
-    peaks = (response == F.max_pool3d(response[None, None], 3, 1, 1)[0, 0]) & level_mask
-    peaks &= response > MIN_RESPONSE
-    index = peaks.nonzero()
+    padded = F.pad(smooth[None, None], (1, 1, 1, 1, 1, 1))[0, 0]
+    response = _laplacian(padded, spacing).mul_(-sigma**2)
+    index = _local_maxima(response, level_mask)
     if len(index) == 0:
         return []
     values = response[index[:, 0], index[:, 1], index[:, 2]]
-    order = values.argsort(descending=True)[:CANDIDATES_PER_SCALE]
+    order = values.argsort(descending=True)[:PEAKS_PER_SCALE]
     index, values = index[order], values[order]
-    blobness = _blobness(padded, index + 1, spacing)
-    found = []
-    for i in range(len(index)):
-        if blobness[i] >= MIN_BLOBNESS:
-            position = (index[i].cpu().numpy() + 0.5) * np.array(level_factors) - 0.5
-            found.append(Candidate(position, math.sqrt(3.0) * sigma, float(values[i]), float(blobness[i])))
-    return found
+    blobness = torch.from_numpy(_blobness(padded, index + 1, spacing)).to(values.device)
+    order = (values * blobness.sqrt()).argsort(descending=True)[:CANDIDATES_PER_SCALE].cpu().numpy()
+    index, values, blobness = index.cpu().numpy(), values.cpu().numpy(), blobness.cpu().numpy()
+    return [Candidate((index[i] + 0.5) * np.array(level_factors) - 0.5, math.sqrt(3.0) * sigma,
+                      float(values[i]), float(blobness[i]))
+            for i in order if blobness[i] >= MIN_BLOBNESS]
+
+
+def _local_maxima(response: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N, 3) indices inside `mask`, above MIN_RESPONSE, that no 26-neighbour exceeds."""
+    peaks = response == F.max_pool3d(response[None, None], 3, 1, 1)[0, 0]
+    return (peaks & mask & (response > MIN_RESPONSE)).nonzero()
 
 
 def _laplacian(padded: torch.Tensor, spacing) -> torch.Tensor:
+    """Sum of second differences (per mm^2) of a volume padded by one voxel on every side."""
     centre = padded[1:-1, 1:-1, 1:-1]
-    return ((padded[2:, 1:-1, 1:-1] + padded[:-2, 1:-1, 1:-1] - 2 * centre) / spacing[0] ** 2
-            + (padded[1:-1, 2:, 1:-1] + padded[1:-1, :-2, 1:-1] - 2 * centre) / spacing[1] ** 2
-            + (padded[1:-1, 1:-1, 2:] + padded[1:-1, 1:-1, :-2] - 2 * centre) / spacing[2] ** 2)
+    total = torch.zeros_like(centre)
+    for axis, (before, after) in enumerate((((slice(None, -2), slice(1, -1), slice(1, -1)),
+                                              (slice(2, None), slice(1, -1), slice(1, -1))),
+                                             ((slice(1, -1), slice(None, -2), slice(1, -1)),
+                                              (slice(1, -1), slice(2, None), slice(1, -1))),
+                                             ((slice(1, -1), slice(1, -1), slice(None, -2)),
+                                              (slice(1, -1), slice(1, -1), slice(2, None))))):
+        second = padded[before] + padded[after]
+        second.sub_(centre, alpha=2.0)
+        total.add_(second, alpha=1.0 / spacing[axis] ** 2)
+    return total
 
 
 def _blobness(padded: torch.Tensor, index: torch.Tensor, spacing) -> np.ndarray:
@@ -178,12 +204,12 @@ def _suppress(candidates: list[Candidate], spacing) -> list[Candidate]:
     return kept
 
 
-def _measure(image: np.ndarray, candidates, background, spacing, labels: np.ndarray) -> list[dict]:
+def _measure(image: np.ndarray, candidates, spacing, labels: np.ndarray) -> list[dict]:
     """Grow each candidate on the input grid (crop), paint the best into `labels`, and describe
     them in index units of the crop (the caller turns them into world mm)."""
     measured = []
     for candidate in candidates:
-        region, box, outside = _grow(image, candidate, background, spacing)
+        region, box, outside = _grow(image, candidate, spacing)
         if region is None:
             continue
         volume_mm3 = float(region.sum()) * float(np.prod(spacing))
@@ -195,8 +221,11 @@ def _measure(image: np.ndarray, candidates, background, spacing, labels: np.ndar
             measured.append((score, region, box, volume_mm3, diameter))
     measured.sort(key=lambda item: item[0], reverse=True)
     report = []
-    for label, (score, region, box, volume_mm3, diameter) in enumerate(measured[:MAX_NODULES], 1):
+    for score, region, box, volume_mm3, diameter in measured:
         painted = labels[box]
+        if (painted[region] > 0).mean() > MAX_OVERLAP or len(report) == MAX_NODULES:
+            continue  # the same nodule seen again (a lobe, another scale)
+        label = len(report) + 1
         painted[region & (painted == 0)] = label
         voxels = np.argwhere(region) + np.array([s.start for s in box])
         report.append({
@@ -210,10 +239,11 @@ def _measure(image: np.ndarray, candidates, background, spacing, labels: np.ndar
     return report
 
 
-def _grow(image, candidate, background, spacing):
-    """The connected voxels above the half-way threshold around the centre, within a sphere
-    of LIMIT_RADII radii, and the share of them beyond 1.25 radii (a nodule has almost none,
-    a vessel running through has many)."""
+def _grow(image, candidate, spacing):
+    """The nodule around a candidate: voxels above half its contrast within LIMIT_RADII
+    radii, opened (erode, keep the part at the centre, dilate back) so that vessels thinner
+    than about 0.7 radii are cut off. Also the share of it beyond 1.25 radii: a nodule has
+    almost none, a vessel running through has many."""
     limit = LIMIT_RADII * candidate.radius_mm + max(spacing)
     centre = candidate.index
     box = tuple(slice(max(0, int(math.floor(c - limit / s))), min(n, int(math.ceil(c + limit / s)) + 1))
@@ -226,15 +256,23 @@ def _grow(image, candidate, background, spacing):
     core = patch[distance <= core_radius]
     if core.size == 0:
         return None, box, 1.0
-    threshold = (float(np.median(core)) + background) / 2
-    components, _ = ops.connected_components((patch > threshold) & (distance <= limit))
-    near = components[distance <= core_radius]
-    near = near[near > 0]
-    if near.size == 0:
+    above = torch.from_numpy((patch > float(np.median(core)) / 2) & (distance <= limit))
+    cut = ops.radius_in_voxels(OPENING_RADII * candidate.radius_mm, spacing)
+    opened = _component_at_centre(ops.erode(above, cut).numpy(), distance, core_radius)
+    if opened is not None:  # a nodule too small to survive the erosion is kept as it is
+        above &= ops.dilate(torch.from_numpy(opened), cut)
+    region = _component_at_centre(above.numpy(), distance, core_radius)
+    if region is None:
         return None, box, 1.0
-    region = components == np.bincount(near).argmax()
     outside = float((region & (distance > 1.25 * candidate.radius_mm)).sum()) / float(region.sum())
     return region, box, outside
+
+
+def _component_at_centre(mask: np.ndarray, distance: np.ndarray, core_radius: float):
+    components, _ = ops.connected_components(mask)
+    near = components[distance <= core_radius]
+    near = near[near > 0]
+    return None if near.size == 0 else components == np.bincount(near).argmax()
 
 
 def _score(candidate: Candidate, diameter: float, outside: float) -> float:
