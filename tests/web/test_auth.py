@@ -124,3 +124,20 @@ def test_cookie_is_secure_and_blob_links_https_behind_a_tls_proxy(harness):
     assert "Secure" in response.headers["Set-Cookie"]
     plain = harness.app.test_client().post("/api/login", data={"token": harness.token("plain@example.org")})
     assert "Secure" not in plain.headers["Set-Cookie"]
+
+
+def test_sessions_idle_for_a_year_are_logged_out(harness):
+    from datetime import timedelta
+    from dss_server.models import utcnow
+    client = harness.client("idle@example.org")
+    with harness.sessions() as db:
+        session = auth.find_session(db, client.get_cookie("webpy_session_id").value)
+        session.atime = utcnow() - timedelta(days=364)
+        db.commit()
+    assert client.get("/api/login").status_code == 200
+    with harness.sessions() as db:
+        session = auth.find_session(db, client.get_cookie("webpy_session_id").value)
+        assert session.atime > utcnow() - timedelta(minutes=1), "use refreshes the session"
+        session.atime = utcnow() - timedelta(days=366)
+        db.commit()
+    assert client.get("/api/login").status_code == 401

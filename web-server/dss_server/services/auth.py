@@ -5,6 +5,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,8 @@ from ..models import Session, Token, User, utcnow
 NOAUTH_EMAIL = "test@example.com"
 EMBEDDED_ADMIN_EMAIL = "admin@localhost"
 _SESSION_ID = re.compile(r"^[0-9a-fA-F]{40}$")
+SESSION_IDLE_LIMIT = timedelta(days=365)  # the original's session timeout
+SESSION_TOUCH_INTERVAL = timedelta(days=1)
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+$")
 
 
@@ -54,8 +57,10 @@ def identify(db: DB, session_id: str | None, noauth: bool) -> Identity | None:
     if valid_session_id(session_id):
         row = db.execute(select(Session, User).join(User, User.id == Session.user_id)
                          .where(Session.session_hash == digest(session_id.lower()))).first()
-        if row is not None:
+        if row is not None and row[0].atime > utcnow() - SESSION_IDLE_LIMIT:
             session, user = row
+            if session.atime < utcnow() - SESSION_TOUCH_INTERVAL:  # one write a day, not per request
+                session.atime = utcnow()
             return Identity(user, session, session.accept_terms)
     if noauth:
         return Identity(ensure_user(db, NOAUTH_EMAIL, "Test User", sysadmin=True,
