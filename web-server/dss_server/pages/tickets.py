@@ -4,7 +4,7 @@ Other users' tickets answer 404 (admins see every ticket).
 """
 from __future__ import annotations
 
-from flask import redirect, render_template, url_for
+from flask import render_template, url_for
 
 from ..api._http import config, db, download
 from ..services import files, tickets
