@@ -10,6 +10,7 @@ from . import metrics
 from .config import ConfigError, load_settings
 from .daemon import Supervisor
 from .logs import setup_logging
+from .worker import remove_stale_workdirs
 
 log = logging.getLogger("dss_dispatcher")
 
@@ -22,6 +23,8 @@ def main() -> int:
         return 2
     setup_logging(settings.log_json)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
+    if removed := remove_stale_workdirs(settings.work_dir):
+        log.info("removed %d scratch folders left by killed dispatchers", removed)
     supervisor = Supervisor(settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: supervisor.stop())

@@ -7,6 +7,8 @@ are retried (retry.py); a permanent one fails the ticket with a message the user
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 import threading
 import time
@@ -34,6 +36,30 @@ STATUS_CHECK_SECONDS = 2.0
 SHUTDOWN_REASON = "the dispatcher is shutting down"
 
 
+WORKDIR_NAME = re.compile(r"^ticket_\d{8}_(\d+)_[0-9a-f]{8}$")
+
+
+def remove_stale_workdirs(work_dir: Path) -> int:
+    """Scratch folders left by a dispatcher process that was killed (its pid is gone)."""
+    removed = 0
+    for path in work_dir.glob("ticket_*"):
+        found = WORKDIR_NAME.match(path.name)
+        if found and path.is_dir() and not _process_alive(int(found.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Dropped(Exception):
     """Stop working on the ticket without touching it (deleted, no longer ours, shutdown)."""
 
@@ -47,7 +73,7 @@ class TicketJob:
                  ticket_id: int, stopping: threading.Event):
         self.settings, self.spec, self.dss, self.id = settings, spec, dss, ticket_id
         self.stopping = stopping
-        self.workdir = settings.work_dir / f"ticket_{ticket_id:08d}_{uuid.uuid4().hex[:8]}"
+        self.workdir = settings.work_dir / f"ticket_{ticket_id:08d}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self.timings: dict[str, float] = {}
 
     # ----- the whole ticket

@@ -33,3 +33,4 @@ def test_json_lines_have_ticket_service_and_timings():
 def test_lines_outside_a_ticket_have_no_ticket():
     document = json.loads(JSONFormatter().format(_record("idle")))
     assert "ticket" not in document and "service" not in document
+
