@@ -19,6 +19,13 @@ def test_home_and_about_explain_how_to_connect(site):
     assert client.get("/static/app.js").status_code == 200
 
 
+def test_pages_forbid_framing_and_foreign_scripts(site):
+    headers = site.app.test_client().get("/").headers
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY"
+
+
 def test_noauth_shows_a_banner_and_everyone_is_the_test_admin(make_site, site):
     test_mode = make_site(noauth=True).app.test_client()
     text = page_text(test_mode.get("/"))
