@@ -56,6 +56,7 @@ def test_ticket_round_trip_user_and_provider(stack, user, provider, ct_image, tm
     assert provider.provider_status(ticket_id) == "claimed"
     inputs = provider.provider_download(ticket_id, tmp_path / "input")
     assert sorted(p.suffix for p in inputs) == [".gz", ".itksnap"]
+    assert [f.name for f in provider.provider_files(ticket_id)] == [p.name for p in inputs]
     workspace = Workspace.load(next(p for p in inputs if p.suffix == ".itksnap"))
     assert workspace.find_layer().path.read_bytes() == next(p for p in inputs if p.suffix == ".gz").read_bytes()
 
