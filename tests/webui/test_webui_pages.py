@@ -31,6 +31,9 @@ def test_noauth_shows_a_banner_and_everyone_is_the_test_admin(make_site, site):
     text = page_text(test_mode.get("/"))
     assert "Test mode" in text and "test@example.com" in text
     assert test_mode.get("/admin").status_code == 200
+    made = post_form(test_mode, "/admin/providers", {"name": "noauth-lab"}, "/admin/providers")
+    assert made.headers["Location"] == "/admin/providers/noauth-lab"  # forms work without a sign-in
+    assert "Sign out" not in text
     assert "Test mode" not in page_text(site.app.test_client().get("/"))
 
 
