@@ -99,7 +99,8 @@ def callback():
     if not claims:
         return error_page(401, "Sign-in failed: the identity provider sent no id_token.")
     email = claims.get("email")
-    if not email or claims.get("email_verified") is False:
+    # Some providers send the flag as the string "false".
+    if not email or str(claims.get("email_verified", True)).lower() == "false":
         return error_page(401, "Sign-in failed: the identity provider gave no verified email "
                                "address.")
     user = auth.ensure_user(db(), email, claims.get("name"))
