@@ -70,6 +70,12 @@ def cmd_services(args, client: DSSClient) -> int:
     return 0
 
 
+def cmd_service(args, client: DSSClient) -> int:
+    print_value({"detail": client.service_detail(args.githash),
+                 "stats": client.service_stats(args.githash)}, True)
+    return 0
+
+
 def cmd_tickets(args, client: DSSClient) -> int:
     print_rows(client.tickets(), ("id", "service", "status"), args.json)
     return 0
@@ -243,6 +249,8 @@ def _user_verbs(verbs) -> None:
     login.set_defaults(handler=cmd_login, needs_client=False)
     _add(verbs, "whoami", cmd_whoami, "show who the saved session belongs to")
     _add(verbs, "services", cmd_services, "list the services", json_flag=True)
+    _add(verbs, "service", cmd_service, "a service's service.json and statistics (JSON)") \
+        .add_argument("githash")
     submit = _add(verbs, "submit", cmd_submit, "submit an image or .itksnap workspace")
     submit.add_argument("file", help="an image (NIfTI, NRRD, MHA, ...) or an .itksnap workspace")
     submit.add_argument("--service", required=True, help="service name or 40-hex githash")

@@ -53,6 +53,13 @@ def test_provider_verbs_process_a_ticket(stack, dss, ct_image, tmp_path):
     assert "No lungs found" in out and "error" in out
 
 
+def test_service_verb_shows_descriptor_and_stats(stack, dss):
+    code, out = dss("reader@example.org", "service", stack.service_githash)
+    shown = json.loads(out)
+    assert code == 0 and shown["detail"]["name"] == stack.service_name
+    assert "queue_length" in shown["stats"]
+
+
 def test_admin_verbs_manage_providers_services_and_tickets(stack, dss, tmp_path):
     admin = "admin@example.org"
     assert dss(admin, "admin", "add-provider", "cli-lab")[1].strip() == "success"
