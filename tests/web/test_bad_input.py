@@ -114,3 +114,27 @@ def test_double_slashes_route_without_redirect(harness):
     # (the test client would read "//api" as a host; real servers are tested in test_http_server)
     response = client.get("/", environ_overrides={"PATH_INFO": "//api//login"})
     assert response.status_code == 200 and response.data.startswith(b"logged in as ")
+
+
+def test_overlong_claim_names_and_githash_lists(harness):
+    githash = harness.service(provider="longlab")
+    provider = harness.provider_client("longlab")
+    url = "/api/pro/services/claims"
+    too_long = provider.post(url, data={"services": githash, "provider": "p" * 79})
+    assert too_long.status_code == 400 and b"at most 78" in too_long.data
+    assert provider.post(url, data={"services": githash, "provider": "p", "code": "c" * 79}).status_code == 400
+    weird = provider.post(url, data={"services": "x" * 5000 + ",,", "provider": "p"})
+    assert weird.status_code == 401
+
+
+@pytest.mark.parametrize("since", ["99999999999999999999", "-5", "1.5", "", "%00"])
+def test_odd_since_values(ticket_setup, since):
+    harness, user, ticket = ticket_setup
+    assert user.get(f"/api/tickets/{ticket}/log?since={since}").status_code == 200
+    assert user.get(f"/api/tickets/{ticket}/detail?since={since}").status_code == 200
+
+
+@pytest.mark.parametrize("form", [{"days": "1e400"}, {"days": "nan"}, {"hours": "-1"}, {"days": "inf"}])
+def test_odd_purge_intervals(harness, form):
+    admin = harness.client(admin=True)
+    assert admin.post("/api/admin/tickets/purge/completed", data=form).status_code == 400

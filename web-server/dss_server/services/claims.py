@@ -20,6 +20,9 @@ from .auth import Identity
 from ..metrics import observe_claim
 
 
+NAME_LENGTH = 78  # claim_history.provider / provider_code
+
+
 def parse_services(value: str | None) -> list[str]:
     if not value or not value.strip():
         raise DSSError(400, "Missing 'services' parameter")
@@ -73,8 +76,10 @@ def claim(db: DB, identity: Identity, githashes: list[str], provider: str | None
     """
     if not provider or not provider.strip():
         raise DSSError(400, "Missing 'provider' parameter")
-    require_provider(db, identity, githashes)
     code = code.strip() if code and code.strip() else "default"
+    if len(provider.strip()) > NAME_LENGTH or len(code) > NAME_LENGTH:
+        raise DSSError(400, f"Parameters 'provider' and 'code' may have at most {NAME_LENGTH} characters")
+    require_provider(db, identity, githashes)
     deadline = time.monotonic() + wait_seconds
     while True:
         seen = notify.generation()
