@@ -10,7 +10,7 @@ from . import metrics
 from .config import ConfigError, load_settings
 from .daemon import Supervisor
 from .logs import setup_logging
-from .worker import remove_stale_workdirs
+from .workdirs import remove_stale_workdirs
 
 log = logging.getLogger("dss_dispatcher")
 

@@ -7,57 +7,29 @@ are retried (retry.py); a permanent one fails the ticket with a message the user
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shutil
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from dss_client import DSSError, DSSTransientError
 from dss_client.workspace import Workspace, WorkspaceError
 
-from . import metrics, reports
+from . import metrics
 from .config import ServiceSpec, Settings
 from .inference import InferenceClient, InferenceFailed, JobLost, JobState
 from .logs import ticket_var
-from .preview import write_preview
+from .results import build_result
 from .retry import RETRYABLE, retry
 from .session import ProviderSession
+from .workdirs import new_workdir
 
 log = logging.getLogger(__name__)
 STAGES = {"download": (0.0, 0.1), "inference": (0.1, 0.8), "workspace": (0.8, 0.9),
           "upload": (0.9, 1.0)}
 POLL_FIRST, POLL_MAX = 0.1, 1.0   # seconds between job polls: quick for small jobs, then calmer
 STATUS_CHECK_SECONDS = 2.0
-
-
 SHUTDOWN_REASON = "the dispatcher is shutting down"
-
-
-WORKDIR_NAME = re.compile(r"^ticket_\d{8}_(\d+)_[0-9a-f]{8}$")
-
-
-def remove_stale_workdirs(work_dir: Path) -> int:
-    """Scratch folders left by a dispatcher process that was killed (its pid is gone)."""
-    removed = 0
-    for path in work_dir.glob("ticket_*"):
-        found = WORKDIR_NAME.match(path.name)
-        if found and path.is_dir() and not _process_alive(int(found.group(1))):
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Dropped(Exception):
@@ -73,7 +45,7 @@ class TicketJob:
                  ticket_id: int, stopping: threading.Event):
         self.settings, self.spec, self.dss, self.id = settings, spec, dss, ticket_id
         self.stopping = stopping
-        self.workdir = settings.work_dir / f"ticket_{ticket_id:08d}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self.workdir = new_workdir(settings.work_dir, ticket_id)
         self.timings: dict[str, float] = {}
 
     # ----- the whole ticket
@@ -111,7 +83,9 @@ class TicketJob:
         inputs = self._stage("download", self._download)
         workspace, layer = inputs
         result = self._stage("inference", lambda: self._inference(layer.path))
-        files, attachments, summary = self._stage("workspace", lambda: self._build(workspace, layer, *result))
+        files, attachments, summary = self._stage(
+            "workspace", lambda: build_result(workspace, layer.path, *result, self.spec.output,
+                                              self.id, self.workdir))
         self._stage("upload", lambda: self._upload(files, attachments, summary))
         self.dss.call("set_status", self.id, "success")
         steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.timings.items())
@@ -258,33 +232,6 @@ class TicketJob:
         """A stage waiting for a service to come back does not hold up a shutdown."""
         if self.stopping.wait(seconds):
             raise Dropped(SHUTDOWN_REASON)
-
-    def _build(self, workspace: Workspace, layer, label_path: Path, report: dict):
-        """The result workspace (inputs + the new segmentation layer), preview and reports."""
-        out = self.workdir / "results"
-        extra = self.workdir / "attachments"
-        extra.mkdir(parents=True, exist_ok=True)
-        if self.spec.output == "lungs":
-            labels = reports.LUNG_LABELS
-            summary = reports.lung_summary(*reports.lung_volumes_ml(report, label_path))
-            workspace.add_segmentation(label_path, "Lungs", labels)
-            attachments = []
-        else:
-            nodules = list(report.get("nodules") or [])
-            labels = reports.nodule_labels(nodules)
-            summary = reports.nodule_summary(nodules)
-            workspace.add_segmentation(label_path, "Nodules", labels)
-            workspace.add_landmarks([(f"nodule {i + 1} ({float(n['diameter_mm']):.1f} mm)",
-                                      n["center_mm"]) for i, n in enumerate(nodules)])
-            json_path, csv_path = reports.write_nodule_report(extra, self.id, nodules)
-            attachments = [(json_path, "Nodule report (JSON)", "application/json"),
-                           (csv_path, "Nodule report (CSV)", "text/csv")]
-        preview = write_preview(extra / f"preview_{self.id:08d}.png", layer.path, label_path,
-                                {value: colour for value, (_, colour) in labels.items()},
-                                focus_labels=self.spec.output == "nodules")
-        attachments.insert(0, (preview, "Preview of the segmentation", "image/png"))
-        files = workspace.export(out, f"ticket_{self.id:08d}_results.itksnap")
-        return files, attachments, summary
 
     def _upload(self, files: list[Path], attachments, summary: str) -> None:
         # layers first, the workspace last: a reader that sees the workspace finds its layers

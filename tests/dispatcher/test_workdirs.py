@@ -6,7 +6,7 @@ def test_scratch_folders_of_dead_processes_are_removed(tmp_path):
     import os
     import subprocess
 
-    from dss_dispatcher.worker import remove_stale_workdirs
+    from dss_dispatcher.workdirs import remove_stale_workdirs
     finished = subprocess.Popen(["true"])
     finished.wait()
     dead = tmp_path / f"ticket_00000007_{finished.pid}_0123abcd"
