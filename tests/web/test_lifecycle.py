@@ -88,3 +88,10 @@ def test_unknown_transition_explains_itself():
         lifecycle.transition("success", "ready", {lifecycle.OWNER})
     with pytest.raises(lifecycle.IllegalTransition, match="Only the admin"):
         lifecycle.transition("success", "retry", {lifecycle.OWNER})
+
+
+def test_the_readme_prints_this_very_table():
+    from helpers import REPO_ROOT
+    sources = [REPO_ROOT / "README.md", REPO_ROOT / "docs" / "readme" / "web-server.md"]
+    texts = [path.read_text() for path in sources if path.exists()]
+    assert any(lifecycle.markdown_table() in text for text in texts)
