@@ -38,6 +38,8 @@ def test_expired_lease_requeues_then_times_out_and_fences_stale_writes(make_harn
     assert "claim expired after 2 attempts; ticket timed out" in log
     assert user.get(f"/api/tickets/{ticket}/detail").json["result"]["progress"] == 1.0
     assert user.get(f"/api/tickets/{ticket}/retry").data == b"ready"
+    with harness.sessions() as db:
+        assert db.get(Ticket, ticket).attempts == 0, "a retry gets its attempts back"
 
 
 def test_activity_renews_the_lease(make_harness):

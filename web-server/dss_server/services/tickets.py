@@ -74,6 +74,7 @@ def mark_ready(db: DB, identity: Identity, ticket: Ticket, requested: str) -> st
 def retry(db: DB, identity: Identity, datastore, ticket: Ticket) -> str:
     status = change_status(db, ticket, "retry", consumer_actors(identity, ticket))
     release_claim(ticket)
+    ticket.attempts = 0  # a retry gets the full DSS_MAX_ATTEMPTS again
     files.wipe_area(db, datastore, ticket.id, "results")
     db.execute(delete(TicketProgress).where(TicketProgress.ticket_id == ticket.id))
     append_log(db, ticket.id, "info", "Retrying ticket")
