@@ -60,8 +60,15 @@ class Worker:
                     failures += 1
                     githashes = []   # the services may have been re-registered
                     delay = backoff_delay(failures, cap=max(self.settings.poll_interval, 1) * 6)
-                    log.warning("DSS server problem (%s); trying again in %.1f s", exc, delay)
+                    if getattr(exc, "status", None) == 401:
+                        log.error("the server refused us (%s): check DSS_PROVIDER_TOKEN and that "
+                                  "its user may provide %s for provider %s; trying again in %.1f s",
+                                  exc, self.spec.service, self.spec.provider, delay)
+                    else:
+                        log.warning("DSS server problem (%s); trying again in %.1f s", exc, delay)
                     self.stopping.wait(delay)
+        except Exception:   # a bug: the supervisor restarts this worker
+            log.exception("worker crashed")
         finally:
             session.close()
 
@@ -106,11 +113,20 @@ class Supervisor:
     def run(self) -> None:
         for worker in self.workers:
             worker.thread.start()
+        crashes = [0] * len(self.workers)
+        restart_at = [0.0] * len(self.workers)
         while not self.stopping.wait(SUPERVISE_SECONDS):
             for position, worker in enumerate(self.workers):
-                if not worker.thread.is_alive():
-                    log.error("worker %s died; restarting it", worker.thread.name)
+                if worker.thread.is_alive():
+                    continue
+                if not restart_at[position]:   # just found dead: restart after a backoff
+                    crashes[position] += 1
+                    delay = backoff_delay(crashes[position], base=1.0, cap=60.0)
+                    restart_at[position] = time.monotonic() + delay
+                    log.error("worker %s died; restarting it in %.1f s", worker.thread.name, delay)
+                elif time.monotonic() >= restart_at[position]:
                     metrics.DAEMON_RESTARTS.labels(worker.spec.label).inc()
+                    restart_at[position] = 0.0
                     self.workers[position] = Worker(self.settings, worker.spec, worker.index,
                                                     self.stopping)
                     self.workers[position].thread.start()

@@ -79,3 +79,43 @@ def test_empty_claims_do_not_spin_and_refused_sessions_log_in_again(tmp_path):
     assert not worker.thread.is_alive()
     assert 3 <= server.claims <= 6          # about one per poll interval, not hundreds
     assert server.logins == 2               # the refused session was replaced
+
+
+class GarbageServer(OldServer):
+    """Lists the provider's services in a shape no client can parse: the worker crashes."""
+
+    def __init__(self):
+        super().__init__()
+        outer = self
+        handler = self.server.RequestHandlerClass
+
+        def do_GET(self):
+            outer.listings = getattr(outer, "listings", 0) + 1
+            self._send(200, "not,a,table\r\n")
+        handler.do_GET = do_GET
+
+
+def test_supervisor_restarts_a_crashed_worker(tmp_path):
+    from prometheus_client import REGISTRY
+
+    from dss_dispatcher.daemon import Supervisor
+
+    server = GarbageServer()
+    spec = ServiceSpec("Crashy", "/x/inference", "http://x", "lungs", "", "lab")
+    settings = Settings(server_url=server.url, provider_token="t" * 48, provider_name="lab",
+                        provider_code="test", workers=1, shared_datastore=None, metrics_port=0,
+                        log_json=False, work_dir=Path(tmp_path), claim_wait=1.0,
+                        poll_interval=0.5, retry_budget=1.0, inference_timeout=60.0,
+                        services=(spec,))
+    supervisor = Supervisor(settings)
+    runner = threading.Thread(target=supervisor.run)
+    runner.start()
+    time.sleep(4.0)
+    health = supervisor.health()
+    supervisor.stop()
+    runner.join(10)
+    server.server.shutdown()
+    assert REGISTRY.get_sample_value("dss_dispatcher_daemon_restarts_total",
+                                     {"service": "Crashy"}) >= 1
+    assert server.listings >= 2                     # the restarted worker tried again
+    assert set(health) == {"ok", "workers"}
