@@ -154,3 +154,36 @@ def test_refuses_to_start_without_a_secret_outside_embedded_mode(migrated_db, tm
                             text=True, env={**env, "DATABASE_URL": migrated_db}, timeout=60)
     assert result.returncode == 2
     assert "DSS_SECRET_KEY is not set" in result.stderr
+
+
+def test_a_streaming_upload_holds_no_lock_on_its_ticket(gunicorn_server):
+    githash, provider, (ticket,) = seed_ready_tickets(gunicorn_server, 1)
+    email = f"streamer-{provider}@example.org"
+    session = login(gunicorn_server, email)
+    with gunicorn_server.sessions() as db:
+        db.add(ProviderAccess(user_id=auth.find_user(db, email).id, provider=provider))
+        db.commit()
+    url = gunicorn_server.url
+    session.post(f"{url}/api/pro/services/claims", data={"services": githash, "provider": "s"})
+    body_half_sent, finish_body = threading.Event(), threading.Event()
+
+    def slow_body():
+        chunks = multipart_chunks("result.nii.gz", b"x" * 200_000)
+        yield next(chunks)
+        body_half_sent.set()
+        finish_body.wait(30)
+        yield from chunks
+
+    result = {}
+    uploader = threading.Thread(target=lambda: result.update(response=session.post(
+        f"{url}/api/pro/tickets/{ticket}/files/results", data=slow_body(),
+        headers={"Content-Type": "multipart/form-data; boundary=dssboundary"})))
+    uploader.start()
+    body_half_sent.wait(30)
+    progress = requests.post(f"{url}/api/pro/tickets/{ticket}/progress", cookies=session.cookies,
+                             data={"chunk_start": 0, "chunk_end": 1, "progress": 0.5}, timeout=20)
+    upload_still_running = uploader.is_alive()
+    finish_body.set()
+    uploader.join(30)
+    assert progress.text == "success" and upload_still_running
+    assert result["response"].text == "success"

@@ -111,6 +111,18 @@ def uploaded_file(field: str = "myfile") -> tuple[UploadFile, str]:
     return part.stream, part.filename or param("filename") or ""
 
 
+def receive_upload(authorize):
+    """Authorize, stream the `myfile` part to disk, authorize again; returns (ticket, file, name).
+
+    No transaction (row lock, pooled connection) is held while a large body arrives; the second
+    check sees what changed meanwhile (a deleted ticket, an expired claim).
+    """
+    authorize()
+    db().commit()
+    upload, name = uploaded_file()
+    return authorize(), upload, name
+
+
 def discard_uploads(_exc=None) -> None:
     for upload in g.pop("uploads", []):
         upload.discard()

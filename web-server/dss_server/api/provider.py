@@ -8,7 +8,7 @@ from ..errors import DSSError
 from ..models import LOG_CATEGORIES
 from ..services import catalog, claims, files, leases, provider_tickets, tickets
 from ..services.access import require_provider, service_provider_ticket
-from ._http import config, db, download, identity, param, uploaded_file, wants_json
+from ._http import config, db, download, identity, param, receive_upload, wants_json
 
 bp = Blueprint("provider", __name__)
 
@@ -66,8 +66,7 @@ def list_files(ticket_id, area):
 @bp.post("/api/pro/tickets/<int:ticket_id>/files/<area>")
 def upload(ticket_id, area):
     files.check_area(area)
-    ticket = _active(ticket_id)
-    stream, name = uploaded_file()
+    ticket, stream, name = receive_upload(lambda: _active(ticket_id))
     files.store(db(), config().datastore, ticket.id, area, stream, name)
     return wire.text("success")
 
@@ -101,8 +100,7 @@ def set_status(ticket_id):
 
 @bp.post("/api/pro/tickets/<int:ticket_id>/attachments")
 def attach(ticket_id):
-    ticket = _active(ticket_id)
-    stream, name = uploaded_file()
+    ticket, stream, name = receive_upload(lambda: _active(ticket_id))
     description = param("desc")
     if not description:
         raise DSSError(400, "Missing 'desc' parameter")

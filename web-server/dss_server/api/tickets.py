@@ -8,7 +8,7 @@ from ..errors import DSSError
 from ..services import files, tickets
 from ..services.access import user_ticket
 from ..services.tickets import consumer_actors
-from ._http import config, db, download, identity, param, public_base, uploaded_file, wants_json
+from ._http import config, db, download, identity, param, public_base, receive_upload, wants_json
 
 bp = Blueprint("tickets", __name__)
 LOG_COLUMNS = ("id", "atime", "category", "attachments", "message")
@@ -42,14 +42,18 @@ def list_files(ticket_id, area):
 @bp.post("/api/tickets/<int:ticket_id>/files/<area>")
 def upload(ticket_id, area):
     files.check_area(area)
-    who = identity()
-    ticket = _ticket(ticket_id, for_update=True)
-    if ticket.status == "deleted" or (ticket.status != "init" and not who.user.sysadmin):
-        raise DSSError(409, f"Ticket {ticket.id} is {ticket.status}: files can only be added "
-                            f"while it is init")
-    stream, name = uploaded_file()
+    ticket, stream, name = receive_upload(lambda: _open_ticket(ticket_id))
     files.store(db(), config().datastore, ticket.id, area, stream, name)
     return wire.text("success")
+
+
+def _open_ticket(ticket_id: int):
+    """The ticket if the caller may add files now: the owner while init, an admin until deleted."""
+    ticket = _ticket(ticket_id, for_update=True)
+    if ticket.status == "deleted" or (ticket.status != "init" and not identity().user.sysadmin):
+        raise DSSError(409, f"Ticket {ticket.id} is {ticket.status}: files can only be added "
+                            f"while it is init")
+    return ticket
 
 
 @bp.get("/api/tickets/<int:ticket_id>/files/<area>/<index>")
