@@ -130,3 +130,19 @@ def test_admin_issues_provider_tokens(harness, admin):
     assert harness.app.test_client().post("/api/login", data={"token": single}).status_code == 200
     assert harness.app.test_client().post("/api/login", data={"token": single}).status_code == 401
     assert admin.post("/api/admin/tokens", data={}).status_code == 400
+
+
+def test_register_an_older_commit_or_a_tag_by_ref(harness, admin, tmp_path):
+    repo, first = git_service_repo(tmp_path, name="Versions", version="1.0.0")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(git + ["tag", "v1"], check=True)
+    (repo / "service.json").write_text(json.dumps({"name": "Versions", "version": "2.0.0"}))
+    subprocess.run(git + ["commit", "-qam", "v2"], check=True)
+    admin.post("/api/admin/providers", data={"name": "REF-LAB"})
+    url = "/api/admin/providers/REF-LAB/services"
+    assert admin.post(url, data={"repo": str(repo), "ref": first}).data == first.encode()
+    assert admin.post(url, data={"repo": str(repo), "ref": "v1"}).data == first.encode()
+    head = admin.post(url, data={"repo": str(repo)}).data.decode()
+    assert head != first and json.loads(admin.get(f"/api/services/{head}/detail").data)["version"] == "2.0.0"
+    missing = admin.post(url, data={"repo": str(repo), "ref": "no-such-branch"})
+    assert (missing.status_code, missing.data) == (400, b"Error fetching Git repository")

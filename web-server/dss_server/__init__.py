@@ -10,12 +10,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import db as database
-from . import metrics, wire
+from . import metrics, pages, wire
 from .api import BLUEPRINTS
 from .api._http import DSSRequest, discard_uploads, wants_json
 from .config import Config, load_config
 from .errors import DSSError
-from . import pages
 from .services import bootstrap, notify
 
 log = logging.getLogger(__name__)
