@@ -89,6 +89,8 @@ def _listen_forever(url: str) -> None:
                     if connection.notifies:
                         connection.notifies.clear()
                         wake()
-        except psycopg2.Error as exc:  # database restarted or dropped: polling covers the gap
+        except psycopg2.Error as exc:  # database restarted: polling covers the gap
+            if "does not exist" in str(exc):  # database dropped: nothing left to listen to
+                return
             log.warning("ready-ticket listener lost its connection (%s); retrying", exc)
             stop.wait(5)
