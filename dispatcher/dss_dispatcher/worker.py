@@ -80,6 +80,7 @@ class TicketJob:
         return outcome
 
     def _run_stages(self) -> None:
+        self.dss.call("set_progress", self.id, 0.0, 1.0, 0.0)   # clears an earlier attempt's
         inputs = self._stage("download", self._download)
         workspace, layer = inputs
         result = self._stage("inference", lambda: self._inference(layer.path))
@@ -96,7 +97,6 @@ class TicketJob:
             raise Dropped(SHUTDOWN_REASON)
         self._check_claimed()
         started = time.monotonic()
-        self._progress(name, 0.0)
         result = work()
         self._progress(name, 1.0)
         self.timings[name] = time.monotonic() - started
