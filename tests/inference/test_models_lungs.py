@@ -89,3 +89,14 @@ def test_abdomen_without_lungs_gives_no_lungs(model):
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(CT_SAMPLES / "totalseg_abdomen_dicom_j2k")))
     result = model.run(volume_of(reader.Execute()), no_progress)
     assert result.report["lungs"]["right_ml"] + result.report["lungs"]["left_ml"] < 20
+
+
+def test_lungs_cut_by_a_tight_field_of_view_are_kept(model):
+    """The cropped CTA: both lungs touch the image edge; they are lung-dense, not outside air."""
+    image = sitk.ReadImage(str(CT_SAMPLES / "totalseg_chest_cta_crop.nii.gz"))
+    volume = volume_of(image)
+    result = model.run(volume, no_progress)
+    assert result.report["lungs"]["right_ml"] > 300 and result.report["lungs"]["left_ml"] > 300
+    centres = {label: volume.voxel_to_world(np.argwhere(result.labels == label).mean(axis=0))
+               for label in (1, 2)}
+    assert centres[1][0] < centres[2][0]  # the right lung lies at smaller LPS x

@@ -55,14 +55,24 @@ def volume_report(labels: np.ndarray, volume) -> dict:
 
 
 def _air_inside_body(coarse: torch.Tensor) -> np.ndarray:
-    """Air not connected to the outside: neither within its slice nor in 3-D through x/y edges."""
-    air = (coarse < AIR_HU).cpu().numpy()
-    inside = air & ~ops.slice_components_touching_border(air)
+    """Air not connected to the outside, within its slice or in 3-D through the x/y edges.
+
+    A region that touches the edge but is lung-dense rather than pure air (a lung cut by a
+    tight field of view) is kept.
+    """
+    values = coarse.cpu().numpy()
+    air, gas = values < AIR_HU, values < GAS_HU
+    inside = air & ~_outside(ops.label_slices(air), gas)
     labels, _ = ops.connected_components(inside)
-    edge = np.unique(np.concatenate([labels[:, 0].ravel(), labels[:, -1].ravel(),
-                                     labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]))
-    outside = np.isin(labels, edge[edge > 0])
-    return inside & ~outside
+    return inside & ~_outside(labels, gas)
+
+
+def _outside(labels: np.ndarray, gas: np.ndarray) -> np.ndarray:
+    touching = ops.labels_touching_border(labels)
+    counts = np.bincount(labels.ravel(), minlength=len(touching))
+    gas_counts = np.bincount(labels.ravel(), weights=gas.ravel(), minlength=len(touching))
+    gas_like = gas_counts > MAX_GAS_FRACTION * counts
+    return (touching & gas_like)[labels]
 
 
 def _airways(coarse: torch.Tensor, candidates: np.ndarray, spacing, superior_high: bool) -> torch.Tensor:

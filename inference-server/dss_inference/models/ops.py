@@ -103,8 +103,8 @@ def connected_components(mask: np.ndarray, full_connectivity: bool = False) -> t
     return labels, sizes
 
 
-def slice_components_touching_border(mask: np.ndarray) -> np.ndarray:
-    """Voxels of `mask` whose 2-D component in their axial slice touches the slice border.
+def label_slices(mask: np.ndarray) -> np.ndarray:
+    """2-D components of each axial slice, numbered uniquely across the volume.
 
     The slices are stacked into one 2-D image with an empty row between them, so that a
     single SimpleITK call labels every slice at once.
@@ -113,13 +113,23 @@ def slice_components_touching_border(mask: np.ndarray) -> np.ndarray:
     stacked = np.zeros((depth, height + 1, width), dtype=np.uint8)
     stacked[:, :height] = mask
     labels, _ = connected_components(stacked.reshape(depth * (height + 1), width))
-    labels = labels.reshape(depth, height + 1, width)[:, :height]
+    return labels.reshape(depth, height + 1, width)[:, :height]
+
+
+def labels_touching_border(labels: np.ndarray) -> np.ndarray:
+    """Lookup table over label values: True for labels present on the x/y border."""
     edge = np.concatenate([labels[:, 0, :].ravel(), labels[:, -1, :].ravel(),
                            labels[:, :, 0].ravel(), labels[:, :, -1].ravel()])
-    touching = np.zeros(labels.max() + 1, dtype=bool)
+    touching = np.zeros(int(labels.max()) + 1, dtype=bool)
     touching[np.unique(edge)] = True
     touching[0] = False
-    return touching[labels]
+    return touching
+
+
+def slice_components_touching_border(mask: np.ndarray) -> np.ndarray:
+    """Voxels of `mask` whose 2-D component in their axial slice touches the slice border."""
+    labels = label_slices(mask)
+    return labels_touching_border(labels)[labels]
 
 
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
