@@ -5,7 +5,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote
 
 from flask import Request, current_app, g, request, send_file
+from werkzeug.datastructures import MultiDict
 from werkzeug.formparser import FormDataParser, MultiPartParser
+from werkzeug.utils import cached_property
 
 from ..config import Config
 from ..errors import DSSError, not_logged_in
@@ -16,6 +18,14 @@ from ..services.files import UploadFile, upload_dir
 SESSION_COOKIE = "webpy_session_id"
 ONE_YEAR = 365 * 24 * 3600
 MULTIPART_READ_BYTES = 1024 * 1024
+
+
+def refuse_nul(values: MultiDict) -> MultiDict:
+    """PostgreSQL text cannot hold a NUL character: such a parameter is a 400, not a crash."""
+    for name, value in values.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            raise DSSError(400, f"Parameter '{name.replace(chr(0), '?')}' contains a NUL character")
+    return values
 
 
 class LenientFormParser(FormDataParser):
@@ -32,7 +42,7 @@ class LenientFormParser(FormDataParser):
         if not boundary:
             raise ValueError("Missing boundary")
         form, files = parser.parse(stream, boundary, content_length)
-        return stream, form, files
+        return stream, refuse_nul(form), files
 
     def _parse_urlencoded(self, stream, mimetype, content_length, options):
         raw = stream.read()
@@ -41,13 +51,17 @@ class LenientFormParser(FormDataParser):
         except UnicodeDecodeError:
             text = raw.decode("latin-1")
         items = parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote")
-        return stream, self.cls(items), self.cls()
+        return stream, refuse_nul(self.cls(items)), self.cls()
 
 
 class DSSRequest(Request):
     """Multipart file parts stream straight into the datastore's tmp folder, hashed and capped."""
 
     form_data_parser_class = LenientFormParser
+
+    @cached_property
+    def args(self) -> MultiDict:
+        return refuse_nul(super().args)
 
     def _get_file_stream(self, total_content_length, content_type, filename=None,
                          content_length=None):
