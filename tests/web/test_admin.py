@@ -1,6 +1,7 @@
 """The admin API (spec c.6, c.8): providers, users, git-registered services, tickets, purge, tokens."""
 import json
 import re
+import socket
 import subprocess
 
 import pytest
@@ -146,3 +147,17 @@ def test_register_an_older_commit_or_a_tag_by_ref(harness, admin, tmp_path):
     assert head != first and json.loads(admin.get(f"/api/services/{head}/detail").data)["version"] == "2.0.0"
     missing = admin.post(url, data={"repo": str(repo), "ref": "no-such-branch"})
     assert (missing.status_code, missing.data) == (400, b"Error fetching Git repository")
+
+
+def test_a_git_remote_that_never_answers_is_400_with_the_reason(harness, admin, monkeypatch):
+    from dss_server.services import registry
+    monkeypatch.setattr(registry, "GIT_TIMEOUT", 1)
+    admin.post("/api/admin/providers", data={"name": "SLOW-LAB"})
+    with socket.socket() as silent:  # the kernel accepts connections; nothing ever answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        repo = f"git://127.0.0.1:{silent.getsockname()[1]}/x"
+        response = admin.post("/api/admin/providers/SLOW-LAB/services", data={"repo": repo})
+        assert response.status_code == 400
+        assert response.data == b"Error fetching Git repository (no answer within 1 s)"
+    assert admin.get("/api/admin/providers/SLOW-LAB/services").data == b""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -20,13 +21,27 @@ GIT_TIMEOUT = 300
 _GIT = ["git", "-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never"]
 
 
+class GitTimeout(DSSError):
+    """The remote did not answer in time (a retry would only wait as long again)."""
+
+
 def _git(args: list[str], cwd: Path) -> str:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
-    result = subprocess.run(_GIT + args, cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=GIT_TIMEOUT, stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
+    # Own process group: on a timeout git's transport helpers (git-remote-https) die with it
+    # instead of holding the output pipes open.
+    with subprocess.Popen(_GIT + args, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                          start_new_session=True) as process:
+        try:
+            stdout, _ = process.communicate(timeout=GIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise GitTimeout(400, f"Error fetching Git repository (no answer within "
+                                  f"{GIT_TIMEOUT:g} s)") from None
+    if process.returncode != 0:
         raise DSSError(400, "Error fetching Git repository")
-    return result.stdout.strip()
+    return stdout.strip()
 
 
 def fetch(repo: str, ref: str, workdir: Path) -> str:
@@ -36,6 +51,8 @@ def fetch(repo: str, ref: str, workdir: Path) -> str:
     _git(["init", "-q"], workdir)
     try:
         _git(["fetch", "-q", "--depth=1", "--", repo, ref or "HEAD"], workdir)
+    except GitTimeout:
+        raise
     except DSSError:  # servers that refuse shallow fetches of a commit id
         _git(["fetch", "-q", "--", repo, ref or "HEAD"], workdir)
     _git(["checkout", "-q", "FETCH_HEAD"], workdir)
