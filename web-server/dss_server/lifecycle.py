@@ -37,6 +37,8 @@ TRANSITIONS: tuple[Transition, ...] = (
        "no provider activity for DSS_CLAIM_LEASE s, attempts < DSS_MAX_ATTEMPTS"),
     _t("claimed", "lease_exhausted", "timeout", {SYSTEM},
        "no provider activity for DSS_CLAIM_LEASE s, no attempts left"),
+    _t("claimed", "release", "ready", {PROVIDER},
+       "POST /api/pro/tickets/{id}/release (our extension; the attempt is given back)"),
     _t("failed", "retry", "ready", {OWNER, ADMIN}, "GET /api/tickets/{id}/retry"),
     _t("timeout", "retry", "ready", {OWNER, ADMIN}, "GET /api/tickets/{id}/retry"),
     _t("success", "retry", "ready", {ADMIN}, "GET /api/tickets/{id}/retry (admin re-runs)"),

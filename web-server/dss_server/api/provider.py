@@ -6,7 +6,7 @@ from flask import Blueprint
 from .. import wire
 from ..errors import DSSError
 from ..models import LOG_CATEGORIES
-from ..services import catalog, claims, files, leases, provider_tickets, tickets
+from ..services import catalog, claims, files, leases, provider_tickets, release, tickets
 from ..services.access import require_provider, service_provider_ticket
 from ._http import config, db, download, identity, param, receive_upload, wants_json
 
@@ -96,6 +96,13 @@ def status(ticket_id):
 def set_status(ticket_id):
     ticket = _active(ticket_id)
     return wire.text(provider_tickets.set_status(db(), ticket, param("status") or ""))
+
+
+@bp.post("/api/pro/tickets/<int:ticket_id>/release")
+def release_ticket(ticket_id):
+    release.refuse_deleted(db(), identity(), ticket_id)
+    ticket = _active(ticket_id)
+    return wire.text(release.release(db(), config().datastore, ticket, param("message")))
 
 
 @bp.post("/api/pro/tickets/<int:ticket_id>/attachments")
