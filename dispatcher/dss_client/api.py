@@ -332,6 +332,12 @@ class DSSClient:
     def provider_status(self, ticket_id: int) -> str:
         return wire.parse_text(self._get(f"api/pro/tickets/{ticket_id}/status"))
 
+    def release(self, ticket_id: int, message: str = "") -> str:
+        """Hand a claimed ticket back to the queue (our server's extension); returns `ready`.
+        A server without the route answers 404 (DSSError)."""
+        form = {"message": message} if message else {}
+        return wire.parse_text(self._post(f"api/pro/tickets/{ticket_id}/release", **form))
+
     # -- admin -------------------------------------------------------------------------------
 
     def providers(self) -> list[str]:

@@ -322,6 +322,9 @@ def _provider_verbs(verbs) -> None:
     _verb(sub, "success", "mark a ticket done",
           _prints(lambda c, a: c.set_status(a.id, "success")), ID)
     _verb(sub, "fail", "log an error and fail the ticket", cmd_provider_fail, ID, "message")
+    _verb(sub, "release", "hand a claimed ticket back to the queue",
+          _prints(lambda c, a: c.release(a.id, a.message)), ID,
+          ("message", {"nargs": "?", "default": "", "help": "reason, for the ticket log"}))
 
 
 def _admin_verbs(verbs) -> None:
