@@ -25,7 +25,8 @@ def gunicorn_server(migrated_db, tmp_path_factory):
            "DSS_DATASTORE": str(workdir / "datastore"), "WEB_CONCURRENCY": "2",
            "DSS_MAX_UPLOAD_BYTES": str(1024 * 1024)}
     with ServerProcess([PYTHON, "-m", "gunicorn", "-c", "web-server/gunicorn.conf.py"], env,
-                       f"http://127.0.0.1:{port}/readyz", workdir / "gunicorn.log") as server:
+                       f"http://127.0.0.1:{port}/readyz", workdir / "gunicorn.log",
+                       timeout=180) as server:
         server.url = f"http://127.0.0.1:{port}"
         server.sessions = database.make_session_factory(database.make_engine(migrated_db))
         yield server
@@ -171,7 +172,7 @@ def test_a_streaming_upload_holds_no_lock_on_its_ticket(gunicorn_server):
         chunks = multipart_chunks("result.nii.gz", b"x" * 200_000)
         yield next(chunks)
         body_half_sent.set()
-        finish_body.wait(30)
+        finish_body.wait(120)
         yield from chunks
 
     result = {}
@@ -179,11 +180,11 @@ def test_a_streaming_upload_holds_no_lock_on_its_ticket(gunicorn_server):
         f"{url}/api/pro/tickets/{ticket}/files/results", data=slow_body(),
         headers={"Content-Type": "multipart/form-data; boundary=dssboundary"})))
     uploader.start()
-    body_half_sent.wait(30)
+    assert body_half_sent.wait(120)
     progress = requests.post(f"{url}/api/pro/tickets/{ticket}/progress", cookies=session.cookies,
-                             data={"chunk_start": 0, "chunk_end": 1, "progress": 0.5}, timeout=20)
+                             data={"chunk_start": 0, "chunk_end": 1, "progress": 0.5}, timeout=60)
     upload_still_running = uploader.is_alive()
     finish_body.set()
-    uploader.join(30)
+    uploader.join(120)
     assert progress.text == "success" and upload_still_running
     assert result["response"].text == "success"

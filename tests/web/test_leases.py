@@ -2,15 +2,25 @@
 import threading
 import time
 
+from datetime import timedelta
+
 from dss_server.services import leases
 from dss_server.models import Ticket
 
-LEASE = 0.4
+# Time passing is simulated by moving the claim's last activity back (no sleeps, so a slow
+# request on a busy machine cannot expire a lease the test expects to be alive).
+LEASE = 60
 
 
 def claim(client, githash, **extra):
     return client.post("/api/pro/services/claims",
                        data={"services": githash, "provider": "lab", "code": "c", **extra})
+
+
+def age_claim(harness, ticket, seconds):
+    with harness.sessions() as db:
+        db.get(Ticket, ticket).last_activity -= timedelta(seconds=seconds)
+        db.commit()
 
 
 def test_expired_lease_requeues_then_times_out_and_fences_stale_writes(make_harness):
@@ -20,7 +30,7 @@ def test_expired_lease_requeues_then_times_out_and_fences_stale_writes(make_harn
     user = harness.client()
     ticket = harness.submit(user, githash)
     assert claim(first, githash).data.startswith(f"{ticket},".encode())
-    time.sleep(LEASE + 0.2)
+    age_claim(harness, ticket, LEASE + 1)
     # the next claim sweeps the overdue lease: back to ready, and claimed again at once
     assert claim(second, githash).data.startswith(f"{ticket},".encode())
     stale = first.post(f"/api/pro/tickets/{ticket}/info", data={"message": "late"})
@@ -28,7 +38,7 @@ def test_expired_lease_requeues_then_times_out_and_fences_stale_writes(make_harn
     stale_status = first.post(f"/api/pro/tickets/{ticket}/status", data={"status": "success"})
     assert stale_status.status_code == 409
     assert second.post(f"/api/pro/tickets/{ticket}/info", data={"message": "mine"}).status_code == 200
-    time.sleep(LEASE + 0.2)
+    age_claim(harness, ticket, LEASE + 1)
     # attempts used up: the late write itself finds the lease expired, the ticket times out
     late = second.post(f"/api/pro/tickets/{ticket}/info", data={"message": "too late"})
     assert late.status_code == 409
@@ -48,8 +58,8 @@ def test_activity_renews_the_lease(make_harness):
     provider = harness.provider_client("busy")
     ticket = harness.submit(harness.client(), githash)
     claim(provider, githash)
-    for step in range(4):
-        time.sleep(LEASE / 2)
+    for step in range(4):  # 4 x 2/3 of a lease: alive only if every post renewed it
+        age_claim(harness, ticket, LEASE * 2 / 3)
         progress = {"chunk_start": "0", "chunk_end": "1", "progress": str((step + 1) / 5)}
         assert provider.post(f"/api/pro/tickets/{ticket}/progress", data=progress).status_code == 200
     assert provider.post(f"/api/pro/tickets/{ticket}/status", data={"status": "success"}).data == b"success"

@@ -128,7 +128,7 @@ schema = schemathesis.openapi.from_path(DOCUMENT, config=SchemathesisConfig.from
 
 def test_server_serves_this_document(fuzz_server):
     url, _ = fuzz_server
-    response = requests.get(f"{url}/api/openapi.json", timeout=10)
+    response = requests.get(f"{url}/api/openapi.json", timeout=60)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.json() == load_document()
@@ -141,6 +141,6 @@ def test_no_server_errors(case, fuzz_server):
     url, server = fuzz_server
     if isinstance(case.body, dict) and "wait" in case.body:
         case.body["wait"] = min(float(case.body["wait"]), MAX_CLAIM_WAIT)
-    response = case.call(base_url=url, timeout=30)
+    response = case.call(base_url=url, timeout=60)
     case.validate_response(response, checks=[not_a_server_error])
     assert server.process.poll() is None, server.log_tail()
