@@ -59,7 +59,7 @@ class TicketJob:
         except Dropped as exc:
             log.info("dropping the ticket: %s", exc)
             if str(exc) == SHUTDOWN_REASON:
-                self._note_shutdown()
+                self._hand_back()
             outcome = "dropped"
         except TicketFailed as exc:
             outcome = self._fail(str(exc))
@@ -128,13 +128,28 @@ class TicketJob:
         start, end = STAGES[stage]
         self.dss.call("set_progress", self.id, start, end, round(min(max(fraction, 0.0), 1.0), 4))
 
-    def _note_shutdown(self) -> None:
-        """No protocol call hands a claim back: the server's claim lease re-queues the ticket."""
+    def _hand_back(self) -> None:
+        """Shutting down: release the ticket so that it is `ready` again at once. One try only
+        (the process is stopping); whatever goes wrong, the server's claim lease re-queues it."""
         try:
-            self.dss.call("log_message", self.id, "warning",
-                          f"Provider instance {self.settings.provider_code} stopped before "
-                          "finishing; the ticket goes back to the queue when its claim lease "
-                          "expires.")
+            self.dss.call_once("release", self.id,
+                               f"instance {self.settings.provider_code} is shutting down")
+            log.info("released the ticket back to the queue")
+        except DSSTransientError as exc:
+            log.warning("could not release the ticket (%s); its claim lease will re-queue it", exc)
+        except DSSError as exc:
+            if _route_missing(exc):
+                self._note_shutdown()
+            else:   # no longer ours (deleted, requeued): nothing to hand back
+                log.info("did not release the ticket: %s", exc)
+
+    def _note_shutdown(self) -> None:
+        """An older server without the release route: the claim lease re-queues the ticket."""
+        try:
+            self.dss.call_once("log_message", self.id, "warning",
+                               f"Provider instance {self.settings.provider_code} stopped before "
+                               "finishing; the ticket goes back to the queue when its claim "
+                               "lease expires.")
         except DSSError as exc:
             log.warning("could not tell the user about the shutdown: %s", exc)
 
@@ -246,3 +261,9 @@ class TicketJob:
             self.dss.call("attach", self.id, path, description, mime)
         # the attachments are linked to this message (the server links unlinked ones)
         self.dss.call("log_message", self.id, "info", summary)
+
+
+def _route_missing(exc: DSSError) -> bool:
+    """A server older than the release route: 404/405, or our own older server, whose
+    `/api/pro/tickets/<id>/<category>` route takes `release` for an unknown log category."""
+    return exc.status in (404, 405) or (exc.status == 400 and "log category" in exc.body)

@@ -117,7 +117,7 @@ def test_killed_dispatcher_ticket_comes_back_and_completes_once(stack, phantom_c
     rescuer.stop()
 
 
-def test_sigterm_stops_at_once_and_the_ticket_is_processed_later(stack, phantom_ct):
+def test_sigterm_releases_the_ticket_at_once_and_another_dispatcher_completes_it(stack, phantom_ct):
     user = stack.user()
     waiting = stack.dispatcher("sigterm", inference_url=f"http://127.0.0.1:{free_port()}",
                                DSS_RETRY_BUDGET="600")
@@ -128,10 +128,18 @@ def test_sigterm_stops_at_once_and_the_ticket_is_processed_later(stack, phantom_
     waiting.process.terminate()
     assert waiting.process.wait(20) == 0
     assert time.monotonic() - started < 10
+    # released, not left to the claim lease: ready at once, no expiry in the log
+    assert user.status(ticket_id) == "ready"
     entries, text = _log(user, ticket_id)
-    assert "stopped before finishing" in text
+    assert "Released by provider e2e-lab (instance sigterm is shutting down); back in the queue" \
+        in text
+    assert "claim expired" not in text
+    assert "released the ticket back to the queue" in waiting.log_tail(100_000)
+    assert list((stack.tmp / "work-sigterm").glob("ticket_*")) == [], "scratch folder removed"
     rescuer = stack.dispatcher("after-sigterm")
     assert wait_for_status(user, ticket_id, {"success", "failed"}, timeout=120) == "success"
+    entries, text = _log(user, ticket_id)
+    assert "claim expired" not in text and text.count("Lung volumes") == 1
     rescuer.stop()
 
 
