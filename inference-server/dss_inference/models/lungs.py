@@ -180,14 +180,15 @@ def _fill(labels: torch.Tensor, spacing, airway: torch.Tensor) -> torch.Tensor:
 
 def _refine(hu: torch.Tensor, coarse_labels: torch.Tensor, factors) -> torch.Tensor:
     """Back on the input grid: inside blocks keep their label, blocks at the lung surface
-    keep only the voxels that are air-dense themselves."""
-    labels = torch.zeros(hu.shape, dtype=torch.uint8, device=hu.device)
-    for label in (1, 2):
+    keep only the voxels that are air-dense themselves. Both label maps are built on the
+    coarse grid, so only two are repeated up to full size."""
+    core = torch.zeros_like(coarse_labels)
+    shell = torch.zeros_like(coarse_labels)
+    for label in (2, 1):  # where the two shells overlap, the right lung's wins, as before
         lung = coarse_labels == label
-        if not lung.any():
-            continue
-        core = ops.upsample_labels(ops.erode(lung, (1, 1, 1)), factors, hu.shape)
-        shell = ops.upsample_labels(ops.dilate(lung, (1, 1, 1)), factors, hu.shape)
-        keep = core | (shell & (hu < AIR_HU) & (labels == 0))
-        labels[keep] = label
+        core[ops.erode(lung, (1, 1, 1))] = label
+        shell[ops.dilate(lung, (1, 1, 1))] = label
+    labels = ops.upsample_labels(core, factors, hu.shape)
+    surface = (labels == 0) & (hu < AIR_HU)
+    labels[surface] = ops.upsample_labels(shell, factors, hu.shape)[surface]
     return labels

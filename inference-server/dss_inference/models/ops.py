@@ -14,9 +14,14 @@ import torch
 import torch.nn.functional as F
 
 
+def _pool_dtype(device: torch.device) -> torch.dtype:
+    """uint8 pools fastest on CPU; CUDA pooling and replicate padding need a float type."""
+    return torch.uint8 if device.type == "cpu" else torch.float16
+
+
 def dilate(mask: torch.Tensor, radius: tuple[int, int, int]) -> torch.Tensor:
     """Binary dilation of a (z, y, x) bool mask by a box of half-sizes `radius` (z, y, x)."""
-    grown = mask.to(torch.uint8)[None, None]
+    grown = mask.to(_pool_dtype(mask.device))[None, None]
     for axis, r in enumerate(radius):
         if r > 0:
             kernel = [1, 1, 1]
@@ -35,7 +40,7 @@ def erode(mask: torch.Tensor, radius: tuple[int, int, int]) -> torch.Tensor:
 def close(mask: torch.Tensor, radius: tuple[int, int, int]) -> torch.Tensor:
     """Closing with a margin so that the image border does not cut the structuring element."""
     pad = [r for r in reversed(radius) for _ in (0, 1)]
-    padded = F.pad(mask[None].to(torch.uint8), pad, mode="replicate")[0].bool()
+    padded = F.pad(mask[None].to(_pool_dtype(mask.device)), pad, mode="replicate")[0].bool()
     closed = erode(dilate(padded, radius), radius)
     return closed[tuple(slice(r, r + n) for r, n in zip(radius, mask.shape))]
 
