@@ -147,7 +147,7 @@ def test_config_maps_and_secrets_referenced_exist(name, pod):
 
 def test_secrets_hold_the_secrets_and_config_maps_hold_none():
     secret_names = {"POSTGRES_PASSWORD", "ITK_SNAP_SERVER_DATABASE_PASSWORD", "DSS_SECRET_KEY",
-                    "DSS_PROVIDER_TOKEN"}
+                    "DSS_PROVIDER_TOKEN", "DSS_OIDC_CLIENT_SECRET"}
     in_secrets = {key for s in of_kind("Secret").values() for key in s["stringData"]}
     in_config_maps = {key for c in of_kind("ConfigMap").values() for key in c["data"]}
     assert in_secrets == secret_names and not in_config_maps & secret_names

@@ -99,6 +99,9 @@ def load_config(**overrides) -> Config:
         max_attempts=int(_env("DSS_MAX_ATTEMPTS", "2")),
         public_url=(_env("DSS_PUBLIC_URL") or None),
         log_json=_env("DSS_LOG_JSON", "0") not in ("", "0"),
+        oidc_issuer=_env("DSS_OIDC_ISSUER") or None,
+        oidc_client_id=_env("DSS_OIDC_CLIENT_ID") or None,
+        oidc_client_secret=_env("DSS_OIDC_CLIENT_SECRET") or None,
     )
     if "datastore" in overrides:
         overrides["datastore"] = Path(overrides["datastore"]).resolve()
