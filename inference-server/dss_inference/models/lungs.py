@@ -38,7 +38,7 @@ def segment_lungs(hu: torch.Tensor, volume, progress: Progress) -> ModelResult:
     candidates &= ~ops.dilate(airway, (1, 1, 1)).cpu().numpy()
     progress("lungs: components", 0.3)
     pieces = lung_pieces(candidates, coarse.cpu().numpy(), work_spacing)
-    coarse_labels = assign_sides(pieces, volume, factors)
+    coarse_labels = assign_sides(pieces, candidates.shape, volume, factors)
     progress("lungs: filling", 0.5)
     coarse_labels = torch.from_numpy(coarse_labels).to(hu.device)
     filled = _fill(coarse_labels, work_spacing, airway)
@@ -109,9 +109,9 @@ def lung_pieces(candidates: np.ndarray, coarse: np.ndarray, spacing) -> list[np.
     return pieces
 
 
-def assign_sides(pieces, volume, factors) -> np.ndarray:
+def assign_sides(pieces, shape, volume, factors) -> np.ndarray:
     """1 = patient's right (smaller physical x in LPS), 2 = left, decided in world coordinates."""
-    labels = np.zeros(pieces[0].shape if pieces else (0, 0, 0), dtype=np.uint8)
+    labels = np.zeros(shape, dtype=np.uint8)
     if not pieces:
         return labels
     if len(pieces) == 1 or pieces[1].sum() < 0.15 * pieces[0].sum():
