@@ -7,12 +7,14 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30000
+# Key of the PostgreSQL advisory lock that serialises migrations (any constant both sides share).
+MIGRATION_LOCK_KEY = 0x4453534D49475241  # "DSSMIGRA"
 
 
 def make_engine(database_url: str) -> Engine:
@@ -59,8 +61,16 @@ def _alembic_config(connection) -> AlembicConfig:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision."""
+    """Bring the schema to the newest revision.
+
+    Several web replicas may start at once: on PostgreSQL they queue on an advisory lock held
+    until the upgrade commits, so the later ones find the schema at head and do nothing.
+    (SQLite's BEGIN IMMEDIATE already serialises them.)
+    """
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK_KEY})
         command.upgrade(_alembic_config(connection), "head")
 
 
