@@ -97,7 +97,7 @@ def test_noauth_makes_cookieless_requests_the_test_admin(make_harness):
 
 def test_noauth_first_requests_racing_create_the_test_user_once(make_database, tmp_path):
     import threading
-    from conftest import Harness, make_config
+    from web_support import Harness, make_config
     from dss_server import create_app
     from dss_server import db as database
     url = make_database("dss_noauth_race")

@@ -1,7 +1,7 @@
 """Bad input gets a clear 4xx with a reason, never a 500 or a stack trace."""
 import pytest
 
-from conftest import upload
+from web_support import upload
 
 
 @pytest.fixture

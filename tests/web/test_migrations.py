@@ -12,7 +12,7 @@ from dss_server import create_app
 from dss_server import db as database
 from dss_server.models import Base
 
-from conftest import make_config
+from web_support import make_config
 from helpers import PYTHON
 
 

@@ -1,7 +1,7 @@
 """The provider API (spec c.4, c.5, h.1) with exact bodies."""
 import re
 
-from conftest import upload
+from web_support import upload
 
 
 def claim(client, githashes, provider="IBM-LAB", code="01", **extra):

@@ -1,7 +1,7 @@
 """The consumer side of tickets, with the exact bodies of spec c.2-c.3."""
 import json
 
-from conftest import upload
+from web_support import upload
 
 
 def test_services_csv_json_detail(harness):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import form_token, page_text
+from webui_support import form_token, page_text
 
 ADMIN_PAGES = ("/admin", "/admin/users", "/admin/providers", "/admin/providers/some-lab",
                "/admin/tickets", "/admin/tickets/1")

@@ -6,7 +6,7 @@ import html
 import re
 
 import pytest
-from conftest import git_service_repo, page_text, post_form
+from webui_support import git_service_repo, page_text, post_form
 
 from dss_server.models import Service, Ticket, TicketHistory, User, UserTier
 from dss_server.pages import queries

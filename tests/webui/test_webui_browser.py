@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import git_service_repo
+from webui_support import git_service_repo
 from webui_oidc_provider import OIDCProvider
 from werkzeug.serving import make_server
 

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import Site, settings_for, page_text, post_form
+from webui_support import Site, settings_for, page_text, post_form
 from webui_oidc_provider import FORGERIES, OIDCProvider
 
 from dss_server import create_app

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from conftest import form_token, page_text, post_form
+from webui_support import form_token, page_text, post_form
 
 from dss_server.models import Service, utcnow
 
