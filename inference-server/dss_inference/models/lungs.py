@@ -189,6 +189,5 @@ def _refine(hu: torch.Tensor, coarse_labels: torch.Tensor, factors) -> torch.Ten
         core[ops.erode(lung, (1, 1, 1))] = label
         shell[ops.dilate(lung, (1, 1, 1))] = label
     labels = ops.upsample_labels(core, factors, hu.shape)
-    surface = (labels == 0) & (hu < AIR_HU)
-    labels[surface] = ops.upsample_labels(shell, factors, hu.shape)[surface]
-    return labels
+    surface = (labels == 0) & (hu < AIR_HU)  # torch.where: no index list of these voxels
+    return torch.where(surface, ops.upsample_labels(shell, factors, hu.shape), labels)
