@@ -65,11 +65,13 @@ class _Grid:
 
 def make_phantom(shape=(64, 96, 96), spacing=(4.0, 4.0, 4.0), seed: int = 0,
                  nodules=DEFAULT_NODULE_DIAMETERS, juxta_pleural: int = 2,
-                 irregular: int = 1, noise_hu: float = NOISE_HU) -> Phantom:
+                 irregular: int = 1, noise_hu: float = NOISE_HU, touching_lungs: bool = False) -> Phantom:
     """A synthetic chest CT of `shape` (z, y, x) voxels of `spacing` (x, y, z) mm.
 
     nodules: diameters in mm (3-30), planted at random places in the lungs; the first
     `juxta_pleural` of them touch the chest wall, the next `irregular` are lobulated.
+    touching_lungs: the two lungs meet at the midline (no mediastinum between them there),
+    as in thin patients; the truth splits them at x = 0.
     """
     rng = np.random.default_rng(seed)
     extent = np.array(spacing, dtype=np.float64) * np.array(shape[::-1])
@@ -86,7 +88,7 @@ def make_phantom(shape=(64, 96, 96), spacing=(4.0, 4.0, 4.0), seed: int = 0,
     hu[np.broadcast_to(inner, shape)] = TISSUE_HU
     _draw_ribs_and_spine(hu, grid, body_a, body_b, extent)
 
-    lungs = _lung_regions(grid, body_a, body_b, extent)
+    lungs = _lung_regions(grid, body_a, body_b, extent, touching_lungs)
     hu[lungs > 0] = LUNG_HU
     _draw_vessels(hu, lungs, grid, rng, body_a, body_b, z_top)
     _draw_airways(hu, grid, body_a, body_b, z_top)
@@ -106,16 +108,18 @@ def make_phantom(shape=(64, 96, 96), spacing=(4.0, 4.0, 4.0), seed: int = 0,
                    lungs=truth_lungs, nodules=planted, nodule_labels=nodule_labels)
 
 
-def _lung_regions(grid, body_a, body_b, extent):
+def _lung_regions(grid, body_a, body_b, extent, touching):
     """Two half-ellipsoid lungs: 1 = right (negative x), 2 = left, narrower (heart)."""
     lungs = np.zeros(grid.shape, dtype=np.uint8)
     z_centre, z_axis = 0.05 * extent[2], 0.42 * extent[2]
-    for label, centre_x, axis_x in ((1, -0.47 * body_a, 0.38 * body_a),
-                                    (2, 0.50 * body_a, 0.34 * body_a)):
+    shapes = ((1, -0.47 * body_a, 0.38 * body_a), (2, 0.50 * body_a, 0.34 * body_a))
+    if touching:
+        shapes = ((1, -0.42 * body_a, 0.45 * body_a), (2, 0.42 * body_a, 0.45 * body_a))
+    for label, centre_x, axis_x in shapes:
         inside = (((grid.x - centre_x) / axis_x) ** 2 + ((grid.y - 0.05 * body_b) / (0.66 * body_b)) ** 2
                   + ((grid.z - z_centre) / z_axis) ** 2) <= 1.0
         base = grid.z >= z_centre - 0.75 * z_axis  # flat diaphragm side
-        lungs[inside & base] = label
+        lungs[inside & base & ((grid.x < 0) == (label == 1))] = label
     return lungs
 
 
