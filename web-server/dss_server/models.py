@@ -43,6 +43,8 @@ class User(Base):
     dispname: Mapped[str] = mapped_column(Text)
     sysadmin: Mapped[bool] = mapped_column(Boolean, default=False)
     tier: Mapped[str] = mapped_column(ForeignKey("user_tiers.tier"), default="guest")
+    # Overrides the tier's quota of open tickets when set (issue 6); NULL means the tier's.
+    max_tickets: Mapped[int | None] = mapped_column(Integer)
 
 
 class Token(Base):

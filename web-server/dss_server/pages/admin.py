@@ -41,6 +41,12 @@ def update_user(user_id):
                    "Saved {result.email}.", url_for("admin_pages.users"))
 
 
+@bp.post("/users/<int:user_id>/quota")
+def update_user_quota(user_id):
+    return attempt(lambda: queries.set_user_quota(db(), user_id, request.form.get("max_tickets")),
+                   "Saved the ticket quota of {result.email}.", url_for("admin_pages.users"))
+
+
 @bp.post("/tiers/<tier>")
 def update_tier(tier):
     return attempt(lambda: queries.set_tier_quota(db(), tier, request.form.get("max_tickets")),

@@ -197,11 +197,14 @@ def providers_overview(db: DB) -> list[tuple[Provider, int, int]]:
     return [tuple(row) for row in db.execute(query)]
 
 
-def users_overview(db: DB) -> list[tuple[User, int]]:
-    """Every user with their number of open (not deleted) tickets."""
+def users_overview(db: DB) -> list[tuple[User, int, int]]:
+    """Every user with their number of open (not deleted) tickets and their effective quota."""
     open_tickets = (select(func.count()).where(Ticket.user_id == User.id,
                                                Ticket.status != "deleted").scalar_subquery())
-    return [tuple(row) for row in db.execute(select(User, open_tickets).order_by(User.email))]
+    quota = func.coalesce(User.max_tickets, UserTier.max_tickets, 0)
+    query = (select(User, open_tickets, quota).join(UserTier, UserTier.tier == User.tier)
+             .order_by(User.email))
+    return [tuple(row) for row in db.execute(query)]
 
 
 def tiers(db: DB) -> list[UserTier]:
@@ -225,6 +228,22 @@ def set_tier_quota(db: DB, tier: str, max_tickets: str | None) -> UserTier:
     row = db.get(UserTier, tier)
     if row is None:
         raise DSSError(404, f"Tier {tier!r} not found")
+    row.max_tickets = _parse_quota(max_tickets)
+    db.flush()
+    return row
+
+
+def set_user_quota(db: DB, user_id: int, max_tickets: str | None) -> User:
+    """Override the user's ticket quota; an empty value goes back to the tier's quota."""
+    user = db.get(User, user_id) if 0 < user_id < 2 ** 31 else None
+    if user is None:
+        raise DSSError(404, f"User {user_id} not found")
+    user.max_tickets = _parse_quota(max_tickets) if (max_tickets or "").strip() else None
+    db.flush()
+    return user
+
+
+def _parse_quota(max_tickets: str | None) -> int:
     try:
         quota = int(max_tickets or "")
     except ValueError:
@@ -232,6 +251,4 @@ def set_tier_quota(db: DB, tier: str, max_tickets: str | None) -> UserTier:
             from None
     if not 0 <= quota < 2 ** 31:
         raise DSSError(400, f"The ticket quota must be between 0 and {2 ** 31 - 1}")
-    row.max_tickets = quota
-    db.flush()
-    return row
+    return quota

@@ -46,10 +46,17 @@ def list_tickets(db: DB, user: User) -> list[tuple[int, str, str]]:
     return [tuple(row) for row in db.execute(query)]
 
 
+def ticket_quota(db: DB, user: User) -> int:
+    """The most open tickets the user may have: their own override, else their tier's."""
+    if user.max_tickets is not None:
+        return user.max_tickets
+    return db.scalar(select(UserTier.max_tickets).where(UserTier.tier == user.tier)) or 0
+
+
 def create(db: DB, identity: Identity, datastore, githash: str | None, name: str | None) -> int:
     service = catalog.resolve(db, githash, name)
     user = identity.user
-    limit = db.scalar(select(UserTier.max_tickets).where(UserTier.tier == user.tier)) or 0
+    limit = ticket_quota(db, user)
     open_tickets = db.scalar(select(func.count()).select_from(Ticket)
                              .where(Ticket.user_id == user.id, Ticket.status != "deleted"))
     if open_tickets >= limit:

@@ -1,0 +1,74 @@
+"""Per-user ticket quota (issue 6): `users.max_tickets` overrides the tier's; NULL falls back."""
+from dss_server.models import User, UserTier
+
+GUEST_QUOTA = 10  # seeded by the initial migration
+
+
+def set_user_quota(harness, client, max_tickets):
+    with harness.sessions() as db:
+        db.get(User, client.user_id).max_tickets = max_tickets
+        db.commit()
+
+
+def create_until_refused(client, githash, most=50):
+    """Create tickets until the quota refuses one; returns (number created, the refusal)."""
+    for created in range(most):
+        response = client.post("/api/tickets", data={"githash": githash})
+        if response.status_code != 200:
+            return created, response
+    raise AssertionError(f"{most} tickets and no refusal")
+
+
+def test_the_tier_quota_is_the_seeded_one(harness):
+    with harness.sessions() as db:
+        assert db.get(UserTier, "guest").max_tickets == GUEST_QUOTA
+
+
+def test_an_override_lower_than_the_tier(harness):
+    githash = harness.service()
+    client = harness.client(tier="guest")
+    set_user_quota(harness, client, 2)
+    created, refused = create_until_refused(client, githash)
+    assert created == 2
+    assert (refused.status_code, refused.data) == (
+        400, b"Maximum allowed number of open tickets (2) exceeded.")
+
+
+def test_an_override_higher_than_the_tier(harness):
+    githash = harness.service()
+    client = harness.client(tier="guest")
+    set_user_quota(harness, client, GUEST_QUOTA + 3)
+    created, refused = create_until_refused(client, githash)
+    assert created == GUEST_QUOTA + 3
+    assert refused.data == f"Maximum allowed number of open tickets ({GUEST_QUOTA + 3}) exceeded." \
+        .encode()
+
+
+def test_a_zero_override_refuses_every_ticket(harness):
+    githash = harness.service()
+    client = harness.client(tier="poweruser")
+    set_user_quota(harness, client, 0)
+    created, refused = create_until_refused(client, githash)
+    assert created == 0 and b"(0) exceeded" in refused.data
+
+
+def test_null_falls_back_to_the_tier(harness):
+    githash = harness.service()
+    client = harness.client(tier="guest")
+    set_user_quota(harness, client, 1)
+    assert create_until_refused(client, githash)[0] == 1
+    set_user_quota(harness, client, None)
+    created, refused = create_until_refused(client, githash)
+    assert created == GUEST_QUOTA - 1  # one ticket is already open
+    assert refused.data == f"Maximum allowed number of open tickets ({GUEST_QUOTA}) exceeded." \
+        .encode()
+
+
+def test_deleted_tickets_free_the_override(harness):
+    githash = harness.service()
+    client = harness.client(tier="guest")
+    set_user_quota(harness, client, 1)
+    ticket = int(client.post("/api/tickets", data={"githash": githash}).data)
+    assert client.post("/api/tickets", data={"githash": githash}).status_code == 400
+    assert client.get(f"/api/tickets/{ticket}/delete").data == b"deleted"
+    assert client.post("/api/tickets", data={"githash": githash}).status_code == 200
