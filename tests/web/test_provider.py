@@ -1,7 +1,11 @@
 """The provider API (spec c.4, c.5, h.1) with exact bodies."""
 import re
 
-from web_support import upload
+from sqlalchemy import select
+
+from dss_server import create_app
+
+from web_support import Harness, make_config, upload
 
 
 def claim(client, githashes, provider="IBM-LAB", code="01", **extra):
@@ -228,3 +232,59 @@ def test_cookieless_noauth_provider_like_the_ibm_dispatcher(make_harness):
                                           data={"message": "Starting inference"}).status_code == 200
     done = harness.app.test_client().post(f"/api/pro/tickets/{ticket}/status", data={"status": "success"})
     assert done.data == b"success"
+
+
+def test_claim_of_several_services_needs_every_one_and_takes_nothing_otherwise(harness):
+    mine = harness.service(provider="partlab")
+    other = harness.service(provider="otherlab")
+    provider = harness.provider_client("partlab")
+    ticket = harness.submit(harness.client(), mine)
+    refused = claim(provider, [mine, other])
+    assert (refused.status_code, refused.data) == (
+        401, f"You are not a provider for service {other} ".encode())
+    assert claim(provider, [mine, mine]).data == f"{ticket},{mine},claimed\r\n".encode()
+
+
+def test_claim_records_history_claim_row_and_links_orphan_attachments(harness):
+    from dss_server.models import (ClaimHistory, Ticket, TicketAttachment, TicketHistory,
+                                   TicketLog, TicketLogAttachment)
+    githash = harness.service(provider="rowlab")
+    provider = harness.provider_client("rowlab")
+    ticket = harness.submit(harness.client(), githash)
+    with harness.sessions() as db:  # an attachment no log row took (e.g. before a crash)
+        attachment = TicketAttachment(ticket_id=ticket, mime_type="text/plain", description="d",
+                                      uuid="a" * 32, filename="note.txt")
+        db.add(attachment)
+        db.commit()
+        attachment_id = attachment.id
+    claim(provider, [githash], provider="ROWS", code="07")
+    with harness.sessions() as db:
+        row = db.get(Ticket, ticket)
+        record = db.get(ClaimHistory, row.claim_id)
+        assert (row.status, row.attempts, record.ticket_id) == ("claimed", 1, ticket)
+        assert (record.provider, record.provider_code, record.puser_id) == (
+            "ROWS", "07", harness.user_id(provider.email))
+        assert row.claimed_at == row.last_activity == record.atime
+        history = db.scalars(select(TicketHistory.status).where(TicketHistory.ticket_id == ticket)
+                             .order_by(TicketHistory.id)).all()
+        assert history[-1] == "claimed"
+        log = db.scalars(select(TicketLog).where(TicketLog.ticket_id == ticket)
+                         .order_by(TicketLog.id.desc())).first()
+        assert log.message == "Ticket claimed by provider ROWS instance 07"
+        links = db.execute(select(TicketLogAttachment.log_id)
+                           .where(TicketLogAttachment.attachment_id == attachment_id)).scalars().all()
+        assert links == [log.id]
+
+
+def test_claims_in_embedded_sqlite_mode(tmp_path):
+    url = f"sqlite:///{tmp_path / 'embedded.sqlite3'}"
+    harness = Harness(create_app(make_config(url, tmp_path)))
+    githash = harness.service(provider="litelab")
+    provider = harness.provider_client("litelab")
+    user = harness.client()
+    ticket = harness.submit(user, githash)
+    assert claim(provider, [githash]).data == f"{ticket},{githash},claimed\r\n".encode()
+    assert claim(provider, [githash]).data == b"None"
+    assert claim(user, [githash]).status_code == 401
+    log = user.get(f"/api/tickets/{ticket}/log").data.decode()
+    assert log.endswith(",info,0,Ticket claimed by provider IBM-LAB instance 01\r\n")

@@ -33,7 +33,7 @@ class Config:
     log_json: bool
     max_claim_wait: float = 60.0
     migrate_on_start: bool | None = None  # None: only in embedded mode
-    lease_sweep: bool = True  # background expiry of overdue claims (also swept on every claim)
+    lease_sweep: bool = True  # background expiry of overdue claims (claims also sweep, 1/s)
     oidc_issuer: str | None = None  # OpenID Connect sign-in of the web pages (unset: off)
     oidc_client_id: str | None = None
     oidc_client_secret: str | None = None

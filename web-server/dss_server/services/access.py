@@ -47,7 +47,11 @@ def provides_service(db: DB, identity: Identity, githash: str) -> bool:
 def require_provider(db: DB, identity: Identity, githashes: list[str]) -> None:
     for githash in githashes:
         if not provides_service(db, identity, githash):
-            raise DSSError(401, f"You are not a provider for service {githash} ")
+            raise not_a_provider(githash)
+
+
+def not_a_provider(githash: str) -> DSSError:
+    return DSSError(401, f"You are not a provider for service {githash} ")
 
 
 def claimed_ticket(db: DB, identity: Identity, ticket_id: int | str) -> Ticket:

@@ -1,26 +1,82 @@
 """Claiming: the lowest-id ready ticket of the listed services, atomically, optionally waiting.
 
-PostgreSQL: `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent claimers never take the same row
-and never block each other. SQLite: every transaction is BEGIN IMMEDIATE (db.py), so the select
-and the update run under the write lock.
+PostgreSQL: one statement picks with `SELECT ... FOR UPDATE SKIP LOCKED` (concurrent claimers
+never take the same row and never block each other) and writes the claim, the ticket and its
+history and log rows in data-modifying CTEs: one round trip. SQLite: every transaction is BEGIN
+IMMEDIATE (db.py), so the ORM's select and updates run under the write lock.
 """
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session as DB
+from sqlalchemy.types import String
 
 from .. import lifecycle
 from ..errors import DSSError
-from ..models import ClaimHistory, Ticket, utcnow
-from . import catalog, leases, notify, tickets
-from .access import require_provider
-from .auth import Identity
 from ..metrics import observe_claim
-
+from ..models import ClaimHistory, Ticket, utcnow
+from ..throttle import Throttle
+from . import catalog, leases, notify, tickets
+from .access import not_a_provider, require_provider
+from .auth import Identity
 
 NAME_LENGTH = 78  # claim_history.provider / provider_code
+CLAIMED = lifecycle.transition("ready", "claim", {lifecycle.PROVIDER})
+# Overdue claims are swept at most once a second per process, and whenever the queue looks
+# empty; the background sweeper and the late provider's own writes catch the rest.
+SWEEP_INTERVAL = 1.0
+_sweep_throttle = Throttle(SWEEP_INTERVAL)
+
+
+class Claimed(NamedTuple):
+    id: int
+    service_githash: str
+    status: str
+
+
+# `allowed`: the listed services the user provides (access.require_provider's rule); nothing is
+# taken unless that is all of them. The log row takes the ticket's attachments that no log row
+# has yet, as tickets.append_log does.
+_CLAIM_STATEMENT = text("""
+WITH allowed AS (
+    SELECT DISTINCT link.service_githash FROM provider_services link
+    JOIN provider_access access ON access.provider = link.provider_name
+    WHERE access.user_id = :user_id AND link.service_githash = ANY(:githashes)
+), picked AS (
+    SELECT id FROM tickets
+    WHERE status = 'ready' AND service_githash IN (SELECT service_githash FROM allowed)
+      AND (SELECT count(*) FROM allowed) = :wanted
+    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+), claim AS (
+    INSERT INTO claim_history (ticket_id, provider, puser_id, provider_code, session_hash, atime)
+    SELECT id, :provider, :user_id, :code, :session_hash, :now FROM picked
+    RETURNING id, ticket_id
+), taken AS (
+    UPDATE tickets SET status = :claimed, claim_id = claim.id, claimed_at = :now,
+                       last_activity = :now, attempts = tickets.attempts + 1
+    FROM claim WHERE tickets.id = claim.ticket_id
+    RETURNING tickets.id, tickets.service_githash, tickets.status
+), history AS (
+    INSERT INTO ticket_history (ticket_id, status, atime) SELECT id, status, :now FROM taken
+), logged AS (
+    INSERT INTO ticket_log (ticket_id, category, message, atime)
+    SELECT id, 'info', :message, :now FROM taken
+    RETURNING id, ticket_id
+), linked AS (
+    INSERT INTO ticket_log_attachment (log_id, attachment_id)
+    SELECT logged.id, attachment.id FROM logged
+    JOIN ticket_attachment attachment ON attachment.ticket_id = logged.ticket_id
+    WHERE NOT EXISTS (SELECT 1 FROM ticket_log_attachment link
+                      WHERE link.attachment_id = attachment.id)
+)
+SELECT (SELECT array_agg(service_githash) FROM allowed) AS allowed,
+       taken.id, taken.service_githash, taken.status
+FROM (SELECT 1) AS one LEFT JOIN taken ON true
+""").bindparams(bindparam("githashes", type_=ARRAY(String)))
 
 
 def parse_services(value: str | None) -> list[str]:
@@ -45,31 +101,57 @@ def parse_wait(value: str | None, cap: float) -> float:
 
 
 def claim_once(db: DB, identity: Identity, githashes: list[str], provider: str, code: str,
-               lease_seconds: float, max_attempts: int) -> Ticket | None:
+               lease_seconds: float, max_attempts: int) -> Claimed | None:
     started = time.perf_counter()
-    leases.sweep(db, lease_seconds, max_attempts)
+    if _sweep_throttle.due([str(db.get_bind().url)]):
+        leases.sweep(db, lease_seconds, max_attempts)
     catalog.touch(db, githashes)
+    claimed = _take(db, identity, githashes, provider, code)
+    if claimed is None and leases.sweep(db, lease_seconds, max_attempts):
+        claimed = _take(db, identity, githashes, provider, code)
+    if claimed is not None:
+        observe_claim(time.perf_counter() - started)
+    return claimed
+
+
+def _take(db: DB, identity: Identity, githashes: list[str], provider: str,
+          code: str) -> Claimed | None:
+    values = {"githashes": githashes, "wanted": len(set(githashes)),
+              "provider": provider, "code": code,
+              "user_id": identity.user.id, "session_hash": identity.session_hash,
+              "now": utcnow(), "claimed": CLAIMED,
+              "message": f"Ticket claimed by provider {provider} instance {code}"}
+    if db.get_bind().dialect.name != "postgresql":
+        require_provider(db, identity, githashes)
+        return _take_with_orm(db, values)
+    allowed, *taken = db.execute(_CLAIM_STATEMENT, values).one()
+    for githash in githashes:
+        if githash not in (allowed or ()):
+            raise not_a_provider(githash)
+    return Claimed(*taken) if taken[0] is not None else None
+
+
+def _take_with_orm(db: DB, values: dict) -> Claimed | None:
     ticket = db.scalar(select(Ticket).where(Ticket.status == "ready",
-                                            Ticket.service_githash.in_(githashes))
-                       .order_by(Ticket.id).limit(1).with_for_update(skip_locked=True))
+                                            Ticket.service_githash.in_(values["githashes"]))
+                       .order_by(Ticket.id).limit(1))
     if ticket is None:
         return None
-    claim = ClaimHistory(ticket_id=ticket.id, provider=provider, puser_id=identity.user.id,
-                         provider_code=code, session_hash=identity.session_hash, atime=utcnow())
+    claim = ClaimHistory(ticket_id=ticket.id, provider=values["provider"],
+                         puser_id=values["user_id"], provider_code=values["code"],
+                         session_hash=values["session_hash"], atime=values["now"])
     db.add(claim)
     db.flush()
     tickets.change_status(db, ticket, "claim", {lifecycle.PROVIDER})
     ticket.claim_id, ticket.claimed_at, ticket.last_activity = claim.id, claim.atime, claim.atime
     ticket.attempts += 1
-    tickets.append_log(db, ticket.id, "info",
-                       f"Ticket claimed by provider {provider} instance {code}")
-    observe_claim(time.perf_counter() - started)
-    return ticket
+    tickets.append_log(db, ticket.id, "info", values["message"])
+    return Claimed(ticket.id, ticket.service_githash, ticket.status)
 
 
 def claim(db: DB, identity: Identity, githashes: list[str], provider: str | None,
           code: str | None, wait_seconds: float, lease_seconds: float,
-          max_attempts: int) -> Ticket | None:
+          max_attempts: int) -> Claimed | None:
     """Claim now; with `wait_seconds` > 0 keep trying until a ticket is ready or time is up.
 
     Between attempts the transaction is committed, so a waiting claim holds no locks.
@@ -79,7 +161,6 @@ def claim(db: DB, identity: Identity, githashes: list[str], provider: str | None
     code = code.strip() if code and code.strip() else "default"
     if len(provider.strip()) > NAME_LENGTH or len(code) > NAME_LENGTH:
         raise DSSError(400, f"Parameters 'provider' and 'code' may have at most {NAME_LENGTH} characters")
-    require_provider(db, identity, githashes)
     deadline = time.monotonic() + wait_seconds
     while True:
         seen = notify.generation()
