@@ -53,6 +53,16 @@ def test_lungs_touching_at_the_midline_are_split(model):
         assert dice(result.labels == label, phantom.lungs == label) >= 0.93
 
 
+def test_a_single_lung_is_named_by_its_side_of_the_body(model):
+    """After a left pneumonectomy, say: one lung, right of the body's midline, and not split."""
+    phantom = make_phantom(shape=(96, 128, 128), spacing=(2.5, 2.5, 2.5), seed=1, nodules=())
+    hu = phantom.hu.astype(np.float32)
+    hu[phantom.lungs == 2] = 40.0
+    result = model.run(Volume(hu, phantom.spacing, phantom.origin, phantom.direction), no_progress)
+    assert dice(result.labels == 1, phantom.lungs == 1) >= 0.97
+    assert result.report["lungs"]["left_ml"] < 20
+
+
 def test_sides_follow_the_direction_matrix_not_the_array_order(model):
     phantom = make_phantom(shape=(64, 96, 96), spacing=(4.0, 4.0, 4.0), seed=2)
     flipped = Volume(np.ascontiguousarray(phantom.hu[:, :, ::-1]).astype(np.float32), phantom.spacing,

@@ -56,7 +56,8 @@ class LungSegmentation:
         progress("lungs: postprocess", 0.8)
         foreground = (probs.argmax(dim=0) > 0).cpu().numpy()
         pieces = lungs.lung_pieces(foreground, coarse.cpu().numpy(), work_spacing)
-        coarse_labels = torch.from_numpy(lungs.assign_sides(pieces, foreground.shape, volume, factors))
+        body = (coarse > lungs.AIR_HU).cpu().numpy()
+        coarse_labels = torch.from_numpy(lungs.assign_sides(pieces, body, volume, factors))
         labels = ops.upsample_labels(coarse_labels, factors, hu.shape).numpy()
         return ModelResult(labels=labels.astype(np.uint8), report=lungs.volume_report(labels, volume))
 

@@ -38,7 +38,7 @@ def segment_lungs(hu: torch.Tensor, volume, progress: Progress) -> ModelResult:
     candidates &= ~ops.dilate(airway, (1, 1, 1)).cpu().numpy()
     progress("lungs: components", 0.3)
     pieces = lung_pieces(candidates, coarse.cpu().numpy(), work_spacing)
-    coarse_labels = assign_sides(pieces, candidates.shape, volume, factors)
+    coarse_labels = assign_sides(pieces, (coarse > AIR_HU).cpu().numpy(), volume, factors)
     progress("lungs: filling", 0.5)
     coarse_labels = torch.from_numpy(coarse_labels).to(hu.device)
     filled = _fill(coarse_labels, work_spacing, airway)
@@ -109,32 +109,32 @@ def lung_pieces(candidates: np.ndarray, coarse: np.ndarray, spacing) -> list[np.
     return pieces
 
 
-def assign_sides(pieces, shape, volume, factors) -> np.ndarray:
-    """1 = patient's right (smaller physical x in LPS), 2 = left, decided in world coordinates."""
-    labels = np.zeros(shape, dtype=np.uint8)
+def assign_sides(pieces, body: np.ndarray, volume, factors) -> np.ndarray:
+    """1 = patient's right (smaller physical x in LPS), 2 = left, decided in world coordinates.
+
+    `body`: the non-air voxels of the coarse grid; their centroid is the midline when one
+    lung alone is in view, and a lung split by erosion must have a part on each side of it.
+    """
+    labels = np.zeros(body.shape, dtype=np.uint8)
     if not pieces:
         return labels
+    midline = _world_x(volume, body, factors) if body.any() else _world_x(volume, pieces[0], factors)
     if len(pieces) == 1 or pieces[1].sum() < 0.15 * pieces[0].sum():
         split = _split_touching(pieces[0])
-        if split is not None:
+        if split is not None and (_world_x(volume, split[0], factors) - midline) * \
+                (_world_x(volume, split[1], factors) - midline) < 0:
             pieces = list(split) + pieces[1:]
     centres_x = [_world_x(volume, piece, factors) for piece in pieces]
-    if len(pieces) >= 2:
+    if len(pieces) >= 2 and (centres_x[0] - midline) * (centres_x[1] - midline) < 0:
         midline = (centres_x[0] + centres_x[1]) / 2
-    else:
-        midline = _body_midline_x(volume, factors, labels.shape)
     for piece, x in zip(pieces, centres_x):
         labels[piece] = 1 if x < midline else 2
     return labels
 
 
 def _world_x(volume, mask: np.ndarray, factors) -> float:
+    """Physical x of a coarse mask's centroid."""
     centre = np.argwhere(mask).mean(axis=0)
-    return float(voxel_to_world(volume, (centre + 0.5) * np.array(factors) - 0.5)[0])
-
-
-def _body_midline_x(volume, factors, shape) -> float:
-    centre = (np.array(shape) - 1) / 2.0
     return float(voxel_to_world(volume, (centre + 0.5) * np.array(factors) - 0.5)[0])
 
 
