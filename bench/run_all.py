@@ -21,6 +21,7 @@ BENCHMARKS = {
     "dispatch_latency": ("dispatch_latency.py", [], ["--tickets", "50", "--poll-tickets", "5"]),
     "transfer": ("transfer.py", [], ["--size-mb", "128", "--repeat", "1"]),
     "e2e": ("e2e.py", [], ["--tickets", "4", "--baseline-runs", "2"]),
+    "inference": ("inference.py", [], ["--quick"]),
 }
 
 
