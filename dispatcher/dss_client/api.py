@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import requests
+import urllib3
 
 from . import wire
 from .errors import DSSError, DSSTransientError
@@ -25,7 +26,7 @@ from .wire import (AdminTicket, Attachment, AvailableService, Claim, FileEntry, 
 SESSION_COOKIE = "webpy_session_id"
 CONNECT_TIMEOUT = 10.0
 CLAIM_WAIT_MARGIN = 30.0
-DOWNLOAD_CHUNK_BYTES = 1 << 20
+DOWNLOAD_CHUNK_BYTES = 4 << 20  # read1(): whatever arrived, up to this, in one call
 _GITHASH = re.compile(r"[0-9a-f]{40}")
 _TRANSPORT_FAILURES = (requests.ConnectionError, requests.Timeout,
                        requests.exceptions.ChunkedEncodingError)
@@ -52,7 +53,7 @@ def _retry_after(header: str | None) -> float | None:
         return None
 
 
-def _reason(exc: requests.RequestException) -> str:
+def _reason(exc: Exception) -> str:
     """The short cause inside requests' nested connection errors, e.g. `Connection refused`."""
     if isinstance(exc, requests.Timeout):
         return "timed out"
@@ -163,12 +164,12 @@ class DSSClient:
         partial = target.with_name(target.name + ".part")
         response = self._request("GET", path, stream=True)
         try:
-            with open(partial, "wb") as out:
-                for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+            with open(partial, "wb") as out:  # urllib3 raises if the body ends short
+                while chunk := response.raw.read1(DOWNLOAD_CHUNK_BYTES, decode_content=True):
                     out.write(chunk)
             partial.replace(target)
             return target
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise DSSTransientError(None, f"download of {name} interrupted ({_reason(exc)})",
                                     path) from None
         finally:

@@ -1,5 +1,8 @@
 """The consumer side of tickets, with the exact bodies of spec c.2-c.3."""
+import hashlib
 import json
+
+from werkzeug.test import EnvironBuilder
 
 from web_support import upload
 
@@ -172,3 +175,36 @@ def test_service_stats(harness):
         "n_success", "n_failed", "last_heard_from", "queue_length"]
     csv_row = client.get(f"/api/services/{githash}/stats").data
     assert csv_row.startswith(b"0,0,") and csv_row.endswith(b",1\r\n")
+
+
+def test_downloads_go_to_the_servers_file_wrapper_and_big_uploads_hash_right(harness):
+    """The file object reaches the WSGI server's wsgi.file_wrapper (gunicorn sends it with
+    sendfile); a multi-MiB upload, hashed on a helper thread, has the right sha256."""
+    user = harness.client()
+    ticket = int(user.post("/api/tickets", data={"githash": harness.service()}).data)
+    content = bytes(range(256)) * (12 * 4096 + 7)  # about 12 MiB, not a multiple of a chunk
+    assert upload(user, f"/api/tickets/{ticket}/files/input", "big.bin", content).data == b"success"
+
+    class FileWrapper:
+        def __init__(self, filelike, block_size=8192):
+            self.filelike, self.block_size = filelike, block_size
+
+        def __iter__(self):
+            while block := self.filelike.read(self.block_size):
+                yield block
+
+        def close(self):
+            self.filelike.close()
+
+    cookie = user.get_cookie("webpy_session_id").value
+    environ = EnvironBuilder(path=f"/api/tickets/{ticket}/files/input/0",
+                             headers={"Cookie": f"webpy_session_id={cookie}"}).get_environ()
+    environ["wsgi.file_wrapper"] = FileWrapper
+    wrapper = harness.app(environ, lambda status, headers: None)
+    assert isinstance(wrapper, FileWrapper) and hasattr(wrapper.filelike, "fileno")
+    assert b"".join(wrapper) == content
+    wrapper.close()
+    with harness.sessions() as db:
+        from dss_server.models import TicketFile
+        stored = db.query(TicketFile).filter_by(ticket_id=ticket).one()
+        assert stored.sha256 == hashlib.sha256(content).hexdigest()

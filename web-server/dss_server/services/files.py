@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import delete, select
@@ -21,10 +22,15 @@ from ..errors import DSSError
 from ..models import FILE_AREAS, TicketAttachment, TicketFile, utcnow
 
 MAX_NAME_LENGTH = 255
+BACKGROUND_HASH_BYTES = 256 * 1024  # smaller writes are hashed in place (a thread hop costs more)
 
 
 class UploadFile:
-    """A file-like target for one uploaded part: counts, hashes and caps what is written."""
+    """A file-like target for one uploaded part: counts, hashes and caps what is written.
+
+    SHA-256 (about 1 GB/s) runs on a helper thread, one chunk behind the writes: hashlib and
+    file writes release the GIL, so hashing overlaps with reading and parsing the next chunk.
+    """
 
     def __init__(self, directory: Path, max_bytes: int):
         directory.mkdir(parents=True, exist_ok=True)
@@ -32,33 +38,53 @@ class UploadFile:
         self.path, self.max_bytes, self.size = Path(path), max_bytes, 0
         self._file = os.fdopen(fd, "w+b")
         self._hash = hashlib.sha256()
+        self._hasher: ThreadPoolExecutor | None = None
+        self._hashing: Future | None = None
 
     def write(self, data: bytes) -> int:
         self.size += len(data)
         if self.size > self.max_bytes:
             raise RequestEntityTooLarge(
                 f"File exceeds the maximum upload size of {self.max_bytes} bytes")
-        self._hash.update(data)
+        self._wait_for_hash()
+        if isinstance(data, bytes) and len(data) >= BACKGROUND_HASH_BYTES:  # immutable: safe
+            if self._hasher is None:
+                self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dss-sha256")
+            self._hashing = self._hasher.submit(self._hash.update, data)
+        else:
+            self._hash.update(data)
         return self._file.write(data)
+
+    def _wait_for_hash(self) -> None:
+        if self._hashing is not None:
+            self._hashing.result()
+            self._hashing = None
 
     @property
     def sha256(self) -> str:
+        self._wait_for_hash()
         return self._hash.hexdigest()
 
     def __getattr__(self, name):  # seek, read, tell, flush, ... of the real file
         return getattr(self._file, name)
 
     def close(self) -> None:
+        self._stop_hashing()
         self._file.close()
 
     def move_to(self, destination: Path) -> None:
-        self._file.close()
+        self.close()
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path, destination)
 
     def discard(self) -> None:
-        self._file.close()
+        self.close()
         self.path.unlink(missing_ok=True)
+
+    def _stop_hashing(self) -> None:
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=True)  # after a last write, sha256 is still wanted
+            self._hasher = None
 
 
 def upload_dir(datastore: Path) -> Path:
