@@ -117,7 +117,7 @@ def test_inference_server_writes_only_under_its_output_volume(stack):
 
 
 def test_a_ticket_runs_through_the_stack_as_the_readme_bootstraps_it(stack, tmp_path):
-    """Services registered from git repositories holding service.json (docs/readme/deploy.md),
+    """Services registered from git repositories holding service.json (README.md, "Deployment"),
     then a chest CT segmented by the dispatcher that reads the shared datastore."""
     from dss_client import DSSClient
     from dss_inference.phantom import make_phantom, write_phantom

@@ -12,7 +12,7 @@ from dss_inference import config
 from helpers import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "inference-server" / "dss_inference"
-README_SECTION = REPO_ROOT / "docs" / "readme" / "inference-server.md"
+README = REPO_ROOT / "README.md"
 
 
 def environment_reads(path: Path) -> list[tuple[str, object]]:
@@ -38,7 +38,7 @@ def test_config_reads_literal_names_that_the_readme_documents():
     reads = environment_reads(PACKAGE / "config.py")
     names = [name for how, name in reads if how == "_env"]
     assert None not in names
-    documented = set(re.findall(r"`([A-Z_]+)`", README_SECTION.read_text()))
+    documented = set(re.findall(r"`([A-Z_]+)`", README.read_text()))
     assert set(names) <= documented, set(names) - documented
 
 
