@@ -1,6 +1,7 @@
 """Helpers shared by every test folder: free ports, real server processes, sample data."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -79,3 +80,18 @@ class ServerProcess:
 
 
 PYTHON = sys.executable
+
+
+def service_repo(path: Path, descriptor: dict) -> tuple[Path, str]:
+    """A git repository made with `git init` at `path`, holding `descriptor` as service.json, as
+    an admin registers it; returns the repository and its commit (the service's githash)."""
+    path.mkdir(parents=True)
+    (path / "service.json").write_text(json.dumps(descriptor))
+    git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@example.org",
+           "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    subprocess.run(git + ["add", "service.json"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "service"], check=True)
+    commit = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    return path, commit

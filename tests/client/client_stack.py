@@ -1,13 +1,13 @@
 """The client tests' view of a real DSS web server: its URL, a service, tokens, helpers."""
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from dss_client import DSSClient
+import helpers
 from helpers import PYTHON
 
 ADMIN_EMAIL = "admin@example.org"
@@ -41,18 +41,10 @@ class Stack:
 
 def service_repo(root: Path, name: str, version: str) -> Path:
     """A git repository holding a service.json, as an admin registers it."""
-    repo = root / f"{name}-{version}-repo"
-    repo.mkdir()
-    (repo / "service.json").write_text(json.dumps({
+    return helpers.service_repo(root / f"{name}-{version}-repo", {
         "name": name, "version": version, "shortdesc": f"{name}, a test service",
         "longdesc": "Used by the client tests.", "url": "https://example.org",
-        "tags": [{"name": "CT", "type": "MainImage", "hint": "chest CT", "required": True}]}))
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org",
-           "-c", "commit.gpgsign=false"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run(git + ["add", "service.json"], check=True)
-    subprocess.run(git + ["commit", "-q", "-m", "service"], check=True)
-    return repo
+        "tags": [{"name": "CT", "type": "MainImage", "hint": "chest CT", "required": True}]})[0]
 
 
 def drain_ready(stack: Stack) -> None:

@@ -6,23 +6,16 @@ import subprocess
 
 import pytest
 
+from helpers import service_repo
+
 
 def git_service_repo(root, name="RepoSvc", version="1.0.0", extra=None):
     """A service-descriptor repository made with `git init`; returns (path, commit)."""
-    repo = root / f"repo-{name}-{version}"
-    repo.mkdir(parents=True)
     descriptor = {"name": name, "version": version, "shortdesc": "x" * 100, "longdesc": "long",
                   "url": "https://example.org", "tags": [{"name": "CT", "type": "MainImage",
                                                           "hint": "chest CT", "required": True}]}
     descriptor.update(extra or {})
-    (repo / "service.json").write_text(json.dumps(descriptor))
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    subprocess.run(git + ["add", "service.json"], check=True)
-    subprocess.run(git + ["commit", "-q", "-m", "service"], check=True)
-    commit = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True,
-                            text=True).stdout.strip()
-    return repo, commit
+    return service_repo(root / f"repo-{name}-{version}", descriptor)
 
 
 @pytest.fixture

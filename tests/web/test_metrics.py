@@ -5,7 +5,6 @@ prometheus_client's multiprocess mode), NOAUTH, a fresh PostgreSQL database.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -20,7 +19,7 @@ from sqlalchemy.orm import sessionmaker
 
 from dss_client import DSSClient, DSSError
 from dss_server.metrics import DatabaseCollector
-from helpers import PYTHON, ServerProcess, free_port
+from helpers import PYTHON, ServerProcess, free_port, service_repo
 
 PROVIDER = "metricslab"
 # Generous limits: CI runs on two shared cores, where a worker can take long to start or answer.
@@ -30,15 +29,8 @@ NOAUTH_ADMIN = "test@example.com"
 
 
 def _service_repo(root, name):
-    repo = root / "service-repo"
-    repo.mkdir()
-    (repo / "service.json").write_text(json.dumps(
-        {"name": name, "version": "1.0.0", "shortdesc": "metrics test service", "tags": []}))
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run(git + ["add", "service.json"], check=True)
-    subprocess.run(git + ["commit", "-q", "-m", "service"], check=True)
-    return repo
+    return service_repo(root / "service-repo", {
+        "name": name, "version": "1.0.0", "shortdesc": "metrics test service", "tags": []})[0]
 
 
 def _server_env(database_url, workdir, port):

@@ -18,7 +18,7 @@ from schemathesis.config import SchemathesisConfig
 import dss_server
 from dss_client import DSSClient
 from dss_server import create_app
-from helpers import PYTHON, ServerProcess, free_port
+from helpers import PYTHON, ServerProcess, free_port, service_repo
 
 DOCUMENT = Path(dss_server.__file__).resolve().parent / "openapi.json"
 METHODS = {"get", "post", "put", "delete", "patch"}
@@ -79,15 +79,8 @@ def test_every_api_route_is_documented_and_every_documented_route_exists(migrate
 
 
 def _service_repo(root: Path) -> Path:
-    repo = root / "service-repo"
-    repo.mkdir()
-    (repo / "service.json").write_text(json.dumps(
-        {"name": "FuzzSeg", "version": "1.0.0", "shortdesc": "fuzz test service", "tags": []}))
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run(git + ["add", "service.json"], check=True)
-    subprocess.run(git + ["commit", "-q", "-m", "service"], check=True)
-    return repo
+    return service_repo(root / "service-repo", {
+        "name": "FuzzSeg", "version": "1.0.0", "shortdesc": "fuzz test service", "tags": []})[0]
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,12 @@ import io
 import json
 import re
 import secrets
-import subprocess
 import uuid
 
 from dss_server.models import Provider, ProviderAccess, ProviderService, Service
 from dss_server.services import auth
+
+from helpers import service_repo
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -101,19 +102,10 @@ def page_text(response) -> str:
 
 def git_service_repo(root, name="GitSvc", version="1.0.0"):
     """A service-descriptor repository made with `git init`; returns (path, commit)."""
-    repo = root / f"repo-{name}-{version}"
-    repo.mkdir(parents=True)
-    (repo / "service.json").write_text(json.dumps({
+    return service_repo(root / f"repo-{name}-{version}", {
         "name": name, "version": version, "shortdesc": f"{name} from git",
         "longdesc": "Registered from a git repository", "url": "https://example.org",
-        "tags": [{"name": "CT", "type": "MainImage", "hint": "chest CT", "required": True}]}))
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    subprocess.run(git + ["add", "service.json"], check=True)
-    subprocess.run(git + ["commit", "-q", "-m", "service"], check=True)
-    commit = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True,
-                            text=True).stdout.strip()
-    return repo, commit
+        "tags": [{"name": "CT", "type": "MainImage", "hint": "chest CT", "required": True}]})
 
 
 def settings_for(database_url, root, overrides):
