@@ -23,3 +23,10 @@ logconfig_dict = {
     "loggers": {name: {**logger, "propagate": False}
                 for name, logger in _GUNICORN_LOGGING["loggers"].items()},
 }
+
+
+def on_starting(server):
+    """The app's log lines (the root logger) as text or JSON lines (DSS_LOG_JSON)."""
+    from dss_inference import logs
+
+    logs.configure(_from_environment().log_json)

@@ -8,12 +8,12 @@ import logging
 
 from werkzeug.serving import make_server
 
-from . import config, create_app
+from . import config, create_app, logs
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = config.from_environment()
+    logs.configure(settings.log_json)
     app = create_app(settings)
     server = make_server("127.0.0.1", settings.port, app, threaded=True)
     logging.getLogger(__name__).info("inference server on http://127.0.0.1:%d", settings.port)

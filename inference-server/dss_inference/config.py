@@ -28,6 +28,14 @@ def _integer(text: str) -> int:
     return int(number)
 
 
+def _flag(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise ValueError(text)
+
+
 @dataclass(frozen=True)
 class Settings:
     port: int = 8081
@@ -45,6 +53,7 @@ class Settings:
     result_retention: float = 3600.0
     lung_model_weights: str | None = None
     nodule_model_weights: str | None = None
+    log_json: bool = False
     # Tests inject a loader here; None means dss_inference.models.load_models.
     load_models: Callable[["Settings"], dict[str, Any]] | None = field(default=None, compare=False)
 
@@ -71,4 +80,5 @@ def from_environment() -> Settings:
         result_retention=_env("INFERENCE_RESULT_RETENTION", "3600", float),
         lung_model_weights=_env("LUNG_MODEL_WEIGHTS", None),
         nodule_model_weights=_env("NODULE_MODEL_WEIGHTS", None),
+        log_json=_env("DSS_LOG_JSON", "0", _flag),
     )

@@ -65,3 +65,25 @@ def test_out_of_range_values_are_refused(monkeypatch):
     monkeypatch.setenv("INFERENCE_WORKERS", "0")
     with pytest.raises(ValueError, match="workers must be at least 1"):
         config.from_environment()
+
+
+def test_json_log_lines_when_asked(monkeypatch, capsys):
+    import json
+    import logging
+
+    from dss_inference import logs
+
+    monkeypatch.setenv("DSS_LOG_JSON", "yes")
+    assert config.from_environment().log_json is True
+    monkeypatch.setenv("DSS_LOG_JSON", "maybe")
+    with pytest.raises(ValueError, match="^DSS_LOG_JSON='maybe' is not a valid flag$"):
+        config.from_environment()
+    previous = logging.getLogger().handlers[:], logging.getLogger().level
+    try:
+        logs.configure(json_lines=True)
+        logging.getLogger("dss_inference.jobs").info("job %s done", "abc")
+        line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    finally:
+        logging.getLogger().handlers[:], level = previous
+        logging.getLogger().setLevel(level)
+    assert (line["level"], line["logger"], line["message"]) == ("INFO", "dss_inference.jobs", "job abc done")
