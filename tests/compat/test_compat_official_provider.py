@@ -170,3 +170,34 @@ def test_official_provider_fails_a_ticket_with_an_error_message(compat_stack, of
     (error,) = [e for e in user.log(ticket_id) if e.category == "error"]
     assert error.message == "the image is not a chest CT"
     assert user.files(ticket_id, "results") == []
+
+
+def test_attachment_without_a_mime_type_gets_one_from_its_name(compat_stack, official, small_ct,
+                                                               tmp_path):
+    user = compat_stack.user()
+    githash = compat_stack.githashes["CompatEcho"]
+    ticket_id = user.submit_workspace(small_ct, githash)
+    assert _claim_one(official, githash, "compat-3") == ticket_id
+    listing = official.dssp_list_ticket_files(ticket_id)
+    assert list(listing["index"]) == list(range(len(listing)))
+    assert f"ticket_{ticket_id:08d}.itksnap" in set(listing["filename"])
+    table = tmp_path / "volumes.csv"
+    table.write_text("label,ml\n1,12.5\n")
+    official.dssp_attach(ticket_id, "volumes", str(table))
+    official.dssp_log(ticket_id, "info", "volumes attached")
+    (attachment,) = user.log_attachments(user.log(ticket_id)[-1].id)
+    assert attachment.mime_type == "text/csv"
+    official.dssp_set_status(ticket_id, "failed")
+
+
+def test_a_service_the_user_does_not_provide_is_refused(compat_stack, memory_keyring):
+    stranger = OfficialClient(compat_stack.url)
+    stranger.login(compat_stack.cli("issue-token", "stranger@compat.test"))
+    githash = compat_stack.githashes["CompatEcho"]
+    assert stranger.dssp_list_services().empty   # an empty body: no services, no error
+    for call in (lambda: stranger.dssp_claim_ticket([githash], PROVIDER, "x"),
+                 lambda: stranger.dssp_available_services([githash])):
+        with pytest.raises(httpx.HTTPStatusError) as error:
+            call()
+        assert error.value.response.status_code == 401
+        assert error.value.response.text == f"You are not a provider for service {githash} "
