@@ -95,3 +95,17 @@ def service_repo(path: Path, descriptor: dict) -> tuple[Path, str]:
     commit = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True,
                             text=True).stdout.strip()
     return path, commit
+
+
+def wait_for_status(client, ticket_id: int, wanted, timeout: float = 180.0) -> str:
+    """Poll a ticket (through a logged-in dss_client.DSSClient) until its status is in `wanted`."""
+    wanted = {wanted} if isinstance(wanted, str) else set(wanted)
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        status = client.status(ticket_id)
+        if status in wanted:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"ticket {ticket_id} is {status!r}, not {wanted} after {timeout} s; "
+                         f"log: {[e.message for e in client.log(ticket_id)]}")

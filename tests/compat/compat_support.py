@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import keyring.backend
@@ -126,16 +125,3 @@ class CompatStack:
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **extra}
-
-
-def wait_for_status(client: DSSClient, ticket_id: int, wanted: set[str],
-                    timeout: float = 180.0) -> str:
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        status = client.status(ticket_id)
-        if status in wanted:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"ticket {ticket_id} is {status!r}, not {wanted} after {timeout} s; "
-                         f"log: {[e.message for e in client.log(ticket_id)]}")

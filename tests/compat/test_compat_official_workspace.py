@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 from itksnap_dss import WorkspaceWrapper
 
-from compat_support import wait_for_status
+from helpers import wait_for_status
 from dss_client.workspace import Registry, Workspace, WorkspaceError
 
 pytestmark = pytest.mark.slow   # the module's fixture runs two tickets through the whole stack

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -93,16 +92,3 @@ def require_components() -> None:
                                  reason="the inference package is not installed")
     if not hasattr(models, "load_models"):
         pytest.skip("the inference server has no models yet (dss_inference.models.load_models)")
-
-
-def wait_for_status(client: DSSClient, ticket_id: int, wanted, timeout: float = 180.0) -> str:
-    wanted = {wanted} if isinstance(wanted, str) else set(wanted)
-    deadline = time.monotonic() + timeout
-    status = None
-    while time.monotonic() < deadline:
-        status = client.status(ticket_id)
-        if status in wanted:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"ticket {ticket_id} is {status!r}, not {wanted} after {timeout} s; "
-                         f"log: {[e.message for e in client.log(ticket_id)]}")

@@ -11,7 +11,7 @@ import pytest
 import requests
 import SimpleITK as sitk
 
-from e2e_stack import wait_for_status
+from helpers import wait_for_status
 from dss_client.workspace import Workspace
 from helpers import CT_SAMPLES, free_port
 
