@@ -109,3 +109,28 @@ def wait_for_status(client, ticket_id: int, wanted, timeout: float = 180.0) -> s
         time.sleep(0.2)
     raise AssertionError(f"ticket {ticket_id} is {status!r}, not {wanted} after {timeout} s; "
                          f"log: {[e.message for e in client.log(ticket_id)]}")
+
+
+def ensure_provider(db, name: str) -> None:
+    """The provider row `name` exists (web-server database session `db`)."""
+    from dss_server.models import Provider
+
+    if db.get(Provider, name) is None:
+        db.add(Provider(name=name))
+        db.flush()
+
+
+def insert_service(db, descriptor: dict, provider: str | None = None) -> str:
+    """A service inserted straight into the web server's database (git registration has its own
+    tests), offered by `provider` when given; returns its random githash. The caller commits."""
+    import secrets
+
+    from dss_server.models import ProviderService, Service
+
+    githash = secrets.token_hex(20)
+    db.add(Service(githash=githash, name=descriptor["name"], version=descriptor["version"],
+                   shortdesc=descriptor.get("shortdesc"), json=json.dumps(descriptor)))
+    if provider:
+        ensure_provider(db, provider)
+        db.add(ProviderService(provider_name=provider, service_githash=githash))
+    return githash

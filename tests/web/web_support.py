@@ -1,12 +1,12 @@
 """Shared helpers of the web server tests (imported by module name: `conftest` is ambiguous across folders)."""
 from __future__ import annotations
 
-import json
-import secrets
 import uuid
 
-from dss_server.models import Provider, ProviderAccess, ProviderService, Service
+from dss_server.models import ProviderAccess
 from dss_server.services import auth
+
+from helpers import ensure_provider, insert_service
 
 
 def make_config(database_url, tmp_path, **overrides):
@@ -49,27 +49,18 @@ class Harness:
 
     def service(self, name=None, version="1.0.0", provider=None, descriptor=None):
         """A registered service (inserted directly; git registration has its own tests)."""
-        githash = secrets.token_hex(20)
         name = name or f"Svc{uuid.uuid4().hex[:8]}"
         descriptor = descriptor or {"name": name, "version": version, "shortdesc": f"{name} test",
                                     "tags": [{"name": "T1", "type": "MainImage"}]}
         with self.sessions() as db:
-            db.add(Service(githash=githash, name=name, version=version,
-                           shortdesc=descriptor.get("shortdesc"), json=json.dumps(descriptor)))
-            if provider:
-                if db.get(Provider, provider) is None:
-                    db.add(Provider(name=provider))
-                    db.flush()
-                db.add(ProviderService(provider_name=provider, service_githash=githash))
+            githash = insert_service(db, {**descriptor, "name": name, "version": version}, provider)
             db.commit()
         return githash
 
     def provider_client(self, provider, email=None):
         client = self.client(email)
         with self.sessions() as db:
-            if db.get(Provider, provider) is None:
-                db.add(Provider(name=provider))
-                db.flush()
+            ensure_provider(db, provider)
             db.add(ProviderAccess(user_id=client.user_id, provider=provider))
             db.commit()
         return client

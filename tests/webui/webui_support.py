@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import io
-import json
 import re
-import secrets
 import uuid
 
-from dss_server.models import Provider, ProviderAccess, ProviderService, Service
+from dss_server.models import ProviderAccess
 from dss_server.services import auth
 
-from helpers import service_repo
+from helpers import ensure_provider, insert_service, service_repo
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -42,29 +40,20 @@ class Site:
         return client
 
     def service(self, name: str | None = None, provider: str | None = None, **descriptor) -> str:
-        githash = secrets.token_hex(20)
         name = name or f"Svc{uuid.uuid4().hex[:8]}"
         body = {"name": name, "version": "1.0.0", "shortdesc": f"{name} for tests",
                 "longdesc": "A longer description", "url": "https://example.org/svc",
                 "tags": [{"name": "CT", "type": "MainImage", "hint": "chest CT",
                           "required": True}], **descriptor}
         with self.sessions() as db:
-            db.add(Service(githash=githash, name=name, version=body["version"],
-                           shortdesc=body["shortdesc"], json=json.dumps(body)))
-            if provider:
-                if db.get(Provider, provider) is None:
-                    db.add(Provider(name=provider))
-                    db.flush()
-                db.add(ProviderService(provider_name=provider, service_githash=githash))
+            githash = insert_service(db, body, provider)
             db.commit()
         return githash
 
     def provider_client(self, provider: str):
         client = self.client()
         with self.sessions() as db:
-            if db.get(Provider, provider) is None:
-                db.add(Provider(name=provider))
-                db.flush()
+            ensure_provider(db, provider)
             db.add(ProviderAccess(user_id=client.user_id, provider=provider))
             db.commit()
         return client
