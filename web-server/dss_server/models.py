@@ -103,7 +103,10 @@ class ProviderService(Base):
 class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (CheckConstraint(_in("status", TICKET_STATUSES), name="ticket_status"),
-                      Index("ix_tickets_queue", "status", "service_githash", "id"),
+                      # the ready queue: claims, queue positions, ready counts
+                      Index("ix_tickets_ready", "service_githash", "id",
+                            postgresql_where=text("status = 'ready'"),
+                            sqlite_where=text("status = 'ready'")),
                       # the lease sweep on every claim reads only overdue claims
                       Index("ix_tickets_lease", "last_activity",
                             postgresql_where=text("status = 'claimed'"),

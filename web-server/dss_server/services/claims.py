@@ -7,10 +7,11 @@ IMMEDIATE (db.py), so the ORM's select and updates run under the write lock.
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import TextClause, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.types import String
@@ -39,18 +40,22 @@ class Claimed(NamedTuple):
 
 
 # `allowed`: the listed services the user provides (access.require_provider's rule); nothing is
-# taken unless that is all of them. The log row takes the ticket's attachments that no log row
-# has yet, as tickets.append_log does.
-_CLAIM_STATEMENT = text("""
+# taken unless that is all of them. `picked`: the first ready ticket of each allowed service, at
+# the head of its run in ix_tickets_ready, then the lowest of them (a single search over all the
+# services' ready tickets would sort them all on every claim). The log row takes the ticket's
+# attachments that no log row has yet, as tickets.append_log does.
+_CLAIM_SQL = """
 WITH allowed AS (
     SELECT DISTINCT link.service_githash FROM provider_services link
     JOIN provider_access access ON access.provider = link.provider_name
     WHERE access.user_id = :user_id AND link.service_githash = ANY(:githashes)
 ), picked AS (
-    SELECT id FROM tickets
-    WHERE status = 'ready' AND service_githash IN (SELECT service_githash FROM allowed)
-      AND (SELECT count(*) FROM allowed) = :wanted
-    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+    SELECT first.id FROM allowed, LATERAL (
+        SELECT id FROM tickets
+        WHERE status = 'ready' AND service_githash = allowed.service_githash
+        ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) AS first
+    WHERE (SELECT count(*) FROM allowed) = :wanted
+    ORDER BY first.id LIMIT 1
 ), claim AS (
     INSERT INTO claim_history (ticket_id, provider, puser_id, provider_code, session_hash, atime)
     SELECT id, :provider, :user_id, :code, :session_hash, :now FROM picked
@@ -76,7 +81,25 @@ WITH allowed AS (
 SELECT (SELECT array_agg(service_githash) FROM allowed) AS allowed,
        taken.id, taken.service_githash, taken.status
 FROM (SELECT 1) AS one LEFT JOIN taken ON true
-""").bindparams(bindparam("githashes", type_=ARRAY(String)))
+"""
+# The statement's parameters, in the order of PREPARE's $1..$9.
+_PARAMETERS = {"githashes": "text[]", "wanted": "bigint", "provider": "text", "code": "text",
+               "user_id": "integer", "session_hash": "text", "now": "timestamp",
+               "claimed": "text", "message": "text"}
+_PREPARED_NAME = "dss_claim"
+
+
+def _numbered(sql: str) -> str:
+    for number, name in enumerate(_PARAMETERS, start=1):
+        sql = re.sub(rf":{name}\b", f"${number}", sql)
+    return sql
+
+
+_PREPARE_SQL = (f"PREPARE {_PREPARED_NAME} ({', '.join(_PARAMETERS.values())}) AS "
+                + _numbered(_CLAIM_SQL))
+_EXECUTE_STATEMENT = text(
+    f"EXECUTE {_PREPARED_NAME} ({', '.join(':' + name for name in _PARAMETERS)})"
+).bindparams(bindparam("githashes", type_=ARRAY(String)))
 
 
 def parse_services(value: str | None) -> list[str]:
@@ -124,11 +147,21 @@ def _take(db: DB, identity: Identity, githashes: list[str], provider: str,
     if db.get_bind().dialect.name != "postgresql":
         require_provider(db, identity, githashes)
         return _take_with_orm(db, values)
-    allowed, *taken = db.execute(_CLAIM_STATEMENT, values).one()
+    allowed, *taken = db.execute(_prepared_claim(db), values).one()
     for githash in githashes:
         if githash not in (allowed or ()):
             raise not_a_provider(githash)
     return Claimed(*taken) if taken[0] is not None else None
+
+
+def _prepared_claim(db: DB) -> TextClause:
+    """EXECUTE of the claim statement, PREPAREd once per database connection: planning the
+    statement cost PostgreSQL more CPU than running it."""
+    connection = db.connection()
+    if not connection.info.get(_PREPARED_NAME):  # kept with the pooled DBAPI connection
+        connection.exec_driver_sql(_PREPARE_SQL)
+        connection.info[_PREPARED_NAME] = True
+    return _EXECUTE_STATEMENT
 
 
 def _take_with_orm(db: DB, values: dict) -> Claimed | None:
