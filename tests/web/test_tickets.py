@@ -182,7 +182,7 @@ def test_downloads_go_to_the_servers_file_wrapper_and_big_uploads_hash_right(har
     sendfile); a multi-MiB upload, hashed on a helper thread, has the right sha256."""
     user = harness.client()
     ticket = int(user.post("/api/tickets", data={"githash": harness.service()}).data)
-    content = bytes(range(256)) * (12 * 4096 + 7)  # about 12 MiB, not a multiple of a chunk
+    content = bytes(range(256)) * (20 * 4096 + 7)  # 20 MiB (space reserved), not a multiple of a chunk
     assert upload(user, f"/api/tickets/{ticket}/files/input", "big.bin", content).data == b"success"
 
     class FileWrapper:

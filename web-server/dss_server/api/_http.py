@@ -65,7 +65,8 @@ class DSSRequest(Request):
 
     def _get_file_stream(self, total_content_length, content_type, filename=None,
                          content_length=None):
-        upload = UploadFile(upload_dir(config().datastore), config().max_upload_bytes)
+        upload = UploadFile(upload_dir(config().datastore), config().max_upload_bytes,
+                            total_content_length)
         g.setdefault("uploads", []).append(upload)
         return upload
 
