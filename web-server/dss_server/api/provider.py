@@ -21,7 +21,7 @@ def _active(ticket_id: int):
 
 @bp.get("/api/pro/services")
 def services():
-    rows = catalog.provider_services(db(), identity().user.id)
+    rows = catalog.provider_services(db(), identity().user_id)
     return wire.table(("name", "version", "githash", "provider"), rows, wants_json())
 
 

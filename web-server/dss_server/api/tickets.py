@@ -50,7 +50,7 @@ def upload(ticket_id, area):
 def _open_ticket(ticket_id: int):
     """The ticket if the caller may add files now: the owner while init, an admin until deleted."""
     ticket = _ticket(ticket_id, for_update=True)
-    if ticket.status == "deleted" or (ticket.status != "init" and not identity().user.sysadmin):
+    if ticket.status == "deleted" or (ticket.status != "init" and not identity().sysadmin):
         raise DSSError(409, f"Ticket {ticket.id} is {ticket.status}: files can only be added "
                             f"while it is init")
     return ticket
@@ -122,8 +122,8 @@ def _attachment_json(attachment) -> dict:
 def log_attachments(log_id):
     who = identity()
     ticket = tickets.log_ticket(db(), log_id)
-    if ticket is None or (ticket.user_id != who.user.id and not who.user.sysadmin):
-        raise DSSError(400, f"Log entry {log_id} not found for user {who.user.id}")
+    if ticket is None or (ticket.user_id != who.user_id and not who.sysadmin):
+        raise DSSError(400, f"Log entry {log_id} not found for user {who.user_id}")
     found = tickets.attachments_of(db(), [log_id])[log_id]
     rows = [(a.id, a.description, a.mime_type, _blob_url(a)) for a in found]
     return wire.table(ATTACHMENT_COLUMNS, rows, wants_json())

@@ -61,7 +61,7 @@ def require_admin_page():
     who = current()
     if who is None:
         return redirect(url_for("oidc.login_page", next=request.full_path.rstrip("?")))
-    if not who.user.sysadmin:
+    if not who.sysadmin:
         abort(403, "This page is for administrators only.")
     return None
 

@@ -64,7 +64,7 @@ def visible_ticket(db: DB, who: Identity, ticket_id: int) -> Ticket:
     """The ticket if the caller owns it (or is an admin) and it is not deleted; else 404."""
     ticket = db.get(Ticket, ticket_id) if 0 < ticket_id < 2 ** 31 else None
     if ticket is None or ticket.status == "deleted" or (
-            ticket.user_id != who.user.id and not who.user.sysadmin):
+            ticket.user_id != who.user_id and not who.sysadmin):
         raise DSSError(404, f"Ticket {ticket_id} not found")
     return ticket
 

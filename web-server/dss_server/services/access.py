@@ -10,7 +10,7 @@ from .auth import Identity
 
 
 def require_admin(identity: Identity) -> None:
-    if not identity.user.sysadmin:
+    if not identity.sysadmin:
         raise insufficient_privileges()
 
 
@@ -31,15 +31,15 @@ def user_ticket(db: DB, identity: Identity, ticket_id: int | str, for_update: bo
     if for_update:
         query = query.with_for_update()
     ticket = db.scalar(query)
-    if ticket is None or (ticket.user_id != identity.user.id and not identity.user.sysadmin):
-        raise DSSError(400, f"Ticket {ticket_id} not found for user {identity.user.id}")
+    if ticket is None or (ticket.user_id != identity.user_id and not identity.sysadmin):
+        raise DSSError(400, f"Ticket {ticket_id} not found for user {identity.user_id}")
     return ticket
 
 
 def provides_service(db: DB, identity: Identity, githash: str) -> bool:
     query = (select(ProviderService.service_githash)
              .join(ProviderAccess, ProviderAccess.provider == ProviderService.provider_name)
-             .where(ProviderAccess.user_id == identity.user.id,
+             .where(ProviderAccess.user_id == identity.user_id,
                     ProviderService.service_githash == githash))
     return db.scalar(query.limit(1)) is not None
 
@@ -58,7 +58,7 @@ def claimed_ticket(db: DB, identity: Identity, ticket_id: int | str) -> Ticket:
     """The ticket if the caller's claim is its current one (fencing of stale claims)."""
     ticket_id = parse_id(ticket_id)
     ticket = db.scalar(select(Ticket).where(Ticket.id == ticket_id).with_for_update())
-    uid = identity.user.id
+    uid = identity.user_id
     if ticket is None or not _ever_claimed_by(db, ticket_id, uid):
         raise DSSError(400, f"Ticket {ticket_id} has not been claimed by user {uid}")
     if ticket.status == "deleted":
@@ -77,7 +77,7 @@ def _ever_claimed_by(db: DB, ticket_id: int, user_id: int) -> bool:
 
 
 def _same_claimer(claim: ClaimHistory, identity: Identity) -> bool:
-    if claim.puser_id != identity.user.id:
+    if claim.puser_id != identity.user_id:
         return False
     # A claim made with a cookie is fenced to that session; a cookieless NOAUTH one to the user.
     return claim.session_hash is None or claim.session_hash == identity.session_hash

@@ -4,10 +4,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DB
 
@@ -35,16 +35,30 @@ def valid_session_id(value: str | None) -> bool:
     return bool(value) and bool(_SESSION_ID.match(value))
 
 
-@dataclass
 class Identity:
-    """Who a request acts as: the user, and the session it came with (None: cookieless NOAUTH)."""
-    user: User
-    session: Session | None
-    accept_terms: bool
+    """Who a request acts as: the user, and the session it came with (None: cookieless NOAUTH).
 
-    @property
-    def session_hash(self) -> str | None:
-        return self.session.session_hash if self.session else None
+    Read with one Core query (an ORM load of the user cost more than a whole claim); the User
+    entity is loaded on first use of `user`, by the views that need more than id and rights.
+    """
+
+    def __init__(self, db: DB, user_id: int, sysadmin: bool, session_hash: str | None,
+                 accept_terms: bool):
+        self._db = db
+        self.user_id, self.sysadmin = user_id, sysadmin
+        self.session_hash, self.accept_terms = session_hash, accept_terms
+
+    @cached_property
+    def user(self) -> User:
+        return self._db.get(User, self.user_id)
+
+
+_SESSIONS, _USERS = Session.__table__, User.__table__
+_SESSION_IDENTITY = (select(_SESSIONS.c.user_id, _USERS.c.sysadmin, _SESSIONS.c.atime,
+                            _SESSIONS.c.accept_terms)
+                     .join(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
+                     .where(_SESSIONS.c.session_hash == bindparam("session_hash")))
+_USER_RIGHTS = select(_USERS.c.id, _USERS.c.sysadmin).where(_USERS.c.email == bindparam("email"))
 
 
 def find_session(db: DB, session_id: str | None) -> Session | None:
@@ -54,18 +68,28 @@ def find_session(db: DB, session_id: str | None) -> Session | None:
 
 
 def identify(db: DB, session_id: str | None, noauth: bool) -> Identity | None:
-    if valid_session_id(session_id):
-        row = db.execute(select(Session, User).join(User, User.id == Session.user_id)
-                         .where(Session.session_hash == digest(session_id.lower()))).first()
-        if row is not None and row[0].atime > utcnow() - SESSION_IDLE_LIMIT:
-            session, user = row
-            if session.atime < utcnow() - SESSION_TOUCH_INTERVAL:  # one write a day, not per request
-                session.atime = utcnow()
-            return Identity(user, session, session.accept_terms)
+    session_hash = digest(session_id.lower()) if valid_session_id(session_id) else None
+    if session_hash is not None:
+        row = db.execute(_SESSION_IDENTITY, {"session_hash": session_hash}).first()
+        if row is not None and row.atime > utcnow() - SESSION_IDLE_LIMIT:
+            if row.atime < utcnow() - SESSION_TOUCH_INTERVAL:  # one write a day, not per request
+                db.execute(update(_SESSIONS).where(_SESSIONS.c.session_hash == session_hash)
+                           .values(atime=utcnow()))
+            return Identity(db, row.user_id, row.sysadmin, session_hash, row.accept_terms)
     if noauth:
-        return Identity(ensure_user(db, NOAUTH_EMAIL, "Test User", sysadmin=True,
-                                    tier="poweruser"), find_session(db, session_id), True)
+        return _noauth_identity(db, session_hash)
     return None
+
+
+def _noauth_identity(db: DB, session_hash: str | None) -> Identity:
+    """The test admin; a claim made with a cookie is still fenced to that cookie's session."""
+    row = db.execute(_USER_RIGHTS, {"email": NOAUTH_EMAIL}).first()
+    if row is None:
+        user = ensure_user(db, NOAUTH_EMAIL, "Test User", sysadmin=True, tier="poweruser")
+        row = (user.id, user.sysadmin)
+    known = session_hash is not None and db.scalar(
+        select(_SESSIONS.c.id).where(_SESSIONS.c.session_hash == session_hash)) is not None
+    return Identity(db, row[0], row[1], session_hash if known else None, True)
 
 
 def ensure_user(db: DB, email: str, dispname: str | None = None, sysadmin: bool = False,

@@ -141,7 +141,7 @@ def _take(db: DB, identity: Identity, githashes: list[str], provider: str,
           code: str) -> Claimed | None:
     values = {"githashes": githashes, "wanted": len(set(githashes)),
               "provider": provider, "code": code,
-              "user_id": identity.user.id, "session_hash": identity.session_hash,
+              "user_id": identity.user_id, "session_hash": identity.session_hash,
               "now": utcnow(), "claimed": CLAIMED,
               "message": f"Ticket claimed by provider {provider} instance {code}"}
     if db.get_bind().dialect.name != "postgresql":

@@ -32,9 +32,9 @@ def change_status(db: DB, ticket: Ticket, event: str, actors: set[str]) -> str:
 
 def consumer_actors(identity: Identity, ticket: Ticket) -> set[str]:
     actors = set()
-    if ticket.user_id == identity.user.id:
+    if ticket.user_id == identity.user_id:
         actors.add(lifecycle.OWNER)
-    if identity.user.sysadmin:
+    if identity.sysadmin:
         actors.add(lifecycle.ADMIN)
     return actors
 
