@@ -2,7 +2,8 @@
 
 The web server runs under gunicorn (one gthread worker, so its memory is the one to watch); the
 client is dss_client (streamed multipart upload, streamed download). Baseline, in the same run
-on the same disk: `shutil.copyfile` of the same file. Each is repeated (`--repeat`, medians
+on the same disk: `shutil.copyfile` of the same file to a new file. Each transfer starts after
+`os.sync()`, and each upload goes to a new ticket. Each is repeated (`--repeat`, medians
 printed, as a busy machine makes single runs noisy). Printed: MB/s of the copy, the upload and
 the download, their ratios to the copy (target >= 0.5), and the worker's peak memory growth,
 VmHWM after the transfers minus VmRSS before (target < 100 MB). Every download is checked
@@ -54,6 +55,9 @@ def memory_kb(pid: int) -> dict[str, int]:
 
 
 def timed(action) -> float:
+    # Every transfer starts with no dirty pages and no pending discards (this disk is mounted
+    # with `discard`) left by the one before.
+    os.sync()
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
@@ -65,18 +69,20 @@ def main(args) -> int:
         githash = stack.register_service("TransferBench")
         source = stack.workdir / "source.bin"
         write_random_file(source, args.size_mb)
-        copy, download_dir = stack.workdir / "copy.bin", stack.workdir / "downloaded"
         client = stack.client()
-        ticket_id = client.create_ticket(githash)
         (worker,) = stack.worker_pids()
         before, intact = memory_kb(worker), True
-        for _ in range(args.repeat):  # the same file name: each upload replaces the last
+        for run in range(args.repeat):  # each upload to a new ticket, as each copy to a new file
+            copy, download_dir = stack.workdir / f"copy-{run}.bin", stack.workdir / f"downloaded-{run}"
             times["copy"].append(timed(lambda: shutil.copyfile(source, copy)))
-            copy.unlink()
+            ticket_id = client.create_ticket(githash)
             times["upload"].append(timed(lambda: client.upload_input(ticket_id, source)))
             times["download"].append(timed(lambda: client.download(ticket_id, "input", download_dir)))
-            intact &= sha256_of(download_dir / source.name) == sha256_of(source)
-            (download_dir / source.name).unlink()
+            intact &= sha256_of(download_dir / source.name) == sha256_of(source) == sha256_of(copy)
+            if run < args.repeat - 1:  # the last ticket stays for the sha256 check below
+                client.delete(ticket_id)
+            copy.unlink()
+            shutil.rmtree(download_dir)
         peak = memory_kb(worker)
         with stack.connect() as connection, connection.cursor() as cursor:
             cursor.execute("SELECT sha256 FROM ticket_files WHERE ticket_id = %s", (ticket_id,))
