@@ -25,7 +25,7 @@ from dss_client import DSSClient
 from dss_server.models import Ticket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from webstack import children_cpu_seconds, machine_note, web_stack  # noqa: E402
+from webstack import children_cpu_seconds, machine_note, postgres_cpu_seconds, web_stack  # noqa: E402
 
 
 def claim_select_sql() -> str:
@@ -77,10 +77,10 @@ def sql_claimer(dsn: str, githash: str, name: str, user_id: int, out) -> None:
     out.put(claimed)
 
 
-def run_claimers(count: int, target, args_for) -> tuple[float, float, list[int]]:
-    """Start the claimer processes together: seconds until all are done, their CPU seconds,
-    and every ticket id they claimed."""
-    cpu_before = children_cpu_seconds()
+def run_claimers(count: int, target, args_for) -> tuple[float, float, float, list[int]]:
+    """Start the claimer processes together: seconds until all are done, their CPU seconds and
+    PostgreSQL's meanwhile, and every ticket id they claimed."""
+    cpu_before, postgres_before = children_cpu_seconds(), postgres_cpu_seconds()
     out = multiprocessing.Queue()
     processes = [multiprocessing.Process(target=target, args=(*args_for(i), out))
                  for i in range(count)]
@@ -91,7 +91,8 @@ def run_claimers(count: int, target, args_for) -> tuple[float, float, list[int]]
     elapsed = time.perf_counter() - started
     for process in processes:
         process.join()
-    return elapsed, children_cpu_seconds() - cpu_before, claimed
+    return (elapsed, children_cpu_seconds() - cpu_before,
+            postgres_cpu_seconds() - postgres_before, claimed)
 
 
 def double_claims(stack, githash: str, claimed: list[int]) -> int:
@@ -118,10 +119,10 @@ def main(args) -> int:
             user_id = cursor.fetchone()[0]
         connection.close()
 
-        sql_seconds, sql_client_cpu, sql_claimed = run_claimers(
+        sql_seconds, sql_client_cpu, sql_postgres_cpu, sql_claimed = run_claimers(
             args.claimers, sql_claimer, lambda i: (stack.database_dsn, sql_service, f"sql{i}", user_id))
         server_cpu = stack.server_cpu_seconds()
-        http_seconds, http_client_cpu, http_claimed = run_claimers(
+        http_seconds, http_client_cpu, http_postgres_cpu, http_claimed = run_claimers(
             args.claimers, http_claimer, lambda i: (stack.url, http_service, f"http{i}"))
         server_cpu = stack.server_cpu_seconds() - server_cpu
 
@@ -133,10 +134,11 @@ def main(args) -> int:
         print(f"gunicorn workers: {args.workers} (gthread), claimers: {args.claimers}")
         print(f"direct SQL : {len(sql_claimed):6d} claims in {sql_seconds:6.2f} s = {sql_rate:8.1f} claims/s")
         print(f"HTTP       : {len(http_claimed):6d} claims in {http_seconds:6.2f} s = {http_rate:8.1f} claims/s")
-        per_claim = 1000 / max(1, len(http_claimed))
-        print(f"CPU per HTTP claim: server {server_cpu * per_claim:.2f} ms, "
-              f"claimer clients {http_client_cpu * per_claim:.2f} ms "
-              f"(SQL claimers: {sql_client_cpu * 1000 / max(1, len(sql_claimed)):.2f} ms)")
+        per_http, per_sql = 1000 / max(1, len(http_claimed)), 1000 / max(1, len(sql_claimed))
+        print(f"CPU per HTTP claim: server {server_cpu * per_http:.2f} ms, claimer clients "
+              f"{http_client_cpu * per_http:.2f} ms, PostgreSQL {http_postgres_cpu * per_http:.2f} ms")
+        print(f"CPU per SQL claim : claimers {sql_client_cpu * per_sql:.2f} ms, "
+              f"PostgreSQL {sql_postgres_cpu * per_sql:.2f} ms")
         print(f"ratio HTTP/SQL: {ratio:.2f} (target >= 0.5) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}")
         print(f"double claims: {doubles} (target 0) {'OK' if doubles == 0 else 'FAILED'}")
         complete = len(http_claimed) == len(sql_claimed) == args.tickets

@@ -68,12 +68,8 @@ class WebStack:
 
     def server_cpu_seconds(self) -> float:
         """User + system CPU time used so far by the gunicorn workers."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for pid in self.worker_pids():
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / ticks
+        ticks = sum(_cpu_ticks(Path(f"/proc/{pid}/stat")) for pid in self.worker_pids())
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def register_service(self, name: str) -> str:
         repo = self.workdir / f"{name}-repo"
@@ -157,6 +153,32 @@ def _wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not get ready in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def _cpu_ticks(stat_path: Path, with_children: bool = False) -> int:
+    fields = stat_path.read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks + (int(fields[13]) + int(fields[14]) if with_children else 0)  # + cutime, cstime
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time used so far by the local PostgreSQL server: its live processes, plus the
+    backends that have exited (counted in the postmaster's children times)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.with_name("comm").read_text().strip() == "postgres":
+                parents[stat] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            pass  # a process that ended meanwhile
+    pids = {int(stat.parent.name) for stat in parents}
+    total = 0
+    for stat, parent in parents.items():
+        try:
+            total += _cpu_ticks(stat, with_children=parent not in pids)  # the postmaster
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_seconds() -> float:
