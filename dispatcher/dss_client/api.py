@@ -7,15 +7,19 @@ retrying (no connection, timeouts, 5xx) raises `DSSTransientError`.
 from __future__ import annotations
 
 import email.utils
-import http.cookiejar
+import http.cookies
+import os
 import re
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Callable, Iterable
 
-import requests
 import urllib3
+from urllib3.exceptions import (HTTPError, NewConnectionError, ProtocolError, ProxyError,
+                                SSLError, TimeoutError as HTTPTimeoutError)
 
 from . import wire
 from .errors import DSSError, DSSTransientError
@@ -27,16 +31,68 @@ SESSION_COOKIE = "webpy_session_id"
 CONNECT_TIMEOUT = 10.0
 CLAIM_WAIT_MARGIN = 30.0
 DOWNLOAD_CHUNK_BYTES = 4 << 20  # read1(): whatever arrived, up to this, in one call
+POOL_SIZE = 16  # connections kept open: one DSSClient may serve several threads at once
 _GITHASH = re.compile(r"[0-9a-f]{40}")
-_TRANSPORT_FAILURES = (requests.ConnectionError, requests.Timeout,
-                       requests.exceptions.ChunkedEncodingError)
+# Failures worth retrying (with retries=False urllib3 raises them as they are); TLS errors too,
+# as requests counted them among connection errors.
+_TRANSPORT_FAILURES = (HTTPTimeoutError, ProtocolError, ProxyError, SSLError)
+_ACCEPT_ENCODING = {  # gzip, deflate (and br, zstd where installed), as requests asked for
+    "Accept-Encoding": urllib3.util.make_headers(accept_encoding=True)["accept-encoding"]}
 
 
-class _NoCookieJarPolicy(http.cookiejar.DefaultCookiePolicy):
-    """The session id is kept by DSSClient itself, so requests' jar must never hold a copy."""
+def _proxy_for(url: str) -> str | None:
+    """The proxy that HTTP(S)_PROXY / ALL_PROXY name for `url`, as requests chose it; None to go
+    direct (no proxy set, or NO_PROXY names the host)."""
+    parts = urllib.parse.urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and "://" not in proxy:
+        proxy = "http://" + proxy  # `HTTP_PROXY=host:3128` is common
+    return proxy
 
-    def set_ok(self, cookie, request):
-        return False
+
+def _proxy_headers(proxy: str) -> dict[str, str]:
+    """Basic auth from the proxy URL's user info, which urllib3 (unlike requests) leaves unsent."""
+    parts = urllib.parse.urlsplit(proxy)
+    if not parts.username:
+        return {}
+    user, password = (urllib.parse.unquote(part or "") for part in (parts.username, parts.password))
+    basic = urllib3.util.make_headers(proxy_basic_auth=f"{user}:{password}")
+    return {"Proxy-Authorization": basic["proxy-authorization"]}
+
+
+def _ca_settings() -> dict[str, str]:
+    """REQUESTS_CA_BUNDLE (file or folder) as requests honoured it; else the system CA store."""
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE")
+    if not bundle:
+        return {}
+    return {"ca_cert_dir": bundle} if os.path.isdir(bundle) else {"ca_certs": bundle}
+
+
+def _pool_for(base_url: str) -> urllib3.PoolManager:
+    """Thread-safe connections to `base_url`; never retried (callers retry), never blocking
+    when more threads than POOL_SIZE call at once (extra connections are simply not kept)."""
+    settings = {"maxsize": POOL_SIZE, "block": False, "retries": False, **_ca_settings()}
+    proxy = _proxy_for(base_url)
+    if proxy is None:
+        return urllib3.PoolManager(**settings)
+    return urllib3.ProxyManager(proxy, proxy_headers=_proxy_headers(proxy), **settings)
+
+
+def _session_cookie(response: urllib3.BaseHTTPResponse) -> str | None:
+    """The `webpy_session_id` a response sets, if any (an empty value, a deletion, is ignored)."""
+    for header in response.headers.getlist("Set-Cookie"):
+        cookie = http.cookies.SimpleCookie()
+        try:
+            cookie.load(header)
+        except http.cookies.CookieError:
+            continue
+        morsel = cookie.get(SESSION_COOKIE)
+        if morsel is not None and morsel.value:
+            return morsel.value
+    return None
 
 
 def _retry_after(header: str | None) -> float | None:
@@ -54,11 +110,20 @@ def _retry_after(header: str | None) -> float | None:
 
 
 def _reason(exc: Exception) -> str:
-    """The short cause inside requests' nested connection errors, e.g. `Connection refused`."""
-    if isinstance(exc, requests.Timeout):
+    """The short cause inside urllib3's errors, e.g. `Connection refused`."""
+    # urllib3 2 makes NewConnectionError (refused, unresolvable) a ConnectTimeoutError
+    if isinstance(exc, HTTPTimeoutError) and not isinstance(exc, NewConnectionError):
         return "timed out"
     found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
     return found.group(1).strip() if found else type(exc).__name__
+
+
+def _release(response: urllib3.BaseHTTPResponse) -> None:
+    """Give the connection back to the pool, closed first if part of the body is still unread
+    (the next response on it would start with the rest)."""
+    if not response.closed:
+        response.close()
+    response.release_conn()
 
 
 def _is_transient(status: int) -> bool:
@@ -84,8 +149,7 @@ class DSSClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._session_id = session_id or None
-        self._http = requests.Session()
-        self._http.cookies.set_policy(_NoCookieJarPolicy())
+        self._http = _pool_for(self.base_url)
 
     def __enter__(self) -> "DSSClient":
         return self
@@ -94,7 +158,7 @@ class DSSClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        self._http.clear()
 
     @property
     def session_id(self) -> str | None:
@@ -103,60 +167,65 @@ class DSSClient:
 
     # -- transport ---------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, params=None, data=None, headers=None,
-                 stream: bool = False, read_timeout: float | None = None) -> requests.Response:
+    def _request(self, method: str, path: str, *, params=None, form=None, body=None,
+                 headers=None, stream: bool = False,
+                 read_timeout: float | None = None) -> urllib3.BaseHTTPResponse:
+        """One call; unless `stream`, the body is read before returning."""
         url = f"{self.base_url}/{path}"
-        headers = dict(headers or {})
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        headers = {**_ACCEPT_ENCODING, **(headers or {})}
+        if form:
+            body = urllib.parse.urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         if self._session_id:
             headers["Cookie"] = f"{SESSION_COOKIE}={self._session_id}"
         try:
             response = self._http.request(
-                method, url, params=params, data=data, headers=headers, stream=stream,
-                allow_redirects=False, timeout=(CONNECT_TIMEOUT, read_timeout or self.timeout))
+                method, url, body=body, headers=headers, redirect=False,
+                preload_content=not stream,
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout or self.timeout))
         except _TRANSPORT_FAILURES as exc:
             raise DSSTransientError(None, f"cannot reach {self.base_url} ({_reason(exc)})",
                                     url) from None
-        except requests.RequestException as exc:
+        except HTTPError as exc:
             raise DSSError(None, f"request to {self.base_url} failed: {exc}", url) from None
-        new_session = response.cookies.get(SESSION_COOKIE)
+        new_session = _session_cookie(response)
         if new_session:
             self._session_id = new_session
-        if response.status_code != 200:
+        if response.status != 200:
             raise self._error(response, url)
         return response
 
     @staticmethod
-    def _error(response: requests.Response, url: str) -> DSSError:
+    def _error(response: urllib3.BaseHTTPResponse, url: str) -> DSSError:
         try:
-            body = response.content[:4000].decode("utf-8", errors="replace")
-        except requests.RequestException:
+            body = response.data[:4000].decode("utf-8", errors="replace")
+        except HTTPError:
             body = ""
         finally:
-            response.close()
-        status = response.status_code
+            _release(response)
+        status = response.status
         if _is_transient(status):
             retry_after = _retry_after(response.headers.get("Retry-After"))
             return DSSTransientError(status, body, url, retry_after)
         return DSSError(status, body, url)
 
     def _text(self, method: str, path: str, **kwargs) -> str:
-        response = self._request(method, path, **kwargs)
-        try:
-            return response.content.decode("utf-8", errors="replace")
-        except requests.RequestException as exc:
-            raise DSSTransientError(None, f"connection lost reading {path} ({_reason(exc)})",
-                                    path) from None
+        return self._request(method, path, **kwargs).data.decode("utf-8", errors="replace")
 
     def _get(self, path: str, **params) -> str:
-        return self._text("GET", path, params=params or None)
+        return self._text("GET", path, params=params)
 
     def _post(self, path: str, **form) -> str:
-        return self._text("POST", path, data=form)
+        return self._text("POST", path, form=form)
 
     def _upload(self, path: str, file: Path, **fields: str) -> str:
+        """A streamed multipart body, framed by its length (no chunked encoding)."""
         file = Path(file)
         body = MultipartFile(file, {"filename": file.name, "submit": "send", **fields})
-        return self._text("POST", path, data=body, headers={"Content-Type": body.content_type})
+        return self._text("POST", path, body=body, headers={
+            "Content-Type": body.content_type, "Content-Length": str(len(body))})
 
     def _download(self, path: str, dest_dir: Path, name: str) -> Path:
         """Stream one file to `dest_dir/name` (via a temporary name, so no half files remain)."""
@@ -165,15 +234,15 @@ class DSSClient:
         response = self._request("GET", path, stream=True)
         try:
             with open(partial, "wb") as out:  # urllib3 raises if the body ends short
-                while chunk := response.raw.read1(DOWNLOAD_CHUNK_BYTES, decode_content=True):
+                while chunk := response.read1(DOWNLOAD_CHUNK_BYTES, decode_content=True):
                     out.write(chunk)
             partial.replace(target)
             return target
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        except HTTPError as exc:
             raise DSSTransientError(None, f"download of {name} interrupted ({_reason(exc)})",
                                     path) from None
         finally:
-            response.close()
+            _release(response)
             partial.unlink(missing_ok=True)  # left only when the download failed
 
     def _download_area(self, prefix: str, dest_dir: str | Path) -> list[Path]:
@@ -293,7 +362,7 @@ class DSSClient:
         if wait:
             form["wait"] = f"{wait:g}"
             read_timeout = max(self.timeout, wait + CLAIM_WAIT_MARGIN)
-        return wire.parse_claim(self._text("POST", "api/pro/services/claims", data=form,
+        return wire.parse_claim(self._text("POST", "api/pro/services/claims", form=form,
                                            read_timeout=read_timeout))
 
     def available(self, githashes: str | Iterable[str]) -> list[AvailableService]:

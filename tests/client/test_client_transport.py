@@ -271,3 +271,89 @@ def test_downloading_a_large_file_keeps_memory_flat(tmp_path):
                              str(256 * CHUNK_BYTES)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) < 32 * CHUNK_BYTES
+
+
+def test_a_gzip_encoded_answer_is_decoded_in_text_and_downloads(tmp_path):
+    import gzip
+
+    def respond(request):
+        if request.path.endswith("/files/results"):
+            return Answer(200, gzip.compress(b"0,result.txt\r\n"), {"Content-Encoding": "gzip"})
+        return Answer(200, gzip.compress(b"x" * 100_000), {"Content-Encoding": "gzip"})
+
+    with LoopbackServer(respond) as server:
+        [path] = DSSClient(server.url).download(5, "results", tmp_path)
+    assert path.name == "result.txt" and path.read_bytes() == b"x" * 100_000
+    assert "gzip" in server.requests[0].headers["Accept-Encoding"]
+
+
+def test_one_client_serves_many_threads_without_pool_warnings(caplog):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with LoopbackServer(lambda r: Answer(200, r.path.rsplit("/", 2)[-2].encode(), delay=0.05)) \
+            as server:
+        client = DSSClient(server.url)
+        with ThreadPoolExecutor(12) as pool:
+            statuses = list(pool.map(client.status, range(48)))
+        client.close()
+    assert statuses == [str(i) for i in range(48)]
+    assert not [r for r in caplog.records if r.name.startswith("urllib3")]
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture
+def proxy_environment(monkeypatch):
+    """No proxy variable from the machine running the tests; the test sets its own."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_the_proxy_comes_from_the_environment_as_with_requests(proxy_environment):
+    from dss_client.api import _proxy_for
+
+    assert _proxy_for("https://dss.example.org") is None
+    proxy_environment.setenv("HTTPS_PROXY", "proxy.lab:3128")
+    proxy_environment.setenv("ALL_PROXY", "http://any.lab:8080")
+    assert _proxy_for("https://dss.example.org/") == "http://proxy.lab:3128"
+    assert _proxy_for("http://dss.example.org:8080") == "http://any.lab:8080"
+    proxy_environment.setenv("NO_PROXY", "localhost,.example.org")
+    assert _proxy_for("https://dss.example.org") is None
+    assert _proxy_for("https://dss.example.net") == "http://proxy.lab:3128"
+
+
+def test_requests_go_through_the_proxy_with_its_credentials(proxy_environment):
+    with LoopbackServer(lambda r: Answer(200, b"ready")) as proxy:
+        proxy_environment.setenv("HTTP_PROXY", proxy.url.replace("//", "//lab:s%40cret@"))
+        assert DSSClient("http://dss.invalid:8080").status(3) == "ready"
+    [request] = proxy.requests
+    assert request.path == "http://dss.invalid:8080/api/tickets/3/status"
+    assert request.headers["Proxy-Authorization"] == "Basic bGFiOnNAY3JldA=="  # lab:s@cret
+
+
+def test_tls_is_verified_against_requests_ca_bundle(tmp_path, monkeypatch):
+    import shutil
+    import ssl
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=loopback",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = LoopbackServer(lambda r: Answer(200, b"ready"))
+    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    url = server.url.replace("http://", "https://")
+    with server:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        with pytest.raises(DSSTransientError, match="cannot reach"):
+            DSSClient(url).status(1)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        assert DSSClient(url).status(1) == "ready"
