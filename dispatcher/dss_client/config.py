@@ -1,6 +1,6 @@
 """Settings of the `dss` command line: where it keeps the server and session between runs.
 
-The only module of dss_client that reads the environment.
+Besides these, only the transport (api.py) reads the environment: proxies and a CA bundle.
 """
 from __future__ import annotations
 

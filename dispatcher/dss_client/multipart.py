@@ -1,8 +1,8 @@
 """A streamed multipart/form-data body with a known length, shaped like ITK-SNAP's uploads.
 
-requests' `files=` builds the whole body in memory (urllib3 `encode_multipart_formdata`), which a
-CT workspace of hundreds of MB must not do. This body reads the file in chunks while it is sent,
-and has a `__len__`, so requests sends `Content-Length` instead of chunked encoding.
+urllib3's `encode_multipart_formdata` builds the whole body in memory, which a CT workspace of
+hundreds of MB must not do. This body reads the file in chunks while it is sent, and has a
+`__len__`, so the transport sends `Content-Length` instead of chunked encoding.
 """
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class ProviderSession:
-    """One DSSClient (requests sessions are not shared between threads: one per worker)."""
+    """One DSSClient per worker: each worker logs in with its own session, to which its claims
+    are fenced."""
 
     def __init__(self, server_url: str, token: str, retry_budget: float, service_label: str = "",
                  sleep=time.sleep):
