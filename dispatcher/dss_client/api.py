@@ -21,7 +21,7 @@ import urllib3
 from urllib3.exceptions import (HTTPError, NewConnectionError, ProtocolError, ProxyError,
                                 SSLError, TimeoutError as HTTPTimeoutError)
 
-from . import wire
+from . import diskspace, wire
 from .errors import DSSError, DSSTransientError
 from .multipart import MultipartFile
 from .wire import (AdminTicket, Attachment, AvailableService, Claim, FileEntry, LogEntry,
@@ -124,6 +124,13 @@ def _release(response: urllib3.BaseHTTPResponse) -> None:
     if not response.closed:
         response.close()
     response.release_conn()
+
+
+def _content_length(response: urllib3.BaseHTTPResponse) -> int:
+    try:
+        return max(0, int(response.headers.get("Content-Length", "")))
+    except ValueError:
+        return 0
 
 
 def _is_transient(status: int) -> bool:
@@ -234,13 +241,18 @@ class DSSClient:
         response = self._request("GET", path, stream=True)
         try:
             with open(partial, "wb") as out:  # urllib3 raises if the body ends short
+                diskspace.reserve(out.fileno(), _content_length(response))
                 while chunk := response.read1(DOWNLOAD_CHUNK_BYTES, decode_content=True):
                     out.write(chunk)
+                out.truncate(out.tell())  # a decoded body may be shorter than what was reserved
             partial.replace(target)
             return target
         except HTTPError as exc:
             raise DSSTransientError(None, f"download of {name} interrupted ({_reason(exc)})",
                                     path) from None
+        except OSError as exc:
+            raise DSSError(None, f"cannot save {name} in {dest_dir} ({exc.strerror or exc})",
+                           path) from None
         finally:
             _release(response)
             partial.unlink(missing_ok=True)  # left only when the download failed

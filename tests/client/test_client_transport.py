@@ -357,3 +357,35 @@ def test_tls_is_verified_against_requests_ca_bundle(tmp_path, monkeypatch):
             DSSClient(url).status(1)
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
         assert DSSClient(url).status(1) == "ready"
+
+
+def test_a_large_download_is_reserved_then_cut_to_what_was_decoded(tmp_path):
+    """Space for Content-Length is reserved up front; random data grows when gzipped, so the
+    decoded file is shorter than the reserve and must end where its data ends."""
+    import gzip
+    import os
+
+    data = os.urandom(17 << 20)
+    packed = gzip.compress(data, compresslevel=1)
+    assert len(packed) > len(data)
+
+    def respond(request):
+        if request.path.endswith("/files/results"):
+            return Answer(200, b"0,big.bin\r\n")
+        return Answer(200, packed, {"Content-Encoding": "gzip"})
+
+    with LoopbackServer(respond) as server:
+        [path] = DSSClient(server.url).download(5, "results", tmp_path)
+    assert path.stat().st_size == len(data) and path.read_bytes() == data
+
+
+def test_a_large_download_cut_short_leaves_no_reserved_file(tmp_path):
+    def respond(request):
+        if request.path.endswith("/files/results"):
+            return Answer(200, b"0,big.bin\r\n")
+        return Answer(200, b"only part", {"Content-Length": str(64 << 20)})
+
+    with LoopbackServer(respond) as server:
+        with pytest.raises(DSSTransientError, match="interrupted"):
+            DSSClient(server.url).download(5, "results", tmp_path)
+    assert list(tmp_path.iterdir()) == []
