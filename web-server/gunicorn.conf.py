@@ -13,6 +13,25 @@ keepalive = 75
 accesslog = "-"
 wsgi_app = "dss_server.wsgi:app"
 
+# glibc gives each buffer of 128 KiB and more its own mmap, so every MiB of an upload or a body
+# read lands in memory the kernel must fault in anew; on a VM that hands freed memory back to
+# its host, that cost more than the upload's parsing (bench/transfer.py). Buffers up to 16 MiB
+# come from the heap instead, which keeps up to 64 MiB free for reuse before trimming.
+MALLOC_MMAP_THRESHOLD_BYTES = 16 * 1024 * 1024
+MALLOC_TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
+
+
+def post_fork(server, worker):
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD_BYTES)
+    mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD_BYTES)
+
 
 def on_starting(server):
     """Embedded mode: migrate once before the workers start, print the URL and a login token."""
