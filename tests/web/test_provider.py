@@ -288,3 +288,46 @@ def test_claims_in_embedded_sqlite_mode(tmp_path):
     assert claim(user, [githash]).status_code == 401
     log = user.get(f"/api/tickets/{ticket}/log").data.decode()
     assert log.endswith(",info,0,Ticket claimed by provider IBM-LAB instance 01\r\n")
+
+
+def test_a_claim_reads_one_ready_ticket_per_service_however_long_the_queue(harness):
+    """The pick takes the head of each service's run in ix_tickets_ready: with 600 tickets,
+    the first 200 already claimed, the claim's plan reads one row per service (before the
+    partial index it read and sorted all 400 ready ones, or walked past the claimed ones)."""
+    from sqlalchemy import text
+
+    from dss_server.services import claims
+
+    first, second = harness.service(provider="qlab"), harness.service(provider="qlab")
+    provider = harness.provider_client("qlab")
+    with harness.sessions() as db:
+        db.execute(text(
+            "INSERT INTO tickets (user_id, service_githash, status, attempts) "
+            "SELECT :user_id, CASE WHEN n % 2 = 0 THEN :first ELSE :second END, "
+            "CASE WHEN n <= 200 THEN 'claimed' ELSE 'ready' END, 0 "
+            "FROM generate_series(1, 600) AS n"),
+            {"user_id": provider.user_id, "first": first, "second": second})
+        db.commit()
+        db.execute(text("ANALYZE tickets"))
+        lowest_ready = db.scalar(text("SELECT min(id) FROM tickets WHERE status = 'ready' "
+                                      "AND service_githash IN (:first, :second)"),
+                                 {"first": first, "second": second})
+        connection = db.connection()
+        connection.exec_driver_sql(claims._PREPARE_SQL)
+        plan = connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE dss_claim (%(g)s, 2, 'p', 'c', %(u)s, NULL, "
+            "now(), 'claimed', 'm')", {"g": [first, second], "u": provider.user_id}).scalar()
+        connection.exec_driver_sql("DEALLOCATE dss_claim")  # the server prepares its own
+        db.rollback()
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+
+    every = list(nodes(plan[0]["Plan"]))
+    assert max(node["Actual Rows"] * node["Actual Loops"] for node in every) <= 2
+    assert not any(node.get("Rows Removed by Filter") for node in every
+                   if node.get("Relation Name") == "tickets")
+    taken = claim(provider, [first, second]).data.decode()
+    assert taken.startswith(f"{lowest_ready},")

@@ -42,8 +42,12 @@ class Claimed(NamedTuple):
 # `allowed`: the listed services the user provides (access.require_provider's rule); nothing is
 # taken unless that is all of them. `picked`: the first ready ticket of each allowed service, at
 # the head of its run in ix_tickets_ready, then the lowest of them (a single search over all the
-# services' ready tickets would sort them all on every claim). The log row takes the ticket's
-# attachments that no log row has yet, as tickets.append_log does.
+# services' ready tickets would sort them all on every claim). The githash is matched as a range
+# of one value, not with `=`: with `=` the planner counts it as a constant, drops it from the
+# ORDER BY, and may walk the primary key past every claimed ticket (claimed tickets sit at the
+# front of the table, which its statistics cannot tell); (service_githash, id) order only the
+# partial index gives. The log row takes the ticket's attachments that no log row has yet, as
+# tickets.append_log does.
 _CLAIM_SQL = """
 WITH allowed AS (
     SELECT DISTINCT link.service_githash FROM provider_services link
@@ -52,8 +56,9 @@ WITH allowed AS (
 ), picked AS (
     SELECT first.id FROM allowed, LATERAL (
         SELECT id FROM tickets
-        WHERE status = 'ready' AND service_githash = allowed.service_githash
-        ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) AS first
+        WHERE status = 'ready' AND service_githash >= allowed.service_githash
+          AND service_githash <= allowed.service_githash
+        ORDER BY service_githash, id LIMIT 1 FOR UPDATE SKIP LOCKED) AS first
     WHERE (SELECT count(*) FROM allowed) = :wanted
     ORDER BY first.id LIMIT 1
 ), claim AS (
