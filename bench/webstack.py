@@ -68,7 +68,7 @@ class WebStack:
 
     def server_cpu_seconds(self) -> float:
         """User + system CPU time used so far by the gunicorn workers."""
-        ticks = sum(_cpu_ticks(Path(f"/proc/{pid}/stat")) for pid in self.worker_pids())
+        ticks = sum(_cpu_ticks(_stat_fields(pid)) for pid in self.worker_pids())
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def register_service(self, name: str) -> str:
@@ -155,29 +155,29 @@ def _wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 
     raise TimeoutError(f"{url} did not get ready in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
-def _cpu_ticks(stat_path: Path, with_children: bool = False) -> int:
-    fields = stat_path.read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks + (int(fields[13]) + int(fields[14]) if with_children else 0)  # + cutime, cstime
+def _stat_fields(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat after the command name: [0] state, [1] ppid, [11:15] utime, stime,
+    cutime, cstime (clock ticks)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _cpu_ticks(fields: list[str], with_children: bool = False) -> int:
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks + (int(fields[13]) + int(fields[14]) if with_children else 0)
 
 
 def postgres_cpu_seconds() -> float:
     """CPU time used so far by the local PostgreSQL server: its live processes, plus the
     backends that have exited (counted in the postmaster's children times)."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    processes = {}  # pid -> stat fields
+    for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            if stat.with_name("comm").read_text().strip() == "postgres":
-                parents[stat] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if comm.read_text().strip() == "postgres":
+                processes[comm.parent.name] = _stat_fields(comm.parent.name)
         except OSError:
             pass  # a process that ended meanwhile
-    pids = {int(stat.parent.name) for stat in parents}
-    total = 0
-    for stat, parent in parents.items():
-        try:
-            total += _cpu_ticks(stat, with_children=parent not in pids)  # the postmaster
-        except OSError:
-            pass
+    total = sum(_cpu_ticks(fields, with_children=fields[1] not in processes)  # the postmaster
+                for fields in processes.values())
     return total / os.sysconf("SC_CLK_TCK")
 
 

@@ -62,7 +62,7 @@ def preallocate(fd: int, size: int) -> bool:
 class UploadFile:
     """A file-like target for one uploaded part: counts, hashes and caps what is written.
 
-    SHA-256 (about 1 GB/s) runs on a helper thread, one chunk behind the writes: hashlib and
+    SHA-256 (about 1.8 GB/s with SHA-NI) runs on a helper thread, one chunk behind the writes: hashlib and
     file writes release the GIL, so hashing overlaps with reading and parsing the next chunk.
     """
 
