@@ -62,8 +62,9 @@ def preallocate(fd: int, size: int) -> bool:
 class UploadFile:
     """A file-like target for one uploaded part: counts, hashes and caps what is written.
 
-    SHA-256 (about 1.8 GB/s with SHA-NI) runs on a helper thread, one chunk behind the writes: hashlib and
-    file writes release the GIL, so hashing overlaps with reading and parsing the next chunk.
+    SHA-256 (about 1.8 GB/s with SHA-NI) runs on a helper thread, one chunk behind the writes:
+    hashlib and file writes release the GIL, so hashing overlaps with reading and parsing the
+    next chunk.
     """
 
     def __init__(self, directory: Path, max_bytes: int, expected_bytes: int | None = None):
