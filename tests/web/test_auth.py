@@ -60,6 +60,10 @@ def test_not_logged_in_is_401_with_the_original_text(harness):
         assert (response.status_code, response.data) == (401, b"You are not logged in!")
     assert client.get("/api/tickets", headers={"Accept": "application/json"}).json == {
         "error": "You are not logged in!"}
+    # format=json switches lists, not errors: the GUI logs in with it and shows the error text
+    assert client.get("/api/login?format=json").data == b"You are not logged in!"
+    refused = client.post("/api/login?format=json", data={"token": "0" * 48})
+    assert (refused.status_code, refused.data) == (401, b"unauthorized")
 
 
 def test_bad_token_kills_the_session(harness):

@@ -105,7 +105,8 @@ def test_unknown_routes_and_methods(harness):
     assert (client.get("/api/nothing").status_code, client.get("/api/nothing").data) == (404, b"not found")
     assert client.delete("/api/tickets").status_code == 405
     assert client.get("/api/pro/services/abc/tickets").status_code == 404
-    as_json = client.get("/api/nothing?format=json")
+    assert client.get("/api/nothing?format=json").data == b"not found"  # the original's text
+    as_json = client.get("/api/nothing", headers={"Accept": "application/json"})
     assert as_json.json == {"error": "not found"}
 
 

@@ -179,6 +179,26 @@ def test_blob_not_found(harness):
     assert client.get("/blobs/../../etc").status_code in (400, 404)
 
 
+def test_blobs_keep_their_type_in_a_sandbox_and_log_links_are_the_owners(harness):
+    githash = harness.service(provider="lab12")
+    provider = harness.provider_client("lab12")
+    owner = harness.client()
+    ticket = harness.submit(owner, githash)
+    claim(provider, [githash])
+    upload(provider, f"/api/pro/tickets/{ticket}/attachments", "report.html",
+           b"<script>fetch('/api/tickets')</script>", desc="Report", mime_type="text/html")
+    log_id = int(provider.post(f"/api/pro/tickets/{ticket}/info", data={"message": "m"}).data)
+    url = owner.get(f"/api/tickets/logs/{log_id}/attachments").data.decode().split(",")[-1].strip()
+    blob = harness.app.test_client().get(url.replace("http://localhost", ""))
+    assert (blob.status_code, blob.headers["Content-Type"]) == (200, "text/html")
+    assert "Content-Disposition" not in blob.headers
+    assert blob.headers["Content-Security-Policy"].startswith("sandbox;")
+    for other in (harness.client(), harness.client(admin=True)):  # no admin bypass (spec c.3)
+        refused = other.get(f"/api/tickets/logs/{log_id}/attachments")
+        assert (refused.status_code, refused.data) == (
+            400, f"Log entry {log_id} is not readable by user {other.user_id}".encode())
+
+
 def test_stats_after_a_success_and_json_ticket_list(harness):
     githash = harness.service(name="Stats", provider="lab11")
     provider = harness.provider_client("lab11")

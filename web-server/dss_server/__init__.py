@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import db as database
 from . import metrics, pages, wire
 from .api import BLUEPRINTS
-from .api._http import DSSRequest, discard_uploads, wants_json
+from .api._http import DSSRequest, discard_uploads, wants_json_errors
 from .config import Config, load_config
 from .errors import DSSError
 from .services import bootstrap, notify
@@ -105,7 +105,7 @@ def _init_error_handlers(app: Flask) -> None:
 
 def _json_safe() -> bool:
     try:
-        return wants_json()
+        return wants_json_errors()
     except Exception:  # a malformed request must still get its error
         return False
 

@@ -45,6 +45,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     _t("claimed", "retry", "ready", {ADMIN}, "GET /api/tickets/{id}/retry (admin requeues)"),
     *(_t(state, "delete", "deleted", {OWNER, ADMIN},
          "GET /api/tickets/{id}/delete or admin purge") for state in _ANY_LIVE),
+    _t("deleted", "delete", "deleted", {OWNER, ADMIN}, "repeated delete: no-op, answers `deleted`"),
 )
 
 _BY_KEY = {(t.state, t.event): t for t in TRANSITIONS}

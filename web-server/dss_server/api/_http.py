@@ -97,6 +97,12 @@ def wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json"
 
 
+def wants_json_errors() -> bool:
+    """Errors are JSON only when `Accept` asks for it. With `format=json` the original still
+    answered errors in text, and the GUI, which logs in with `format=json`, shows that text."""
+    return request.accept_mimetypes.best == "application/json"
+
+
 def session_id() -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 

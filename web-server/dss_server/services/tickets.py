@@ -201,7 +201,8 @@ def log_ticket(db: DB, log_id: int | str) -> Ticket | None:
 
 
 def admin_overview(db: DB) -> list[tuple]:
-    """(id, email, service name, status, minutes between first and last history row)."""
+    """(id, email, service name, status, minutes between first and last history row, rounded to
+    whole minutes as a float: SRV2's `5.0`, spec h.4)."""
     span = (select(TicketHistory.ticket_id, func.min(TicketHistory.atime).label("first"),
                    func.max(TicketHistory.atime).label("last"))
             .group_by(TicketHistory.ticket_id).subquery())
@@ -211,5 +212,5 @@ def admin_overview(db: DB) -> list[tuple]:
              .join(span, span.c.ticket_id == Ticket.id, isouter=True)
              .where(Ticket.status != "deleted").order_by(Ticket.id))
     return [(tid, email, name, status,
-             round((last - first).total_seconds() / 60, 2) if first and last else 0.0)
+             float(round((last - first).total_seconds() / 60)) if first and last else 0.0)
             for tid, email, name, status, first, last in db.execute(query)]
