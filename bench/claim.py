@@ -7,6 +7,13 @@ straight in SQL - the server's own `FOR UPDATE SKIP LOCKED` select (compiled fro
 then the same writes a claim makes (ticket row, claim and status history, log line). Printed:
 claims/s of both, the ratio (target: HTTP >= 0.5 x SQL) and the double claims found (target 0).
 
+Then the floor of HTTP on this machine: the same claimers send as many `GET /healthz` (no
+database, no form) through the same server. Where client, server and PostgreSQL share too few
+cores, throughput is bound by CPU, and a rate is inversely proportional to the CPU one call
+costs them all. Printed: the ceiling of the ratio (SQL's CPU per claim over the floor's server
+and client CPU plus the SQL claim's PostgreSQL CPU), the CPU the claim's own work (form,
+identity, claim statement, commit) may add to that for a ratio of 0.5, and what it adds.
+
     .venv/bin/python bench/claim.py [--tickets 10000] [--claimers 8] [--workers 2]
 """
 from __future__ import annotations
@@ -16,6 +23,7 @@ import multiprocessing
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg2
 from sqlalchemy import select
@@ -77,10 +85,40 @@ def sql_claimer(dsn: str, githash: str, name: str, user_id: int, out) -> None:
     out.put(claimed)
 
 
-def run_claimers(count: int, target, args_for) -> tuple[float, float, float, list[int]]:
-    """Start the claimer processes together: seconds until all are done, their CPU seconds and
-    PostgreSQL's meanwhile, and every ticket id they claimed."""
+def health_caller(url: str, calls: int, out) -> None:
+    client = DSSClient(url)
+    for _ in range(calls):
+        client.health()
+    out.put([])
+
+
+class Phase(NamedTuple):
+    """One set of processes run together: what they did, in how long, at what CPU cost."""
+    calls: int
+    seconds: float
+    client_cpu: float  # seconds, the processes' own
+    server_cpu: float  # seconds, the gunicorn workers' (0 for direct SQL)
+    postgres_cpu: float
+    claimed: list[int]
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+    def ms_per_call(self, cpu_seconds: float) -> float:
+        return 1000 * cpu_seconds / max(1, self.calls)
+
+    @property
+    def cpu_ms(self) -> float:
+        """All CPU one call cost: clients, server and PostgreSQL."""
+        return self.ms_per_call(self.client_cpu + self.server_cpu + self.postgres_cpu)
+
+
+def run_processes(stack, count: int, target, args_for, calls: int | None = None) -> Phase:
+    """Start the processes together and wait for all; `calls`: how many they make, if not one
+    per ticket they report claimed."""
     cpu_before, postgres_before = children_cpu_seconds(), postgres_cpu_seconds()
+    server_before = stack.server_cpu_seconds()
     out = multiprocessing.Queue()
     processes = [multiprocessing.Process(target=target, args=(*args_for(i), out))
                  for i in range(count)]
@@ -91,8 +129,9 @@ def run_claimers(count: int, target, args_for) -> tuple[float, float, float, lis
     elapsed = time.perf_counter() - started
     for process in processes:
         process.join()
-    return (elapsed, children_cpu_seconds() - cpu_before,
-            postgres_cpu_seconds() - postgres_before, claimed)
+    return Phase(len(claimed) if calls is None else calls, elapsed,
+                 children_cpu_seconds() - cpu_before, stack.server_cpu_seconds() - server_before,
+                 postgres_cpu_seconds() - postgres_before, claimed)
 
 
 def double_claims(stack, githash: str, claimed: list[int]) -> int:
@@ -119,31 +158,42 @@ def main(args) -> int:
             user_id = cursor.fetchone()[0]
         connection.close()
 
-        sql_seconds, sql_client_cpu, sql_postgres_cpu, sql_claimed = run_claimers(
-            args.claimers, sql_claimer, lambda i: (stack.database_dsn, sql_service, f"sql{i}", user_id))
-        server_cpu = stack.server_cpu_seconds()
-        http_seconds, http_client_cpu, http_postgres_cpu, http_claimed = run_claimers(
-            args.claimers, http_claimer, lambda i: (stack.url, http_service, f"http{i}"))
-        server_cpu = stack.server_cpu_seconds() - server_cpu
-
-        sql_rate, http_rate = len(sql_claimed) / sql_seconds, len(http_claimed) / http_seconds
-        doubles = double_claims(stack, http_service, http_claimed) + \
-            double_claims(stack, sql_service, sql_claimed)
-        ratio = http_rate / sql_rate
+        sql = run_processes(stack, args.claimers, sql_claimer,
+                            lambda i: (stack.database_dsn, sql_service, f"sql{i}", user_id))
+        http = run_processes(stack, args.claimers, http_claimer,
+                             lambda i: (stack.url, http_service, f"http{i}"))
+        calls = args.tickets // args.claimers
+        floor = run_processes(stack, args.claimers, health_caller, lambda i: (stack.url, calls),
+                              calls=calls * args.claimers)
+        doubles = double_claims(stack, http_service, http.claimed) + \
+            double_claims(stack, sql_service, sql.claimed)
         print(f"machine: {machine_note()}")
         print(f"gunicorn workers: {args.workers} (gthread), claimers: {args.claimers}")
-        print(f"direct SQL : {len(sql_claimed):6d} claims in {sql_seconds:6.2f} s = {sql_rate:8.1f} claims/s")
-        print(f"HTTP       : {len(http_claimed):6d} claims in {http_seconds:6.2f} s = {http_rate:8.1f} claims/s")
-        per_http, per_sql = 1000 / max(1, len(http_claimed)), 1000 / max(1, len(sql_claimed))
-        print(f"CPU per HTTP claim: server {server_cpu * per_http:.2f} ms, claimer clients "
-              f"{http_client_cpu * per_http:.2f} ms, PostgreSQL {http_postgres_cpu * per_http:.2f} ms")
-        print(f"CPU per SQL claim : claimers {sql_client_cpu * per_sql:.2f} ms, "
-              f"PostgreSQL {sql_postgres_cpu * per_sql:.2f} ms")
-        print(f"ratio HTTP/SQL: {ratio:.2f} (target >= 0.5) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}")
+        report(sql, http, floor)
         print(f"double claims: {doubles} (target 0) {'OK' if doubles == 0 else 'FAILED'}")
-        complete = len(http_claimed) == len(sql_claimed) == args.tickets
+        complete = len(http.claimed) == len(sql.claimed) == args.tickets
         print(f"all tickets claimed: {complete}")
         return 0 if doubles == 0 and complete else 1
+
+
+def report(sql: Phase, http: Phase, floor: Phase) -> None:
+    print(f"direct SQL : {sql.calls:6d} claims in {sql.seconds:6.2f} s = {sql.rate:8.1f} claims/s")
+    print(f"HTTP       : {http.calls:6d} claims in {http.seconds:6.2f} s = {http.rate:8.1f} claims/s")
+    print(f"CPU per HTTP claim: server {http.ms_per_call(http.server_cpu):.2f} ms, claimer clients "
+          f"{http.ms_per_call(http.client_cpu):.2f} ms, "
+          f"PostgreSQL {http.ms_per_call(http.postgres_cpu):.2f} ms")
+    print(f"CPU per SQL claim : claimers {sql.ms_per_call(sql.client_cpu):.2f} ms, "
+          f"PostgreSQL {sql.ms_per_call(sql.postgres_cpu):.2f} ms")
+    print(f"HTTP floor : {floor.calls:6d} GET /healthz in {floor.seconds:6.2f} s = "
+          f"{floor.rate:8.1f} calls/s; CPU per call: server "
+          f"{floor.ms_per_call(floor.server_cpu):.2f} ms, "
+          f"clients {floor.ms_per_call(floor.client_cpu):.2f} ms")
+    ratio = http.rate / sql.rate
+    print(f"ratio HTTP/SQL: {ratio:.2f} (target >= 0.5) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}")
+    least = floor.cpu_ms + sql.ms_per_call(sql.postgres_cpu)  # an empty call, the SQL's own work
+    print(f"ceiling: {sql.cpu_ms / least:.2f}, if an HTTP claim cost no more CPU than a /healthz "
+          f"call plus the SQL claim's PostgreSQL time; 0.5 leaves the claim's own work "
+          f"{2 * sql.cpu_ms - least:.2f} ms of CPU over that, it takes {http.cpu_ms - least:.2f} ms")
 
 
 def parse_args():

@@ -263,6 +263,12 @@ class DSSClient:
         entries = wire.parse_files(self._get(prefix))
         return [self._download(f"{prefix}/{entry.index}", dest, entry.name) for entry in entries]
 
+    # -- the server itself -------------------------------------------------------------------
+
+    def health(self) -> str:
+        """`/healthz`: "ok" when the server process answers (it reads no database)."""
+        return wire.parse_text(self._get("healthz"))
+
     # -- authentication ----------------------------------------------------------------------
 
     def login(self, token: str) -> str:

@@ -25,10 +25,11 @@ def test_tokens_are_single_use_and_provider_tokens_reusable(stack):
         assert DSSClient(stack.url).login(stack.provider_token) == PROVIDER_EMAIL
 
 
-def test_not_logged_in_is_401(stack):
+def test_not_logged_in_is_401_but_health_needs_no_login(stack):
     with pytest.raises(DSSError) as caught:
         DSSClient(stack.url).tickets()
     assert caught.value.status == 401
+    assert DSSClient(stack.url).health() == "ok"
 
 
 def test_services_detail_and_stats(stack, user):
