@@ -162,4 +162,35 @@ def test_nul_characters_in_parameters_are_400(ticket_setup):
     assert multipart.status_code == 400 and b"NUL character" in multipart.data
     page = admin.post("/admin/providers", data={"name": "x\x00y"})
     assert page.status_code == 400
+    for url in ("/api/admin/providers/%00/users", "/api/admin/providers/a%00b/delete",
+                "/admin/providers/%00"):
+        in_path = admin.get(url)
+        assert in_path.status_code == 400 and b"NUL character" in in_path.data, url
     assert user.get(f"/api/tickets/{ticket}/status").data == b"init", "nothing changed"
+
+
+def test_names_over_255_bytes_are_400_and_long_attachment_extensions_are_dropped(harness):
+    githash = harness.service(provider="longlab")
+    user, provider = harness.client(), harness.provider_client("longlab")
+    ticket = int(user.post("/api/tickets", data={"githash": githash}).data)
+    for name in ("\u00e9" * 128, "x" * 256):  # 256 bytes of UTF-8, 128 or 256 characters
+        response = upload(user, f"/api/tickets/{ticket}/files/input", name, b"data")
+        assert response.status_code == 400 and b"longer than 255 bytes" in response.data, name
+    assert upload(user, f"/api/tickets/{ticket}/files/input", "\u00e9" * 127 + ".",
+                  b"data").data == b"success"
+    user.post(f"/api/tickets/{ticket}/status", data={"status": "ready"})
+    provider.post("/api/pro/services/claims", data={"services": githash, "provider": "p"})
+    attached = upload(provider, f"/api/pro/tickets/{ticket}/attachments", "a." + "b" * 250,
+                      b"note", desc="long name")
+    assert attached.status_code == 200, attached.data
+    [stored] = (harness.datastore / "attachments" / f"{ticket:08d}").iterdir()
+    assert len(stored.name) == 32  # the uuid alone
+
+
+def test_two_files_in_one_upload_are_400_not_one_silently_dropped(ticket_setup):
+    import io
+    harness, user, ticket = ticket_setup
+    both = user.post(f"/api/tickets/{ticket}/files/input", content_type="multipart/form-data",
+                     data={"myfile": [(io.BytesIO(b"a"), "a.nii"), (io.BytesIO(b"b"), "b.nii")]})
+    assert (both.status_code, both.data) == (400, b"One file per upload: the body has 2 'myfile' parts")
+    assert user.get(f"/api/tickets/{ticket}/files/input").data == b""

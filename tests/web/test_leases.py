@@ -1,4 +1,5 @@
 """Claim leases (expiry, attempts, fencing of stale claims) and waiting claims (`wait=`)."""
+import io
 import threading
 import time
 
@@ -107,3 +108,39 @@ def test_waiting_claim_without_tickets_answers_none(harness):
     assert claim(provider, githash, wait="0.3").data == b"None"
     bad = claim(provider, githash, wait="soon")
     assert bad.status_code == 400 and b"wait" in bad.data
+
+
+class SlowBody(io.BytesIO):
+    """A request body that arrives in pieces, `pause` seconds apart (a slow link)."""
+
+    def __init__(self, content: bytes, pieces: int, pause: float):
+        super().__init__(content)
+        self.step, self.pause = -(-len(content) // pieces), pause
+
+    def read(self, size: int | None = -1) -> bytes:
+        time.sleep(self.pause)
+        return super().read(self.step if size is None or size < 0 else min(size, self.step))
+
+    def readinto(self, buffer) -> int:
+        piece = self.read(len(buffer))
+        buffer[:len(piece)] = piece
+        return len(piece)
+
+
+def test_a_long_result_upload_renews_the_claim_while_it_arrives(make_harness):
+    # Real time here: the upload takes twice the lease; the claim is renewed every quarter lease.
+    harness = make_harness(claim_lease=2, max_attempts=1)
+    githash = harness.service(provider="slowlink")
+    provider = harness.provider_client("slowlink")
+    ticket = harness.submit(harness.client(), githash)
+    claim(provider, githash)
+    boundary = "slowboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"myfile\"; "
+            f"filename=\"result.nii.gz\"\r\n\r\n").encode() + b"x" * 80_000 + \
+        f"\r\n--{boundary}--\r\n".encode()
+    response = provider.post(f"/api/pro/tickets/{ticket}/files/results",
+                              input_stream=SlowBody(body, pieces=8, pause=0.5),
+                              content_type=f"multipart/form-data; boundary={boundary}")
+    assert (response.status_code, response.data) == (200, b"success")
+    assert provider.get(f"/api/pro/tickets/{ticket}/status").data == b"claimed"
+    assert provider.get(f"/api/pro/tickets/{ticket}/files/results").data == b"0,result.nii.gz\r\n"

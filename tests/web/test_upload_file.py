@@ -2,6 +2,10 @@
 import hashlib
 import os
 
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from dss_server.services import files
 from dss_server.services.files import PREALLOCATE_MIN_BYTES, UploadFile
 
 MIB = 1 << 20
@@ -35,4 +39,14 @@ def test_small_uploads_and_unknown_lengths_reserve_nothing(tmp_path):
 def test_the_reserve_never_exceeds_the_upload_cap(tmp_path):
     upload = UploadFile(tmp_path, max_bytes=20 * MIB, expected_bytes=1 << 40)
     assert 20 * MIB <= allocated_bytes(upload.path) < 21 * MIB
+    upload.discard()
+
+
+def test_a_failed_database_write_leaves_the_datastore_as_it_was(harness):
+    """The row is written before the file is moved: an error in between changes nothing."""
+    upload = UploadFile(files.upload_dir(harness.datastore), max_bytes=MIB)
+    upload.write(b"new content")
+    with harness.sessions() as db, pytest.raises(IntegrityError):
+        files.store(db, harness.datastore, 999_999_999, "input", upload, "scan.nii")  # no ticket
+    assert not files.ticket_dir(harness.datastore, 999_999_999, "input").exists()
     upload.discard()

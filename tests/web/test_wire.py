@@ -6,7 +6,7 @@ from datetime import datetime
 from flask import Flask
 
 from dss_server import wire
-from dss_server.services.bootstrap import remove_stale_uploads
+from dss_server.services.bootstrap import STALE_UPLOAD_SECONDS, remove_stale_uploads
 
 
 def body(response):
@@ -45,6 +45,7 @@ def test_stale_uploads_are_removed_fresh_ones_kept(tmp_path):
     old, fresh = folder / "upload-old", folder / "upload-new"
     old.write_bytes(b"x")
     fresh.write_bytes(b"y")
-    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    os.utime(old, (time.time() - STALE_UPLOAD_SECONDS - 60,) * 2)
+    os.utime(fresh, (time.time() - STALE_UPLOAD_SECONDS + 60,) * 2)  # a slow upload, alive
     assert remove_stale_uploads(tmp_path) == 1
     assert not old.exists() and fresh.exists()

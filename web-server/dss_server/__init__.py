@@ -64,6 +64,13 @@ def _init_database(app: Flask, config: Config) -> None:
 
 
 def _init_request_cycle(app: Flask) -> None:
+    @app.url_value_preprocessor
+    def _refuse_nul(_endpoint, values):
+        # as refuse_nul does for forms: PostgreSQL text cannot hold NUL (a provider name in a URL)
+        for name, value in (values or {}).items():
+            if isinstance(value, str) and "\x00" in value:
+                raise DSSError(400, f"Path part '{name}' contains a NUL character")
+
     @app.after_request
     def _finish_transaction(response):
         session = g.get("db")

@@ -66,7 +66,7 @@ class DSSRequest(Request):
     def _get_file_stream(self, total_content_length, content_type, filename=None,
                          content_length=None):
         upload = UploadFile(upload_dir(config().datastore), config().max_upload_bytes,
-                            total_content_length)
+                            total_content_length, heartbeat=g.get("upload_heartbeat"))
         g.setdefault("uploads", []).append(upload)
         return upload
 
@@ -124,22 +124,28 @@ def admin_identity() -> auth.Identity:
 def uploaded_file(field: str = "myfile") -> tuple[UploadFile, str]:
     """The streamed upload of multipart field `myfile` and the name it was sent with."""
     try:
-        part = request.files.get(field)
+        parts = request.files.getlist(field)
     except ValueError:
         raise DSSError(400, "Malformed multipart body") from None
-    if part is None:
+    if not parts:
         raise DSSError(400, f"Missing multipart file field '{field}'")
-    return part.stream, part.filename or param("filename") or ""
+    if len(parts) > 1:
+        raise DSSError(400, f"One file per upload: the body has {len(parts)} '{field}' parts")
+    return parts[0].stream, parts[0].filename or param("filename") or ""
 
 
-def receive_upload(authorize):
+def receive_upload(authorize, renew_every: float | None = None):
     """Authorize, stream the `myfile` part to disk, authorize again; returns (ticket, file, name).
 
     No transaction (row lock, pooled connection) is held while a large body arrives; the second
-    check sees what changed meanwhile (a deleted ticket, an expired claim).
+    check sees what changed meanwhile (a deleted ticket, an expired claim). With `renew_every`,
+    `authorize` also runs (and commits) that often while the body arrives: a provider's long
+    upload is activity that renews its claim, and it stops at once if the claim was lost.
     """
     authorize()
     db().commit()
+    if renew_every:
+        g.upload_heartbeat = (lambda: (authorize(), db().commit()), renew_every)
     upload, name = uploaded_file()
     return authorize(), upload, name
 

@@ -19,6 +19,11 @@ def _active(ticket_id: int):
                                           cfg.max_attempts)
 
 
+def _receive_while_claimed(ticket_id: int):
+    """A provider's upload, renewing the claim four times a lease while its body arrives."""
+    return receive_upload(lambda: _active(ticket_id), renew_every=config().claim_lease / 4)
+
+
 @bp.get("/api/pro/services")
 def services():
     rows = catalog.provider_services(db(), identity().user_id)
@@ -66,7 +71,7 @@ def list_files(ticket_id, area):
 @bp.post("/api/pro/tickets/<int:ticket_id>/files/<area>")
 def upload(ticket_id, area):
     files.check_area(area)
-    ticket, stream, name = receive_upload(lambda: _active(ticket_id))
+    ticket, stream, name = _receive_while_claimed(ticket_id)
     files.store(db(), config().datastore, ticket.id, area, stream, name)
     return wire.text("success")
 
@@ -107,7 +112,7 @@ def release_ticket(ticket_id):
 
 @bp.post("/api/pro/tickets/<int:ticket_id>/attachments")
 def attach(ticket_id):
-    ticket, stream, name = receive_upload(lambda: _active(ticket_id))
+    ticket, stream, name = _receive_while_claimed(ticket_id)
     description = param("desc")
     if not description:
         raise DSSError(400, "Missing 'desc' parameter")

@@ -1,4 +1,4 @@
-"""Start-up chores: the embedded mode's local admin, the periodic lease sweep."""
+"""Start-up chores: the embedded mode's local admin; the periodic lease and upload sweeps."""
 from __future__ import annotations
 
 import logging
@@ -8,10 +8,14 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..throttle import Throttle
 from . import auth, leases
 from .files import upload_dir
 
-STALE_UPLOAD_SECONDS = 24 * 3600
+# An upload in progress writes every few milliseconds, and gunicorn ends a request after 600 s
+# of silence: a temporary file unchanged for an hour belongs to a process that died.
+STALE_UPLOAD_SECONDS = 3600
+UPLOAD_SWEEP_SECONDS = 600
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,11 @@ def local_admin_token(sessions) -> str:
 
 
 def start_lease_sweeper(sessions, config) -> threading.Thread:
+    """Expire overdue claims every half lease (1 to 30 s); every 10 minutes, also remove the
+    temporary files of uploads that a killed process left behind."""
     interval = min(max(config.claim_lease / 2, 1.0), 30.0)
+    uploads = Throttle(UPLOAD_SWEEP_SECONDS)
+    uploads.due(["datastore"])  # remove_stale_uploads ran at start
     stop = threading.Event()
 
     def sweep_forever():
@@ -45,6 +53,11 @@ def start_lease_sweeper(sessions, config) -> threading.Thread:
                         db.commit()
             except SQLAlchemyError as exc:  # the database may be down for a while
                 log.warning("lease sweep failed: %s", exc)
+            if uploads.due(["datastore"]):
+                try:
+                    remove_stale_uploads(config.datastore)
+                except OSError as exc:  # an unmounted datastore must not end the sweeps
+                    log.warning("upload sweep failed: %s", exc)
 
     thread = threading.Thread(target=sweep_forever, daemon=True, name="dss-lease-sweeper")
     thread.start()

@@ -12,9 +12,11 @@ import mimetypes
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session as DB
@@ -23,7 +25,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..errors import DSSError
 from ..models import FILE_AREAS, TicketAttachment, TicketFile, utcnow
 
-MAX_NAME_LENGTH = 255
+MAX_NAME_LENGTH = 255  # bytes of UTF-8, as file systems count
+MAX_ATTACHMENT_EXTENSION = 64  # stored as <uuid><extension>; a longer extension is dropped
 BACKGROUND_HASH_BYTES = 256 * 1024  # smaller writes are hashed in place (a thread hop costs more)
 PREALLOCATE_MIN_BYTES = 16 * 1024 * 1024
 
@@ -67,9 +70,13 @@ class UploadFile:
     next chunk.
     """
 
-    def __init__(self, directory: Path, max_bytes: int, expected_bytes: int | None = None):
-        """`expected_bytes`: the request's Content-Length, an upper bound of the part's size."""
+    def __init__(self, directory: Path, max_bytes: int, expected_bytes: int | None = None,
+                 heartbeat: tuple[Callable[[], None], float] | None = None):
+        """`expected_bytes`: the request's Content-Length, an upper bound of the part's size.
+        `heartbeat`: (call, seconds): `call` runs every so many seconds while data arrives."""
         directory.mkdir(parents=True, exist_ok=True)
+        self._heartbeat = heartbeat
+        self._next_beat = time.monotonic() + heartbeat[1] if heartbeat else 0.0
         fd, path = tempfile.mkstemp(dir=directory, prefix="upload-")
         self.path, self.max_bytes, self.size = Path(path), max_bytes, 0
         self._file = os.fdopen(fd, "w+b")
@@ -88,6 +95,7 @@ class UploadFile:
         if self.size > self.max_bytes:
             raise RequestEntityTooLarge(
                 f"File exceeds the maximum upload size of {self.max_bytes} bytes")
+        self._beat()
         self._wait_for_hash()
         if isinstance(data, bytes) and len(data) >= BACKGROUND_HASH_BYTES:  # immutable: safe
             if self._hasher is None:
@@ -96,6 +104,12 @@ class UploadFile:
         else:
             self._hash.update(data)
         return self._file.write(data)
+
+    def _beat(self) -> None:
+        if self._heartbeat and time.monotonic() >= self._next_beat:
+            call, seconds = self._heartbeat
+            call()
+            self._next_beat = time.monotonic() + seconds
 
     def _wait_for_hash(self) -> None:
         if self._hashing is not None:
@@ -144,9 +158,10 @@ def safe_name(raw: str | None) -> str:
     if name.startswith("/") or ".." in parts or (len(name) > 1 and name[1] == ":"):
         raise DSSError(400, f"Invalid file name {raw!r}: paths are not allowed")
     base = name.rsplit("/", 1)[-1]
-    if base in ("", ".", "..") or any(ord(ch) < 32 or ord(ch) == 127 for ch in base) \
-            or len(base) > MAX_NAME_LENGTH:
+    if base in ("", ".", "..") or any(ord(ch) < 32 or ord(ch) == 127 for ch in base):
         raise DSSError(400, f"Invalid file name {raw!r}")
+    if len(base.encode("utf-8", "surrogatepass")) > MAX_NAME_LENGTH:
+        raise DSSError(400, f"Invalid file name {raw!r}: longer than {MAX_NAME_LENGTH} bytes")
     return base
 
 
@@ -165,9 +180,12 @@ def attachment_dir(datastore: Path, ticket_id: int) -> Path:
 
 
 def store(db: DB, datastore: Path, ticket_id: int, area: str, upload: UploadFile, raw_name: str) -> TicketFile:
-    """Move an upload into the area; the same name replaces the file and keeps its index."""
+    """Move an upload into the area; the same name replaces the file and keeps its index.
+
+    The row is written first and the file moved last, so that a database error (or a slow lock)
+    leaves the stored file as it was; only the commit itself comes after the move.
+    """
     name = safe_name(raw_name)
-    upload.move_to(ticket_dir(datastore, ticket_id, area) / name)
     row = db.scalar(select(TicketFile).where(TicketFile.ticket_id == ticket_id,
                                              TicketFile.area == area, TicketFile.name == name))
     if row is None:
@@ -175,6 +193,7 @@ def store(db: DB, datastore: Path, ticket_id: int, area: str, upload: UploadFile
         db.add(row)
     row.size, row.sha256, row.uploaded_at = upload.size, upload.sha256, utcnow()
     db.flush()
+    upload.move_to(ticket_dir(datastore, ticket_id, area) / name)
     return row
 
 
@@ -216,8 +235,10 @@ def remove_ticket_files(db: DB, datastore: Path, ticket_id: int) -> None:
 
 
 def _extension(name: str) -> str:
-    """From the first dot, as the original (`.nii.gz`); a name without a dot gets none."""
-    return name[name.index("."):] if "." in name else ""
+    """From the first dot, as the original (`.nii.gz`); a name without a dot, or with an
+    extension too long to store, gets none (the MIME type is kept apart)."""
+    extension = name[name.index("."):] if "." in name else ""
+    return extension if len(extension.encode("utf-8")) <= MAX_ATTACHMENT_EXTENSION else ""
 
 
 def store_attachment(db: DB, datastore: Path, ticket_id: int, upload: UploadFile, raw_name: str,
@@ -225,12 +246,12 @@ def store_attachment(db: DB, datastore: Path, ticket_id: int, upload: UploadFile
     name = safe_name(raw_name)
     key = uuid.uuid4().hex
     filename = key + _extension(name)
-    upload.move_to(attachment_dir(datastore, ticket_id) / filename)
     mime_type = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
     row = TicketAttachment(ticket_id=ticket_id, mime_type=mime_type, description=description,
                            uuid=key, filename=filename)
     db.add(row)
     db.flush()
+    upload.move_to(attachment_dir(datastore, ticket_id) / filename)
     return row.id
 
 
