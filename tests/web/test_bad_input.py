@@ -60,6 +60,11 @@ def test_upload_without_myfile_and_malformed_multipart(ticket_setup):
     assert missing.status_code == 400 and b"myfile" in missing.data
     garbage = user.post(url, data=b"--nope\r\n\r\n", content_type="multipart/form-data; boundary=zzz")
     assert 400 <= garbage.status_code < 500
+    cut_off = (b'--zzz\r\nContent-Disposition: form-data; name="myfile"; filename="a.nii"\r\n\r\n'
+               b"half of the file")  # the client died: no closing boundary
+    truncated = user.post(url, data=cut_off, content_type="multipart/form-data; boundary=zzz")
+    assert truncated.status_code == 400 and truncated.data.startswith(b"Malformed multipart body")
+    assert user.get(url).data == b"" and not list((harness.datastore / "tmp").glob("upload-*"))
     plain = user.post(url, data=b"just text", content_type="text/plain")
     assert plain.status_code == 400
 

@@ -145,7 +145,7 @@ def test_delete_then_listing_hides_it(harness):
     assert client.get(f"/api/tickets/{ticket}/delete").data == b"deleted"
     assert client.get("/api/tickets").data == b""
     assert client.get(f"/api/tickets/{ticket}/status").data == b"deleted"
-    assert not (harness.datastore / "tickets" / f"{ticket:08d}" / "input").exists()
+    assert not (harness.datastore / "tickets" / f"{ticket:08d}").exists(), "no empty folder left"
     again = client.get(f"/api/tickets/{ticket}/delete")  # spec (b): no status guard
     assert (again.status_code, again.data) == (200, b"deleted")
     assert harness.client().get(f"/api/tickets/{ticket}/delete").status_code == 400  # not theirs

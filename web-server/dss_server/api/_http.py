@@ -38,10 +38,13 @@ class LenientFormParser(FormDataParser):
                                  max_form_memory_size=self.max_form_memory_size,
                                  max_form_parts=self.max_form_parts, cls=self.cls,
                                  buffer_size=MULTIPART_READ_BYTES)
-        boundary = options.get("boundary", "").encode("ascii")
-        if not boundary:
-            raise ValueError("Missing boundary")
-        form, files = parser.parse(stream, boundary, content_length)
+        boundary = options.get("boundary", "")
+        if not boundary or not boundary.isascii():
+            raise DSSError(400, "Malformed multipart body (no usable boundary)")
+        try:
+            form, files = parser.parse(stream, boundary.encode("ascii"), content_length)
+        except ValueError as exc:  # werkzeug would drop the whole body silently
+            raise DSSError(400, f"Malformed multipart body ({exc})") from None
         return stream, refuse_nul(form), files
 
     def _parse_urlencoded(self, stream, mimetype, content_length, options):
@@ -123,10 +126,7 @@ def admin_identity() -> auth.Identity:
 
 def uploaded_file(field: str = "myfile") -> tuple[UploadFile, str]:
     """The streamed upload of multipart field `myfile` and the name it was sent with."""
-    try:
-        parts = request.files.getlist(field)
-    except ValueError:
-        raise DSSError(400, "Malformed multipart body") from None
+    parts = request.files.getlist(field)
     if not parts:
         raise DSSError(400, f"Missing multipart file field '{field}'")
     if len(parts) > 1:

@@ -221,6 +221,14 @@ def indexed_file(db: DB, datastore: Path, ticket_id: int, area: str, index: str)
 def wipe_ticket(datastore: Path, ticket_id: int) -> None:
     for area in FILE_AREAS:
         shutil.rmtree(ticket_dir(datastore, ticket_id, area), ignore_errors=True)
+    _remove_if_empty(ticket_dir(datastore, ticket_id, FILE_AREAS[0]).parent)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (an upload just arrived), or already gone
+        pass
 
 
 def wipe_area(db: DB, datastore: Path, ticket_id: int, area: str) -> None:
@@ -231,6 +239,7 @@ def wipe_area(db: DB, datastore: Path, ticket_id: int, area: str) -> None:
 def remove_ticket_files(db: DB, datastore: Path, ticket_id: int) -> None:
     for area in FILE_AREAS:
         wipe_area(db, datastore, ticket_id, area)
+    _remove_if_empty(ticket_dir(datastore, ticket_id, FILE_AREAS[0]).parent)
     shutil.rmtree(attachment_dir(datastore, ticket_id), ignore_errors=True)
 
 
