@@ -201,7 +201,14 @@ class DSSClient:
         if new_session:
             self._session_id = new_session
         if response.status != 200:
-            raise self._error(response, url)
+            error = self._error(response, url)
+            if body is not None:
+                # The server may answer before reading the whole body (413, 507) and then
+                # drop the connection, perhaps only after its answer was read: pooled, it
+                # would fail the next call (the ticket cleanup of submit_workspace). Idle
+                # connections are closed; the next call opens a fresh one.
+                self._http.clear()
+            raise error
         return response
 
     @staticmethod

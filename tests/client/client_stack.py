@@ -14,6 +14,7 @@ ADMIN_EMAIL = "admin@example.org"
 PROVIDER_EMAIL = "robot@example.org"
 PROVIDER = "testlab"
 TOKEN = re.compile(r"\b[0-9a-f]{48}\b")
+SMALL_UPLOAD_LIMIT = 64 * 1024  # DSS_MAX_UPLOAD_BYTES of `small_upload_stack`
 
 
 @dataclass

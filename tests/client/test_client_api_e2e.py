@@ -2,7 +2,9 @@
 import re
 import threading
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 
 from client_stack import ADMIN_EMAIL, PROVIDER, PROVIDER_EMAIL, drain_ready, service_repo
 from dss_client import DSSClient, DSSError, DSSTransientError
@@ -156,3 +158,17 @@ def test_register_and_retire_a_service(admin, user, tmp_path):
     with pytest.raises(DSSError) as caught:
         admin.register_service(PROVIDER, str(tmp_path / "not-a-repo"))
     assert caught.value.status == 400
+
+
+def test_refused_upload_deletes_the_half_made_ticket(small_upload_stack, tmp_path):
+    """gunicorn answers 413 part way through the body and drops the connection; the delete
+    that cleans up the ticket must still reach the server (it failed about 2 runs in 3)."""
+    image = tmp_path / "noise.nii.gz"  # noise does not compress: well over SMALL_UPLOAD_LIMIT
+    noise = np.random.default_rng(7).integers(-1000, 1000, (64, 128, 128), dtype=np.int16)
+    sitk.WriteImage(sitk.GetImageFromArray(noise), str(image), useCompression=True)
+    with DSSClient(small_upload_stack.url) as user:
+        user.login(small_upload_stack.new_token("big-upload@example.org"))
+        with pytest.raises(DSSError) as caught:
+            user.submit_workspace(image, small_upload_stack.service_name)
+        assert caught.value.status == 413
+        assert user.tickets() == []
