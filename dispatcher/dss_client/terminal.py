@@ -11,7 +11,9 @@ from .errors import DSSTransientError
 
 TERMINAL_STATES = ("success", "failed", "timeout", "deleted")
 BAR_WIDTH = 30
-MAX_POLL_FAILURES = 5
+# How long polls may fail in a row before waiting gives up: a web server restart that runs
+# migrations takes tens of seconds, and `itksnap-wt -dss-tickets-wait` rides out about 50 s.
+MAX_POLL_DOWNTIME_SECONDS = 60.0
 
 
 class CLIError(Exception):
@@ -77,29 +79,46 @@ class ProgressBar:
             self.stream.flush()
 
 
-def wait_for_ticket(client: DSSClient, ticket_id: int, bar: ProgressBar,
-                    poll_seconds: float = 1.0, timeout: float | None = None,
-                    echo_log: bool = True) -> tuple[str, list[dict]]:
-    """Poll `/detail` until the ticket reaches a terminal state; returns it and the whole log.
-
-    echo_log: show log messages above the bar as they arrive.
-
-    Like `itksnap-wt -dss-tickets-wait`, a few failed polls in a row are tolerated (the server
-    may restart); log entries are fetched incrementally with `since`.
-    """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    log: list[dict] = []
-    failures = 0
+def _poll(client: DSSClient, ticket_id: int, since: int, bar: ProgressBar,
+          poll_seconds: float, max_downtime: float) -> dict:
+    """One `/detail` answer, retried while the server fails transiently for up to
+    `max_downtime` seconds in a row; the bar says when it went away and when it came back."""
+    down_since = None
     while True:
         try:
-            detail = client.detail(ticket_id, since=log[-1]["id"] if log else 0)
-            failures = 0
-        except DSSTransientError:
-            failures += 1
-            if failures >= MAX_POLL_FAILURES:
+            detail = client.detail(ticket_id, since=since)
+        except DSSTransientError as exc:
+            now = time.monotonic()
+            if down_since is None:
+                down_since = now
+                reason = f"HTTP {exc.status}" if exc.status else str(exc)  # not a 502 page
+                bar.message(f"  server unavailable ({reason}); retrying for up to "
+                            f"{max_downtime:g} s")
+            elif now - down_since >= max_downtime:
                 raise
             time.sleep(poll_seconds * 2)
             continue
+        if down_since is not None:
+            bar.message("  server available again")
+        return detail
+
+
+def wait_for_ticket(client: DSSClient, ticket_id: int, bar: ProgressBar,
+                    poll_seconds: float = 1.0, timeout: float | None = None,
+                    echo_log: bool = True,
+                    max_downtime: float = MAX_POLL_DOWNTIME_SECONDS) -> tuple[str, list[dict]]:
+    """Poll `/detail` until the ticket reaches a terminal state; returns it and the whole log.
+
+    echo_log: show log messages above the bar as they arrive.
+    max_downtime: seconds of failed polls in a row tolerated (the server may restart).
+
+    Log entries are fetched incrementally with `since`.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    log: list[dict] = []
+    while True:
+        detail = _poll(client, ticket_id, log[-1]["id"] if log else 0, bar, poll_seconds,
+                       max_downtime)
         for entry in detail.get("log", []):
             log.append(entry)
             if echo_log:

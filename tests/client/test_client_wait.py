@@ -1,0 +1,45 @@
+"""`wait_for_ticket` (dss wait, dss submit --wait) riding out a server restart, on loopback."""
+import io
+import json
+import time
+
+import pytest
+
+from client_loopback import Answer, LoopbackServer
+from dss_client import DSSClient, DSSTransientError
+from dss_client.terminal import ProgressBar, wait_for_ticket
+
+SUCCESS = json.dumps({"result": {"status": "success", "progress": 1.0, "log": []}}).encode()
+
+
+def _down_for(seconds: float):
+    """A server answering 503 (as a proxy does while the web server restarts) for `seconds`
+    after its first request, then that the ticket succeeded."""
+    started = []
+
+    def respond(request):
+        started.append(time.monotonic())
+        return Answer(200, SUCCESS) if time.monotonic() - started[0] > seconds else Answer(503)
+    return respond
+
+
+def test_wait_rides_out_downtime_shorter_than_its_tolerance():
+    output = io.StringIO()
+    with LoopbackServer(_down_for(1.0)) as server:
+        status, _ = wait_for_ticket(DSSClient(server.url), 5, ProgressBar("ticket 5", output),
+                                    poll_seconds=0.05, max_downtime=5.0)
+    assert status == "success" and len(server.requests) > 5  # many failed polls in a row
+    lines = output.getvalue().splitlines()
+    assert lines[0] == "  server unavailable (HTTP 503); retrying for up to 5 s"
+    assert lines[1] == "  server available again" and lines[2].endswith("100% success")
+
+
+def test_wait_gives_up_after_its_tolerance():
+    output = io.StringIO()
+    with LoopbackServer(_down_for(60.0)) as server:
+        started = time.monotonic()
+        with pytest.raises(DSSTransientError) as caught:
+            wait_for_ticket(DSSClient(server.url), 5, ProgressBar("ticket 5", output),
+                            poll_seconds=0.05, max_downtime=0.5)
+    assert 0.5 <= time.monotonic() - started < 5 and caught.value.status == 503
+    assert output.getvalue().count("server unavailable") == 1
