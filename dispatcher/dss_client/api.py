@@ -145,6 +145,25 @@ def safe_filename(name: str) -> str:
     return base
 
 
+def _server_url(base_url: str) -> str:
+    """`base_url` without a trailing slash; a ValueError unless it is http(s)://HOST[...]
+    (urllib3 would guess http:// for `host:8080`, with a two-line warning, and reject `notaurl`
+    only when it failed to resolve)."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not a server URL: {base_url!r} (expected http://HOST[:PORT] "
+                         "or https://HOST[:PORT])")
+    return base_url.rstrip("/")
+
+
+def _submittable(source: Path) -> None:
+    """A file to submit must be a plain file; say what else it is."""
+    if source.is_dir():
+        raise IsADirectoryError(f"{source} is a folder, not an image or an .itksnap workspace")
+    if not source.is_file():
+        raise FileNotFoundError(f"no such file: {source}")
+
+
 def _ids(githashes: str | Iterable[str]) -> str:
     return githashes if isinstance(githashes, str) else ",".join(githashes)
 
@@ -153,7 +172,7 @@ class DSSClient:
     """A logged-in (or NOAUTH) conversation with one DSS server."""
 
     def __init__(self, base_url: str, session_id: str | None = None, timeout: float = 300):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _server_url(base_url)
         self.timeout = timeout
         self._session_id = session_id or None
         self._http = _pool_for(self.base_url)
@@ -318,10 +337,10 @@ class DSSClient:
         from .workspace import Workspace
 
         source = Path(workspace_or_image)
-        if not source.is_file():
-            raise FileNotFoundError(f"no such file: {source}")
+        _submittable(source)
         workspace = (Workspace.load(source) if source.suffix == ".itksnap"
                      else Workspace.for_image(source))
+        workspace.check_images()  # a file that is no image fails here, before a ticket exists
         ticket_id = self.create_ticket(service)
         try:
             with tempfile.TemporaryDirectory(prefix="dss_export_") as export_dir:

@@ -152,10 +152,7 @@ def _show_upload(path: Path) -> None:
 
 
 def cmd_submit(args, client: DSSClient) -> int:
-    source = Path(args.file)
-    if not source.is_file():
-        raise CLIError(f"no such file: {source}")
-    ticket_id = client.submit_workspace(source, args.service, on_upload=_show_upload)
+    ticket_id = client.submit_workspace(Path(args.file), args.service, on_upload=_show_upload)
     print(ticket_id, flush=True)
     if not (args.wait or args.download):
         return 0

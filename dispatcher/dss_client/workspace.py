@@ -300,6 +300,11 @@ class Workspace:
                 element.set(entry, value)
         array.set("ArraySize", start + len(points))
 
+    def check_images(self) -> None:
+        """Every layer's header reads as an image (a WorkspaceError says which does not)."""
+        for layer in self.layers:
+            _read_header(layer.path)
+
     def landmark_point_mm(self, landmark: Landmark) -> tuple[float, float, float]:
         image = _read_header(self.main_layer().path)
         return tuple(image.TransformContinuousIndexToPhysicalPoint([p - 0.5 for p in landmark.position]))
@@ -365,7 +370,7 @@ class Workspace:
         exported = Workspace(copy.deepcopy(self.registry), self.path)
         files = []
         for index, layer in enumerate(self.layers):
-            image = sitk.ReadImage(str(layer.path))
+            image = _sitk_read(sitk.ReadImage, layer.path)
             digest = hashlib.md5(sitk.GetArrayViewFromImage(image).tobytes()).hexdigest()
             target = out_dir / f"layer_{index:03d}_{digest}.nii.gz"
             exported_before = EXPORTED_NAME.match(layer.path.name)
@@ -387,9 +392,19 @@ def _read_header(path: Path):
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    reader.ReadImageInformation()
+    _sitk_read(lambda _: reader.ReadImageInformation(), path)
     image = sitk.Image([1, 1, 1], sitk.sitkUInt8)
     image.SetOrigin(reader.GetOrigin())
     image.SetSpacing(reader.GetSpacing())
     image.SetDirection(reader.GetDirection())
     return image
+
+
+def _sitk_read(read, path: Path):
+    """`read(str(path))`; SimpleITK's multi-line error, which names its own C++ sources, made
+    one WorkspaceError with just its reason (the `sitk::ERROR:` line)."""
+    try:
+        return read(str(path))
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1].removeprefix("sitk::ERROR: ")
+        raise WorkspaceError(f"cannot read {path} as an image ({reason})") from None

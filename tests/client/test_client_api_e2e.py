@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from client_stack import ADMIN_EMAIL, PROVIDER, PROVIDER_EMAIL, drain_ready, service_repo
 from dss_client import DSSClient, DSSError, DSSTransientError
-from dss_client.workspace import Workspace
+from dss_client.workspace import Workspace, WorkspaceError
 
 
 def test_login_whoami_and_session_restore(stack, user):
@@ -172,3 +172,11 @@ def test_refused_upload_deletes_the_half_made_ticket(small_upload_stack, tmp_pat
             user.submit_workspace(image, small_upload_stack.service_name)
         assert caught.value.status == 413
         assert user.tickets() == []
+
+
+def test_a_file_that_is_no_image_is_refused_before_a_ticket_exists(user, stack, tmp_path):
+    text = tmp_path / "notes.nii.gz"
+    text.write_text("not an image\n")
+    with pytest.raises(WorkspaceError, match=f"cannot read {text} as an image"):
+        user.submit_workspace(text, stack.service_name)
+    assert user.tickets() == []

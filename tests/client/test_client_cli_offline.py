@@ -56,3 +56,19 @@ def test_unreachable_server_missing_login_and_missing_file_are_one_line(tmp_path
     assert "no such file" in missing
     config.write_text("{not json")
     assert "dss login" in one_line_error(run_dss(config, "tickets"))
+
+
+def test_bad_server_url_folder_and_non_image_are_one_clear_line(tmp_path):
+    config = tmp_path / "c.json"
+    for url in ("notaurl", "host:8080"):  # urllib3 warned in two lines about the second
+        assert one_line_error(run_dss(config, "--server", url, "services")) == (
+            f"dss: not a server URL: '{url}' (expected http://HOST[:PORT] or https://HOST[:PORT])")
+    down = f"http://127.0.0.1:{free_port()}"  # the file is checked before any request
+    folder = one_line_error(run_dss(config, "--server", down, "submit", str(tmp_path),
+                                    "--service", "LungSegmentation"))
+    assert folder == f"dss: {tmp_path} is a folder, not an image or an .itksnap workspace"
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image\n")
+    not_image = one_line_error(run_dss(config, "--server", down, "submit", str(text),
+                                       "--service", "LungSegmentation"))
+    assert not_image.startswith(f"dss: cannot read {text} as an image (Unable to determine")
