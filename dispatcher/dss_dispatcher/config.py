@@ -3,6 +3,7 @@ dss_dispatcher that reads the environment."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -131,7 +132,7 @@ def load_settings() -> Settings:
     provider = _env("DSS_PROVIDER_NAME", "local")
     shared = _env("DSS_SHARED_DATASTORE", None)
     return Settings(
-        server_url=_env("SERVER_URL", "http://127.0.0.1:8080").rstrip("/"),
+        server_url=_server_url(_env("SERVER_URL", "http://127.0.0.1:8080")),
         provider_token=token,
         provider_name=provider,
         provider_code=_env("DSS_PROVIDER_CODE", socket.gethostname()),
@@ -146,6 +147,13 @@ def load_settings() -> Settings:
         inference_timeout=_number("DSS_INFERENCE_TIMEOUT", _env("DSS_INFERENCE_TIMEOUT", "1800"), float, 1),
         services=tuple(replace(s, provider=s.provider or provider) for s in services),
     )
+
+
+def _server_url(text: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise ConfigError(f"SERVER_URL must be http://HOST[:PORT] or https://HOST[:PORT], "
+                          f"got {text!r}")
+    return text.rstrip("/")
 
 
 @dataclass(frozen=True)

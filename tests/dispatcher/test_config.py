@@ -39,6 +39,12 @@ def test_token_is_required(env):
         load_settings()
 
 
+def test_a_server_url_without_scheme_is_named(env):
+    env.setenv("SERVER_URL", "dss.example.org:8080")
+    with pytest.raises(ConfigError, match="SERVER_URL must be http"):
+        load_settings()
+
+
 def test_bad_numbers_are_named(env):
     env.setenv("DSS_WORKERS", "many")
     with pytest.raises(ConfigError, match="DSS_WORKERS"):
