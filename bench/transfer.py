@@ -6,7 +6,8 @@ on the same disk: `shutil.copyfile` of the same file to a new file. Each transfe
 `os.sync()` and the write and deletion of a ballast file of the same size (so each writes into
 freshly freed memory: see recycle_page_cache), and each upload goes to a new ticket. Each is repeated (`--repeat`, medians
 printed, as a busy machine makes single runs noisy). Printed: MB/s of the copy, the upload and
-the download, their ratios to the copy (target >= 0.5), and the worker's peak memory growth,
+the download, their ratios to the copy (target >= 0.5), the upload's ceiling (SHA-256's speed on
+one core over the copy's: the server hashes every stored byte), and the worker's peak memory growth,
 VmHWM after the transfers minus VmRSS before (target < 100 MB). Every download is checked
 against the original (sha256), and so is the server's recorded sha256.
 
@@ -78,6 +79,17 @@ def timed(action, folder: Path, size_mb: int) -> float:
     return time.perf_counter() - started
 
 
+def sha256_rate(megabytes: int = 256) -> float:
+    """MB/s of SHA-256 on one core: the server hashes every byte it stores, so no upload through
+    one worker can be faster, whatever the transport."""
+    data = os.urandom(16 * MB)
+    digest = hashlib.sha256()
+    started = time.perf_counter()
+    for _ in range(megabytes // 16):
+        digest.update(data)
+    return megabytes / (time.perf_counter() - started)
+
+
 def main(args) -> int:
     times: dict[str, list[float]] = {"copy": [], "upload": [], "download": []}
     with web_stack(workers=1) as stack:
@@ -120,6 +132,9 @@ def main(args) -> int:
             f"  ratio {ratio:.2f} (target >= 0.5) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}"
         spread = ", ".join(f"{args.size_mb / seconds:.0f}" for seconds in times[name])
         print(f"{name:9s} {rate:8.1f} MB/s  (runs: {spread}){verdict}")
+    hashing = sha256_rate()
+    print(f"SHA-256 on one core: {hashing:.0f} MB/s, so the upload's ceiling here is "
+          f"{hashing / rates['copy']:.2f} of the copy")
     print(f"worker memory: RSS before {before['VmRSS'] / 1024:.1f} MB, "
           f"peak after the transfers {peak['VmHWM'] / 1024:.1f} MB")
     print(f"peak growth: {growth:.1f} MB (target < 100 MB) {'OK' if growth < 100 else 'ABOVE TARGET'}")
