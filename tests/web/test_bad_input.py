@@ -199,3 +199,13 @@ def test_two_files_in_one_upload_are_400_not_one_silently_dropped(ticket_setup):
                      data={"myfile": [(io.BytesIO(b"a"), "a.nii"), (io.BytesIO(b"b"), "b.nii")]})
     assert (both.status_code, both.data) == (400, b"One file per upload: the body has 2 'myfile' parts")
     assert user.get(f"/api/tickets/{ticket}/files/input").data == b""
+
+
+def test_too_many_form_parts_is_a_413_that_names_the_form(ticket_setup):
+    import io
+    harness, user, ticket = ticket_setup
+    fields = {f"f{i}": "x" for i in range(1001)}
+    response = user.post(f"/api/tickets/{ticket}/files/input", content_type="multipart/form-data",
+                         data={**fields, "myfile": (io.BytesIO(b"a"), "a.nii")})
+    assert response.status_code == 413
+    assert response.data == b"Form too large: a text field over 4194304 bytes, or more than 1000 parts"

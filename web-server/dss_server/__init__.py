@@ -5,7 +5,7 @@ import logging
 import re
 from collections.abc import Mapping
 
-from flask import Flask, g
+from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -97,9 +97,7 @@ def _init_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         if exc.code == 413:
-            message = exc.description if "bytes" in (exc.description or "") else (
-                f"Request exceeds the maximum upload size of "
-                f"{app.config['DSS'].max_upload_bytes} bytes")
+            message = exc.description if "bytes" in (exc.description or "") else _too_large(app)
         else:
             message = HTTP_MESSAGES.get(exc.code) or exc.description or exc.name
         return wire.error(exc.code or 500, message, _json_safe())
@@ -108,6 +106,16 @@ def _init_error_handlers(app: Flask) -> None:
     def _crash(exc: Exception):
         log.exception("unhandled error")
         return wire.error(500, "internal server error", _json_safe())
+
+
+def _too_large(app: Flask) -> str:
+    """werkzeug's 413s say nothing of which limit: the body's length, or the form's shape."""
+    length = request.content_length
+    if length is None or length > app.config["MAX_CONTENT_LENGTH"]:
+        return (f"Request exceeds the maximum upload size of "
+                f"{app.config['DSS'].max_upload_bytes} bytes")
+    return (f"Form too large: a text field over {FORM_FIELD_BYTES} bytes, or more than "
+            f"{app.config['MAX_FORM_PARTS']} parts")
 
 
 def _json_safe() -> bool:
