@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import db as database
 from . import metrics, pages, wire
 from .api import BLUEPRINTS
-from .api._http import DSSRequest, discard_uploads, wants_json_errors
+from .api._http import DSSRequest, accepts_json, discard_uploads
 from .config import Config, load_config
 from .errors import DSSError
 from .services import bootstrap, notify
@@ -120,7 +120,7 @@ def _too_large(app: Flask) -> str:
 
 def _json_safe() -> bool:
     try:
-        return wants_json_errors()
+        return accepts_json()
     except Exception:  # a malformed request must still get its error
         return False
 

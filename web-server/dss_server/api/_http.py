@@ -93,16 +93,14 @@ def param(name: str, default: str | None = None) -> str | None:
 
 
 def wants_json() -> bool:
-    form_parsed = "form" in request.__dict__  # never parse a body just to format an error
-    fmt = request.args.get("format") or (request.form.get("format") if form_parsed else None)
-    if fmt:
-        return fmt == "json"
-    return request.accept_mimetypes.best == "application/json"
+    """Tables and scalars as JSON: `format=json` (query or form), else an Accept asking for it."""
+    fmt = param("format")
+    return fmt == "json" if fmt else accepts_json()
 
 
-def wants_json_errors() -> bool:
-    """Errors are JSON only when `Accept` asks for it. With `format=json` the original still
-    answered errors in text, and the GUI, which logs in with `format=json`, shows that text."""
+def accepts_json() -> bool:
+    """The request's Accept asks for JSON. Errors go by this alone: with `format=json` the
+    original still answered errors in text, and the GUI, which logs in with it, shows that text."""
     return request.accept_mimetypes.best == "application/json"
 
 

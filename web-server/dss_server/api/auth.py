@@ -6,8 +6,8 @@ from flask import Blueprint
 from .. import wire
 from ..errors import DSSError
 from ..services import auth
-from ._http import (config, db, delete_session_cookie, identity, param, session_id,
-                    set_session_cookie, wants_json, wants_json_errors)
+from ._http import (accepts_json, config, db, delete_session_cookie, identity, param,
+                    session_id, set_session_cookie, wants_json)
 
 bp = Blueprint("auth", __name__)
 
@@ -27,7 +27,7 @@ def login():
     except DSSError:
         auth.logout(db(), session_id())
         db().commit()
-        response = wire.error(401, "unauthorized", wants_json_errors())
+        response = wire.error(401, "unauthorized", accepts_json())
         delete_session_cookie(response)
         return response
     response = wire.logged_in(user.email, wants_json())
