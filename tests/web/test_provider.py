@@ -180,8 +180,8 @@ def test_blob_not_found(harness):
 
 
 def test_blobs_keep_their_type_in_a_sandbox_and_log_links_are_the_owners(harness):
-    githash = harness.service(provider="lab12")
-    provider = harness.provider_client("lab12")
+    githash = harness.service(provider="lab13")
+    provider = harness.provider_client("lab13")
     owner = harness.client()
     ticket = harness.submit(owner, githash)
     claim(provider, [githash])
