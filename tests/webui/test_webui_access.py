@@ -29,6 +29,42 @@ def test_posts_without_the_form_token_are_refused(site, path):
     assert admin.get("/api/login").status_code == 200  # nothing happened, still signed in
 
 
+CROSS_SITE = ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+              {"Origin": "https://evil.example"}, {"Origin": "null"})
+OWN_SITE = ({}, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"},
+            {"Origin": "http://localhost"})
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+def test_other_web_sites_cannot_use_the_api_with_a_visitors_session(site, headers):
+    """An <img>, link or form on another site sends the browser's cookie along: no effect."""
+    user, admin = site.client(), site.client(admin=True)
+    ticket = site.submit(user, site.service())
+    deleted = user.get(f"/api/tickets/{ticket}/delete", headers=headers)
+    assert deleted.status_code == 403 and b"Cross-site request refused" in deleted.data
+    made = admin.post("/api/admin/providers", data={"name": "cross-lab"}, headers=headers)
+    assert made.status_code == 403
+    switched = user.post("/api/login", data={"token": site.token("mallory@example.org")},
+                         headers=headers)
+    assert switched.status_code == 403
+    assert user.get(f"/api/tickets/{ticket}/status").data == b"ready"
+    assert user.get("/api/login").data == f"logged in as {user.email} \n".encode()
+    assert b"cross-lab" not in admin.get("/api/admin/providers").data
+
+
+@pytest.mark.parametrize("headers", OWN_SITE)
+def test_the_api_answers_clients_browsers_on_this_site_and_typed_urls(site, headers):
+    user = site.client()
+    ticket = site.submit(user, site.service())
+    assert user.get(f"/api/tickets/{ticket}/delete", headers=headers).data == b"deleted"
+
+
+def test_the_session_cookie_stays_home(site):
+    cookie = site.app.test_client().post(
+        "/api/login", data={"token": site.token("lax@example.org")}).headers["Set-Cookie"]
+    assert cookie.startswith("webpy_session_id=") and "SameSite=Lax" in cookie
+
+
 def test_the_csrf_refusal_changes_nothing(site):
     admin = site.client(admin=True)
     admin.post("/admin/providers", data={"name": "never-made"})

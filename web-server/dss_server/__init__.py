@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import db as database
 from . import metrics, pages, wire
 from .api import BLUEPRINTS
-from .api._http import DSSRequest, accepts_json, discard_uploads
+from .api._http import DSSRequest, accepts_json, discard_uploads, refuse_cross_site
 from .config import Config, load_config
 from .errors import DSSError
 from .services import bootstrap, notify
@@ -70,6 +70,11 @@ def _init_request_cycle(app: Flask) -> None:
         for name, value in (values or {}).items():
             if isinstance(value, str) and "\x00" in value:
                 raise DSSError(400, f"Path part '{name}' contains a NUL character")
+
+    @app.before_request
+    def _api_refuses_cross_site():
+        if request.path.startswith("/api/"):
+            refuse_cross_site()
 
     @app.after_request
     def _finish_transaction(response):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from flask import Request, current_app, g, request, send_file
 from werkzeug.datastructures import MultiDict
@@ -169,12 +169,35 @@ def download(path: Path, name: str, mimetype: str = "application/octet-stream",
 
 
 def set_session_cookie(response, value: str) -> None:
+    """SameSite=Lax: browsers keep the cookie off other sites' forms and images (ITK-SNAP and
+    the other clients are not browsers and ignore the attribute)."""
     response.set_cookie(SESSION_COOKIE, value, max_age=ONE_YEAR, path="/", httponly=True,
-                        secure=request.is_secure, samesite=None)
+                        secure=request.is_secure, samesite="Lax")
 
 
 def delete_session_cookie(response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True)
+
+
+def refuse_cross_site() -> None:
+    """A browser's request made by another web site (a form, an <img>, a link) must not act with
+    the visitor's session: browsers label it (Sec-Fetch-Site; Origin in older ones), clients
+    that are not browsers send neither. Typing an API URL into the address bar ("none") works."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        foreign = site not in ("same-origin", "none")
+    else:
+        origin = request.headers.get("Origin")
+        foreign = origin is not None and origin not in _own_origins()
+    if foreign:
+        raise DSSError(403, "Cross-site request refused: the DSS API does not act on requests "
+                            "that other web sites make in a visitor's browser")
+
+
+def _own_origins() -> set[str]:
+    """scheme://host[:port] of the request (after ProxyFix) and of DSS_PUBLIC_URL."""
+    urls = (request.host_url, config().public_url)
+    return {f"{parts.scheme}://{parts.netloc}" for parts in map(urlsplit, filter(None, urls))}
 
 
 def public_base() -> str:
