@@ -1,11 +1,11 @@
 """OIDC sign-in end to end against a provider on loopback; forged id_tokens are refused."""
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import requests
-from webui_support import Site, settings_for, page_text, post_form
+from webui_support import Site, form_token, page_text, post_form, settings_for
 from webui_oidc_provider import FORGERIES, OIDCProvider
 
 from dss_server import create_app
@@ -104,6 +104,39 @@ def test_only_local_return_paths_are_followed(oidc_site, provider):
     for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
         response = sign_in(oidc_site.app.test_client(), target)
         assert response.headers["Location"] == "/", target
+
+
+@pytest.mark.parametrize("target", ["/%09/evil.example", "/%0a/evil.example", "/%0d/x", "/ /x"])
+def test_return_paths_with_whitespace_or_control_characters_go_home(site, target):
+    """Browsers drop a tab or newline from a Location: `/<tab>/evil.example` is `//evil.example`."""
+    signed_in = site.client().get(f"/login?next={target}")
+    assert (signed_in.status_code, signed_in.headers["Location"]) == (302, "/")
+    token = site.token("whitespace-next@example.org")
+    client = site.app.test_client()
+    form = post_form(client, "/login/token", {"token": token, "next": unquote(target)},
+                     token_from="/login")
+    assert (form.status_code, form.headers["Location"]) == (303, "/")
+
+
+def test_signing_in_gives_the_browser_a_new_form_token(site):
+    """A form token planted before the sign-in (e.g. over plain http) is no use afterwards."""
+    client = site.app.test_client()
+    before = form_token(client, "/login")
+    post_form(client, "/login/token", {"token": site.token("rotate@example.org")},
+              token_from="/login")
+    assert form_token(client) != before
+    refused = client.post("/logout", data={"csrf_token": before})
+    assert refused.status_code == 400
+    assert client.get("/api/login").status_code == 200
+
+
+def test_the_form_cookie_is_secure_over_https(site):
+    plain = site.app.test_client().get("/login").headers["Set-Cookie"]
+    secure = site.app.test_client().get("/login", base_url="https://localhost").headers["Set-Cookie"]
+    behind_proxy = site.app.test_client().get(
+        "/login", headers={"X-Forwarded-Proto": "https"}).headers["Set-Cookie"]
+    assert "Secure" not in plain
+    assert "; Secure" in secure and "; Secure" in behind_proxy
 
 
 def test_login_page_offers_single_sign_on_only_when_configured(oidc_site, site):

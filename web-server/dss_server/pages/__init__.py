@@ -4,7 +4,8 @@
 """
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
 
 from ..api._http import config
 from . import (admin, admin_providers, admin_tickets, csrf, oidc, public, services, tickets,
@@ -22,6 +23,7 @@ def init_app(app: Flask) -> None:
     # The signed Flask session holds form tokens and sign-in state: never sent cross-site
     # except on top-level navigation (the OIDC provider's redirect back).
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.session_interface = _SessionCookie()
     app.jinja_env.filters["when"] = _when
     app.context_processor(_template_globals)
 
@@ -32,3 +34,11 @@ def _template_globals() -> dict:
 
 def _when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+class _SessionCookie(SecureCookieSessionInterface):
+    """Secure on https (directly or behind the proxy), as the `webpy_session_id` cookie is:
+    the form token it carries must not travel over plain http."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure or super().get_cookie_secure(app)

@@ -56,8 +56,11 @@ def _client():
 
 
 def safe_next(target: str | None) -> str:
-    """Only paths on this site: no scheme, no host, no `//evil.example`."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only paths on this site: no scheme, no host, no `//evil.example`. Browsers drop tabs and
+    newlines from a Location (slash, tab, slash is `//`), and a newline would break the header:
+    any whitespace or control character is refused."""
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(char.isspace() or not char.isprintable() for char in target)):
         return url_for("public.home")
     return target
 
@@ -123,8 +126,10 @@ def token_login():
 
 
 def _signed_in_as(user, target: str | None):
-    """A fresh session id for the browser (no fixation); the anonymous one is dropped."""
+    """A fresh session id and form token for the browser (no fixation); the anonymous ones are
+    dropped."""
     auth.logout(db(), session_id())
+    session.clear()
     new_session = auth.login_session(db(), user, None)
     response = redirect(safe_next(target), code=303)
     set_session_cookie(response, new_session)
