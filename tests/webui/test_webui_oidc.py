@@ -155,6 +155,15 @@ def test_an_unreachable_provider_is_a_clear_error(make_site):
     assert "cannot be reached" in page_text(response)
 
 
+def test_a_discovery_document_without_an_authorization_endpoint_is_a_clear_error(make_site):
+    with OIDCProvider() as broken:
+        broken.discovery_leaves_out = ("authorization_endpoint",)
+        site = make_site(oidc_issuer=broken.issuer, oidc_client_id="x", oidc_client_secret="y")
+        response = site.app.test_client().get("/login/oidc")
+    assert response.status_code == 502
+    assert "configuration is unusable" in page_text(response)
+
+
 def test_issuer_without_client_id_is_a_configuration_error(make_site, provider):
     with pytest.raises(ConfigError, match="DSS_OIDC_CLIENT_ID"):
         make_site(oidc_issuer=provider.issuer)

@@ -31,6 +31,7 @@ class OIDCProvider:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "signing-key"})
         self.impostor_key = RSAKey.generate_key(2048, parameters={"kid": "signing-key"})
         self.email, self.name, self.forge = "alice@example.org", "Alice Example", None
+        self.discovery_leaves_out: tuple[str, ...] = ()  # keys of a broken discovery document
         self._codes: dict[str, str] = {}  # code -> nonce
         self._server = make_server("127.0.0.1", self.port, self._app(), threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -52,11 +53,13 @@ class OIDCProvider:
         return app
 
     def _discovery(self):
-        return jsonify(issuer=self.issuer, authorization_endpoint=f"{self.issuer}/authorize",
-                       token_endpoint=f"{self.issuer}/token", jwks_uri=f"{self.issuer}/jwks",
-                       response_types_supported=["code"], subject_types_supported=["public"],
-                       id_token_signing_alg_values_supported=["RS256"],
-                       token_endpoint_auth_methods_supported=["client_secret_basic"])
+        document = dict(issuer=self.issuer, authorization_endpoint=f"{self.issuer}/authorize",
+                        token_endpoint=f"{self.issuer}/token", jwks_uri=f"{self.issuer}/jwks",
+                        response_types_supported=["code"], subject_types_supported=["public"],
+                        id_token_signing_alg_values_supported=["RS256"],
+                        token_endpoint_auth_methods_supported=["client_secret_basic"])
+        return jsonify({key: value for key, value in document.items()
+                        if key not in self.discovery_leaves_out})
 
     def _jwks(self):
         return jsonify(KeySet([self.key]).as_dict(private=False))

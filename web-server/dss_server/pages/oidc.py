@@ -85,6 +85,11 @@ def start():
     except (requests.RequestException, ValueError, KeyError) as exc:
         log.warning("OIDC discovery failed: %s", exc)
         return error_page(502, "The sign-in provider cannot be reached; try again later.")
+    except RuntimeError as exc:  # authlib: the discovery document lacks an endpoint
+        log.error("OIDC provider unusable: %s", exc)
+        return error_page(502, "The sign-in provider's configuration is unusable (its discovery "
+                               "document names no authorization endpoint); tell your "
+                               "administrator.")
 
 
 @bp.get("/login/callback")
