@@ -165,3 +165,27 @@ def test_all_tickets_filters_pagination_history_and_purge(site, admin, monkeypat
                      "/admin/tickets").status_code == 400
     with site.sessions() as db:
         assert db.get(Service, githash) is not None
+
+
+
+def test_the_pager_links_carry_the_filters_and_nothing_else(site, admin, monkeypatch):
+    githash = site.service("PagerSvc")
+    carol = site.client("carol.pager@example.org")
+    for _ in range(3):
+        site.submit(carol, githash)
+    monkeypatch.setattr(queries, "ADMIN_PAGE_SIZE", 2)
+    for stray in ("endpoint=x", "_method=POST", "values=1", "_external=1",
+                  "_anchor=%22%3E%3Cscript%3E", "_scheme=javascript&_external=1"):
+        response = admin.get(f"/admin/tickets?user=carol.pager&page=2&{stray}")
+        assert response.status_code == 200, stray
+        newer = re.search(r'<a href="([^"]*)">‹ newer', page_text(response)).group(1)
+        assert newer == "/admin/tickets?page=1&amp;user=carol.pager", stray
+
+
+def test_the_last_day_there_is_ends_the_ticket_list_without_error(site, admin):
+    githash = site.service("LastDaySvc")
+    dave = site.client("dave.lastday@example.org")
+    site.submit(dave, githash)
+    response = admin.get("/admin/tickets?until=9999-12-31&user=dave.lastday")
+    assert response.status_code == 200 and "1 found" in page_text(response)
+    assert "0 found" in page_text(admin.get("/admin/tickets?since=9999-12-31&user=dave.lastday"))

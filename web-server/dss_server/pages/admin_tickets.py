@@ -29,9 +29,8 @@ def ticket_list():
     page = _page_number(request.args.get("page"))
     rows, total = queries.admin_tickets(db(), wanted, page)
     pages = max(1, -(-total // queries.ADMIN_PAGE_SIZE))
-    filters = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("admin/tickets.html", rows=rows, total=total, page=page, pages=pages,
-                           wanted=wanted, filters=filters, statuses=TICKET_STATUSES,
+                           wanted=wanted, filters=wanted.query_args(), statuses=TICKET_STATUSES,
                            services=queries.service_names(db()))
 
 

@@ -91,6 +91,11 @@ class TicketFilter:
         return cls(status, (args.get("service") or "").strip(), (args.get("user") or "").strip(),
                    _parse_date(args.get("since"), "since"), _parse_date(args.get("until"), "until"))
 
+    def query_args(self) -> dict[str, str]:
+        """The filter as query parameters for the pager's links: only the filter's own keys, so
+        a stray parameter can neither break url_for() (endpoint, _method) nor bend a link."""
+        return {key: str(value) for key, value in vars(self).items() if value}
+
 
 def _parse_date(value: str | None, name: str) -> date | None:
     if not value:
@@ -112,7 +117,7 @@ def admin_tickets(db: DB, wanted: TicketFilter, page: int) -> tuple[list[TicketR
         query = query.where(User.email.ilike(f"%{_escape_like(wanted.user)}%", escape="\\"))
     if wanted.since:
         query = query.where(span.c.created >= datetime.combine(wanted.since, datetime.min.time()))
-    if wanted.until:
+    if wanted.until and wanted.until < date.max:  # no day after date.max: no upper bound
         query = query.where(span.c.created < datetime.combine(wanted.until + timedelta(days=1),
                                                                datetime.min.time()))
     total = db.scalar(select(func.count()).select_from(query.subquery()))
