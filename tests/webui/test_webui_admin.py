@@ -161,6 +161,9 @@ def test_all_tickets_filters_pagination_history_and_purge(site, admin, monkeypat
     assert alice.get(f"/api/tickets/{alices[1]}/status").data == b"ready"
     post_form(admin, "/admin/tickets/purge", {"scope": "completed", "days": "-1"}, "/admin/tickets")
     assert "must not be negative" in flashes(admin, "/admin/tickets")[0]
+    post_form(admin, "/admin/tickets/purge", {"scope": "all", "days": "99999999"}, "/admin/tickets")
+    assert flashes(admin, "/admin/tickets") == [
+        "The purge interval must be at most 36525 days (100 years)"]
     assert post_form(admin, "/admin/tickets/purge", {"scope": "everything"},
                      "/admin/tickets").status_code == 400
     with site.sessions() as db:

@@ -1,6 +1,7 @@
 """Admin purge (spec c.6): delete tickets created longer ago than an interval."""
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,21 +15,33 @@ from . import tickets
 
 SCOPES = {"completed": ("failed", "success", "timeout"),
           "all": ("failed", "success", "timeout", "init", "ready", "claimed")}
+MAX_INTERVAL_DAYS = 36525  # 100 years: older than any ticket; now minus it is still a date
 
 
 def interval(days: str | None, hours: str | None) -> timedelta:
-    try:
-        if days not in (None, ""):
-            value = timedelta(days=float(days))
-        elif hours not in (None, ""):
-            value = timedelta(hours=float(hours))
-        else:
-            value = timedelta(days=7)
-    except (ValueError, OverflowError):
-        raise DSSError(400, "Parameters 'days' and 'hours' must be numbers") from None
-    if value < timedelta(0):
+    """The purge's age limit from form `days` or else `hours`; 7 days when neither is given."""
+    if days not in (None, ""):
+        amount = _number(days)
+    elif hours not in (None, ""):
+        amount = _number(hours) / 24
+    else:
+        amount = 7
+    if amount < 0:
         raise DSSError(400, "The purge interval must not be negative")
-    return value
+    if amount > MAX_INTERVAL_DAYS:
+        raise DSSError(400, f"The purge interval must be at most {MAX_INTERVAL_DAYS} days "
+                            "(100 years)")
+    return timedelta(days=amount)
+
+
+def _number(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise DSSError(400, "Parameters 'days' and 'hours' must be numbers")
+    return number
 
 
 def purge(db: DB, datastore: Path, scope: str, older_than: timedelta) -> int:
