@@ -6,8 +6,9 @@ import html
 import re
 
 import pytest
-from webui_support import git_service_repo, page_text, post_form
+from webui_support import Site, git_service_repo, page_text, post_form, settings_for
 
+from dss_server import create_app
 from dss_server.models import Service, Ticket, TicketHistory, User, UserTier
 from dss_server.pages import queries
 
@@ -43,12 +44,40 @@ def test_providers_users_and_git_services(site, admin, tmp_path):
     post_form(admin, f"{page}/services/{commit}/retire", {}, page)
     assert "No current services" in page_text(admin.get(page))
     post_form(admin, f"{page}/users/{member.user_id}/revoke", {}, page)
+    assert flashes(admin, page) == ["member@example.org may no longer serve tickets for ui-lab."]
     assert "member@example.org" not in page_text(admin.get(page))
     post_form(admin, f"{page}/retire", {}, page)
     assert "retired" in page_text(admin.get(page))
     assert admin.get("/admin/providers/nobody").status_code == 404
     post_form(admin, "/admin/providers", {"name": "bad name/.."}, "/admin/providers")
     assert "Invalid provider name" in flashes(admin, "/admin/providers")[0]
+
+
+def test_revoking_access_a_user_does_not_have_says_so(site, admin):
+    post_form(admin, "/admin/providers", {"name": "revoke-lab"}, "/admin/providers")
+    page = "/admin/providers/revoke-lab"
+    member = site.client("revoke-member@example.org")
+    post_form(admin, f"{page}/users/{member.user_id}/revoke", {}, page)
+    assert flashes(admin, page) == [
+        f"User {member.user_id} has no access to provider revoke-lab"]
+
+
+def test_user_ids_beyond_64_bits_are_unknown_users_on_sqlite(tmp_path):
+    """SQLite cannot compare an integer of 2**63 or more: the id is range-checked first."""
+    embedded = Site(create_app(settings_for(f"sqlite:///{tmp_path / 'embedded.sqlite3'}",
+                                            tmp_path, {})))
+    admin = embedded.client(admin=True)
+    post_form(admin, "/admin/providers", {"name": "lite-lab"}, "/admin/providers")
+    big = 2 ** 63
+    for path, data in [(f"/admin/users/{big}", {"tier": "guest"}),
+                       (f"/admin/users/{big}/quota", {"max_tickets": "1"})]:
+        assert post_form(admin, path, data, "/admin/users").status_code == 303, path
+        assert flashes(admin, "/admin/users") == [f"User {big} not found"], path
+    page = "/admin/providers/lite-lab"
+    assert post_form(admin, f"{page}/users/{big}/revoke", {}, page).status_code == 303
+    assert flashes(admin, page) == [f"User {big} has no access to provider lite-lab"]
+    assert admin.get(f"/api/admin/providers/lite-lab/users/{big}/delete").data == b"None"
+    embedded.app.extensions["dss_engine"].dispose()
 
 
 def test_provider_token_for_a_daemon(site, admin):

@@ -85,8 +85,8 @@ def provider_token(name):
 @bp.post("/<name>/users/<int:user_id>/revoke")
 def revoke(name, user_id):
     _provider_or_404(name)
-    return attempt(lambda: providers.revoke(db(), name, str(user_id)),
-                   "Access revoked.", _back(name))
+    return attempt(lambda: providers.revoke_existing(db(), name, str(user_id)),
+                   "{result.email} may no longer serve tickets for " + name + ".", _back(name))
 
 
 @bp.post("/<name>/services")

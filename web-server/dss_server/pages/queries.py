@@ -12,7 +12,7 @@ from ..errors import DSSError
 from ..models import (TICKET_STATUSES, ClaimHistory, Provider, ProviderAccess, ProviderService,
                       Service, Ticket, TicketHistory, User, UserTier, utcnow)
 from ..services import tickets
-from ..services.auth import Identity
+from ..services.auth import Identity, user_by_id
 
 ADMIN_PAGE_SIZE = 50
 
@@ -217,9 +217,7 @@ def tiers(db: DB) -> list[UserTier]:
 
 
 def update_user(db: DB, acting: User, user_id: int, sysadmin: bool, tier: str) -> User:
-    user = db.get(User, user_id)
-    if user is None:
-        raise DSSError(404, f"User {user_id} not found")
+    user = _existing_user(db, user_id)
     if db.get(UserTier, tier) is None:
         raise DSSError(400, f"Unknown tier {tier!r}")
     if user.id == acting.id and not sysadmin:
@@ -240,11 +238,16 @@ def set_tier_quota(db: DB, tier: str, max_tickets: str | None) -> UserTier:
 
 def set_user_quota(db: DB, user_id: int, max_tickets: str | None) -> User:
     """Override the user's ticket quota; an empty value goes back to the tier's quota."""
-    user = db.get(User, user_id) if 0 < user_id < 2 ** 31 else None
-    if user is None:
-        raise DSSError(404, f"User {user_id} not found")
+    user = _existing_user(db, user_id)
     user.max_tickets = _parse_quota(max_tickets) if (max_tickets or "").strip() else None
     db.flush()
+    return user
+
+
+def _existing_user(db: DB, user_id: int) -> User:
+    user = user_by_id(db, user_id)
+    if user is None:
+        raise DSSError(404, f"User {user_id} not found")
     return user
 
 

@@ -114,6 +114,12 @@ def find_user(db: DB, email: str) -> User | None:
     return db.scalar(select(User).where(User.email == email.strip()))
 
 
+def user_by_id(db: DB, user_id: int) -> User | None:
+    """The user, or None; also None for an id out of the column's range, which SQLite would
+    not even compare (a 500 for 2**63)."""
+    return db.get(User, user_id) if 0 < user_id < 2 ** 31 else None
+
+
 def issue_token(db: DB, user: User, reusable: bool = False) -> str:
     """A new 48-hex token. A new login token replaces the user's previous one (single use)."""
     token = secrets.token_hex(24)

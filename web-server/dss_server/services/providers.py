@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session as DB
 
 from ..errors import DSSError
 from ..models import ProviderAccess, Provider, ProviderService, Service, User
-from .auth import find_user
+from .auth import find_user, user_by_id
 
 PROVIDER_NAME = re.compile(r"^[\w\-]{1,78}$")
 
@@ -73,13 +73,26 @@ def grant(db: DB, provider: str, email: str, admin: bool = False) -> User:
     return user
 
 
-def revoke(db: DB, provider: str, user_id: str) -> None:
+def revoke(db: DB, provider: str, user_id: str) -> User | None:
+    """Remove the user's access to the provider; the user, or None when they had none (the
+    admin API answers `None` either way, as the original)."""
     try:
-        uid = int(user_id)
+        user = user_by_id(db, int(user_id))
     except ValueError:
         raise DSSError(400, f"Not a user id: {user_id!r}") from None
-    db.execute(delete(ProviderAccess).where(ProviderAccess.user_id == uid,
-                                            ProviderAccess.provider == provider))
+    if user is None:
+        return None
+    removed = db.execute(delete(ProviderAccess).where(ProviderAccess.user_id == user.id,
+                                                      ProviderAccess.provider == provider))
+    return user if removed.rowcount else None
+
+
+def revoke_existing(db: DB, provider: str, user_id: str) -> User:
+    """Revoke for the admin page, which reports what happened: no access to revoke is a 404."""
+    user = revoke(db, provider, user_id)
+    if user is None:
+        raise DSSError(404, f"User {user_id} has no access to provider {provider}")
+    return user
 
 
 def services(db: DB, provider: str) -> list[tuple[str, str, str, str]]:
