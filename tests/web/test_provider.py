@@ -1,5 +1,8 @@
 """The provider API (spec c.4, c.5, h.1) with exact bodies."""
 import re
+import uuid
+
+import pytest
 
 from sqlalchemy import select
 
@@ -263,6 +266,49 @@ def test_claim_of_several_services_needs_every_one_and_takes_nothing_otherwise(h
     assert (refused.status_code, refused.data) == (
         401, f"You are not a provider for service {other} ".encode())
     assert claim(provider, [mine, mine]).data == f"{ticket},{mine},claimed\r\n".encode()
+
+
+@pytest.mark.parametrize("bad", ["image/png\r\nSet-Cookie: evil=1", 'image/x"><script>',
+                                 "text/plain\n; charset=utf-8", "png", "a/" + "b" * 300])
+def test_an_attachment_type_must_be_a_media_type(harness, bad):
+    githash = harness.service(provider="mimelab")
+    provider, owner = harness.provider_client("mimelab"), harness.client()
+    ticket = harness.submit(owner, githash)
+    claim(provider, [githash])
+
+    def attach(**fields):
+        return upload(provider, f"/api/pro/tickets/{ticket}/attachments", "note.txt", b"note",
+                      desc="Note", **fields)
+    refused = attach(mime_type=bad)
+    assert refused.status_code == 400 and refused.data.startswith(b"Invalid 'mime_type' ")
+    assert b"expected a media type such as image/png" in refused.data
+    kept = {"text/plain; charset=utf-8": "text/plain; charset=utf-8",
+            "image/svg+xml": "image/svg+xml", " image/png ": "image/png",
+            "": "text/plain"}  # absent: guessed from the file's name (spec c.5)
+    ids = {int(attach(mime_type=sent).data): stored for sent, stored in kept.items()}
+    log_id = int(provider.post(f"/api/pro/tickets/{ticket}/info", data={"message": "m"}).data)
+    rows = owner.get(f"/api/tickets/logs/{log_id}/attachments").data.decode().split("\r\n")[:-1]
+    assert {int(row.split(",")[0]): row.split(",")[2] for row in rows} == ids
+    for row in rows:
+        blob = harness.app.test_client().get(row.split(",")[-1].replace("http://localhost", ""))
+        assert blob.headers["Content-Type"] == ids[int(row.split(",")[0])]
+
+
+def test_a_type_stored_before_the_check_is_served_as_plain_bytes(harness):
+    from dss_server.models import TicketAttachment
+    from dss_server.services import files
+    ticket = harness.submit(harness.client(), harness.service(provider="oldmimelab"))
+    key = uuid.uuid4().hex
+    folder = files.attachment_dir(harness.datastore, ticket)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{key}.png").write_bytes(b"png")
+    with harness.sessions() as db:
+        db.add(TicketAttachment(ticket_id=ticket, mime_type="image/png\r\nSet-Cookie: evil=1",
+                                description="old", uuid=key, filename=f"{key}.png"))
+        db.commit()
+    blob = harness.app.test_client().get(f"/blobs/{key}")
+    assert (blob.status_code, blob.data) == (200, b"png")
+    assert blob.headers["Content-Type"] == "application/octet-stream"
 
 
 def test_claim_records_history_claim_row_and_links_orphan_attachments(harness):

@@ -10,6 +10,7 @@ import errno
 import hashlib
 import mimetypes
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -25,6 +26,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..errors import DSSError
 from ..models import FILE_AREAS, TicketAttachment, TicketFile, utcnow
 
+# An attachment's type goes out as the blob's Content-Type: type/subtype of RFC 6838
+# restricted names, then optional `; name=value` parameters with token values (no quoted
+# strings), so nothing in it can end the header or turn into markup where it is shown.
+_RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+MIME_TYPE = re.compile(rf"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}"
+                       rf"([ \t]*;[ \t]*{_RESTRICTED_NAME}=[A-Za-z0-9!#$%&'*+.^_`|~-]+)*")
+MAX_MIME_TYPE_LENGTH = 255
 MAX_NAME_LENGTH = 255  # bytes of UTF-8, as file systems count
 MAX_ATTACHMENT_EXTENSION = 64  # stored as <uuid><extension>; a longer extension is dropped
 BACKGROUND_HASH_BYTES = 256 * 1024  # smaller writes are hashed in place (a thread hop costs more)
@@ -255,7 +263,8 @@ def store_attachment(db: DB, datastore: Path, ticket_id: int, upload: UploadFile
     name = safe_name(raw_name)
     key = uuid.uuid4().hex
     filename = key + _extension(name)
-    mime_type = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    mime_type = check_mime_type(mime_type) or mimetypes.guess_type(name)[0] \
+        or "application/octet-stream"
     row = TicketAttachment(ticket_id=ticket_id, mime_type=mime_type, description=description,
                            uuid=key, filename=filename)
     db.add(row)
@@ -264,10 +273,20 @@ def store_attachment(db: DB, datastore: Path, ticket_id: int, upload: UploadFile
     return row.id
 
 
+def check_mime_type(value: str | None) -> str | None:
+    """The provider's `mime_type`, surrounding blanks removed; None when not given."""
+    value = (value or "").strip()
+    if value and (len(value) > MAX_MIME_TYPE_LENGTH or not MIME_TYPE.fullmatch(value)):
+        raise DSSError(400, f"Invalid 'mime_type' {value[:80]!r}: expected a media type "
+                            "such as image/png or text/plain; charset=utf-8")
+    return value or None
+
+
 def blob(db: DB, datastore: Path, prefix: str) -> tuple[Path, str]:
     row = db.scalar(select(TicketAttachment).where(TicketAttachment.uuid.startswith(prefix.lower()))
                     .order_by(TicketAttachment.id).limit(1))
     path = attachment_dir(datastore, row.ticket_id) / row.filename if row else None
     if path is None or not path.is_file():
         raise DSSError(400, f"Resource {prefix} not found")
-    return path, row.mime_type or "application/octet-stream"
+    valid = row.mime_type and MIME_TYPE.fullmatch(row.mime_type)  # stored before the check
+    return path, row.mime_type if valid else "application/octet-stream"
