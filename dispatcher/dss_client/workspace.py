@@ -178,6 +178,22 @@ class Workspace:
                                  "(no SaveLocation/Version entries)")
         return cls(registry, path)
 
+    @classmethod
+    def load_received(cls, path) -> "Workspace":
+        """A workspace received from someone else (a ticket's input on the dispatcher): each
+        layer may only name a file in the workspace's own folder, found as ITK-SNAP would (the
+        stored path, the moved-workspace rule) or by file name. A layer naming anything else
+        points at a missing file in that folder, never at a file elsewhere on this host."""
+        workspace = cls.load(path)
+        folder = workspace.path.parent
+        save_location = workspace.registry.get("SaveLocation", "") or "/"
+        for number in workspace._layer_numbers():
+            key = f"Layers.Layer[{number:03d}].AbsolutePath"
+            stored = workspace.registry.get(key, "") or ""
+            workspace.registry.set(key, str(_file_in_folder(stored, save_location, folder)))
+        workspace.registry.set("SaveLocation", str(folder))   # the paths above are final
+        return workspace
+
     def _layer_numbers(self) -> list[int]:
         if not self.registry.has_folder("Layers"):
             return []
@@ -384,6 +400,25 @@ class Workspace:
         exported.path = None   # paths are now absolute in out_dir
         name = name if name.endswith(".itksnap") else name + ".itksnap"
         return [exported.save(out_dir / Path(name).name)] + files
+
+
+NOT_RECEIVED = "(not received)"
+
+
+def _file_in_folder(stored: str, save_location: str, folder: Path) -> Path:
+    """Where a received workspace's layer is: a regular file inside `folder` (resolved), else
+    a path in `folder` that does not exist, named after the stored file."""
+    name = re.split(r"[\\/]", stored)[-1]   # a workspace saved on Windows has backslashes
+    candidates = []
+    if os.path.isabs(stored):   # as saved, then moved along with the workspace
+        moved = os.path.join(folder, os.path.relpath(stored, save_location))
+        candidates += [Path(stored), Path(os.path.normpath(moved))]
+    if name not in ("", ".", ".."):
+        candidates.append(folder / name)
+    for candidate in candidates:
+        if candidate.is_file() and candidate.resolve().is_relative_to(folder):
+            return candidate.resolve()
+    return folder / NOT_RECEIVED / (name or "unnamed")
 
 
 def _read_header(path: Path):

@@ -173,12 +173,14 @@ class TicketJob:
             raise TicketFailed("The ticket holds no ITK-SNAP workspace (.itksnap file). Submit it "
                                "with ITK-SNAP, itksnap-wt or `dss submit`.")
         try:
-            workspace = Workspace.load(workspaces[0])
+            # layers resolve only inside the ticket's own input folder: a layer path naming
+            # another file on this host (another ticket's CT) must never be read or returned
+            workspace = Workspace.load_received(workspaces[0])
             layer = workspace.find_layer(self.spec.input_tag or None)
         except (WorkspaceError, OSError) as exc:
             raise TicketFailed(f"The submitted workspace cannot be read: {exc}") from None
-        if not layer.path.is_file():
-            raise TicketFailed(f"The image of layer {layer.key} ({layer.path.name}) was not "
+        for missing in (each for each in workspace.layers if not each.path.is_file()):
+            raise TicketFailed(f"The image of layer {missing.key} ({missing.path.name}) was not "
                                "uploaded with the workspace. Submit the ticket again.")
         how = f"tag {self.spec.input_tag}" if self.spec.input_tag in layer.tags else "main image"
         self.dss.call("log_message", self.id, "info",
