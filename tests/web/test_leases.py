@@ -6,7 +6,8 @@ import time
 from datetime import timedelta
 
 from dss_server.services import leases
-from dss_server.models import Ticket
+from dss_server.models import Ticket, TicketAttachment
+from web_support import upload
 
 # Time passing is simulated by moving the claim's last activity back (no sleeps, so a slow
 # request on a busy machine cannot expire a lease the test expects to be alive).
@@ -53,6 +54,36 @@ def test_expired_lease_requeues_then_times_out_and_fences_stale_writes(make_harn
         assert db.get(Ticket, ticket).attempts == 0, "a retry gets its attempts back"
 
 
+def test_a_lapsed_attempt_leaves_no_results_progress_or_unlogged_attachments(make_harness):
+    """A dispatcher killed after sending its previews but before the message that shows them:
+    the next attempt's user must not see the dead attempt's files beside its own."""
+    harness = make_harness(claim_lease=LEASE, max_attempts=2)
+    githash = harness.service(provider="lapsers")
+    provider, user = harness.provider_client("lapsers"), harness.client()
+    ticket = harness.submit(user, githash)
+    claim(provider, githash)
+    shown = upload(provider, f"/api/pro/tickets/{ticket}/attachments", "shown.txt", b"shown",
+                   desc="Shown")
+    provider.post(f"/api/pro/tickets/{ticket}/info", data={"message": "stage 1 done"})
+    unlogged = upload(provider, f"/api/pro/tickets/{ticket}/attachments", "preview.png", b"png",
+                      desc="Preview")
+    upload(provider, f"/api/pro/tickets/{ticket}/files/results", "half.nii.gz", b"half")
+    provider.post(f"/api/pro/tickets/{ticket}/progress",
+                  data={"chunk_start": "0", "chunk_end": "1", "progress": "0.7"})
+    age_claim(harness, ticket, LEASE + 1)
+    assert provider.get(f"/api/pro/tickets/{ticket}/status").data == b"ready"
+    detail = user.get(f"/api/tickets/{ticket}/detail").json["result"]
+    attachments = [a["id"] for entry in detail["log"] for a in entry["attachments"]]
+    assert attachments == [int(shown.data)], "the message's attachment stays, the orphan goes"
+    assert detail["log"][-1]["message"].startswith("No provider activity")
+    assert detail["progress"] == 0
+    assert user.get(f"/api/tickets/{ticket}/files/results").data == b""
+    with harness.sessions() as db:
+        assert db.get(TicketAttachment, int(unlogged.data)) is None
+    folder = harness.datastore / "attachments" / f"{ticket:08d}"
+    assert len(list(folder.iterdir())) == 1, "the orphan's file is removed too"
+
+
 def test_activity_renews_the_lease(make_harness):
     harness = make_harness(claim_lease=LEASE, max_attempts=1)
     githash = harness.service(provider="busy")
@@ -74,10 +105,12 @@ def test_sweep_function_expires_only_overdue_claims(make_harness):
     claim(provider, githash)
     # The database is shared with other tests, so look at this ticket, not at the counts alone.
     with harness.sessions() as db:
-        leases.sweep(db, 600, 2)
+        datastore = harness.datastore
+        leases.sweep(db, leases.ClaimPolicy(600, 2, datastore))
         db.commit()
         assert db.get(Ticket, ticket).status == "claimed", "a fresh claim is not overdue"
-        assert leases.sweep(db, 0, 2) >= 1  # a zero lease makes every claim overdue
+        # a zero lease makes every claim overdue
+        assert leases.sweep(db, leases.ClaimPolicy(0, 2, datastore)) >= 1
         db.commit()
         assert db.get(Ticket, ticket).status == "ready"
 

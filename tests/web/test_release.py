@@ -32,6 +32,9 @@ def claimed(harness):
     partial = {"myfile": (io.BytesIO(b"partial"), "half.nii.gz"), "filename": "half.nii.gz"}
     assert provider.post(f"/api/pro/tickets/{ticket}/files/results", data=partial,
                          content_type="multipart/form-data").status_code == 200
+    preview = {"myfile": (io.BytesIO(b"png"), "preview.png"), "desc": "Preview"}
+    assert provider.post(f"/api/pro/tickets/{ticket}/attachments", data=preview,
+                         content_type="multipart/form-data").status_code == 200
     return dict(harness=harness, githash=githash, provider=provider, user=user, ticket=ticket)
 
 
@@ -46,6 +49,9 @@ def test_release_puts_the_ticket_back_in_the_queue(claimed):
     log = user.get(f"/api/tickets/{ticket}/log").data.decode()
     assert "Released by provider lab (instance c1 is shutting down); back in the queue" in log
     assert user.get(f"/api/tickets/{ticket}/files/results").data == b"", "results are wiped"
+    detail = user.get(f"/api/tickets/{ticket}/detail").json["result"]
+    assert [entry["attachments"] for entry in detail["log"] if entry["attachments"]] == [], \
+        "the released attempt's unlogged preview is not shown under the release message"
     with harness.sessions() as db:
         row = db.get(Ticket, ticket)
         assert row.attempts == 0, "a release gives the attempt back"

@@ -11,7 +11,7 @@ from werkzeug.utils import cached_property
 
 from ..config import Config
 from ..errors import DSSError, not_logged_in
-from ..services import auth
+from ..services import auth, leases
 from ..services.access import require_admin
 from ..services.files import UploadFile, upload_dir
 
@@ -76,6 +76,11 @@ class DSSRequest(Request):
 
 def config() -> Config:
     return current_app.config["DSS"]
+
+
+def claim_policy() -> leases.ClaimPolicy:
+    cfg = config()
+    return leases.ClaimPolicy(cfg.claim_lease, cfg.max_attempts, cfg.datastore)
 
 
 def db():

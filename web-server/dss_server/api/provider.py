@@ -8,15 +8,14 @@ from ..errors import DSSError
 from ..models import LOG_CATEGORIES
 from ..services import catalog, claims, files, leases, provider_tickets, release, tickets
 from ..services.access import require_provider, service_provider_ticket
-from ._http import config, db, download, identity, param, receive_upload, wants_json
+from ._http import (claim_policy, config, db, download, identity, param, receive_upload,
+                    wants_json)
 
 bp = Blueprint("provider", __name__)
 
 
 def _active(ticket_id: int):
-    cfg = config()
-    return provider_tickets.active_ticket(db(), identity(), ticket_id, cfg.claim_lease,
-                                          cfg.max_attempts)
+    return provider_tickets.active_ticket(db(), identity(), ticket_id, claim_policy())
 
 
 def _receive_while_claimed(ticket_id: int):
@@ -32,11 +31,11 @@ def services():
 
 @bp.post("/api/pro/services/claims")
 def claim():
-    who, cfg = identity(), config()
+    who = identity()
     githashes = claims.parse_services(param("services"))
-    wait = claims.parse_wait(param("wait"), cfg.max_claim_wait)
+    wait = claims.parse_wait(param("wait"), config().max_claim_wait)
     ticket = claims.claim(db(), who, githashes, param("provider"), param("code"), wait,
-                          cfg.claim_lease, cfg.max_attempts)
+                          claim_policy())
     if ticket is None:
         return wire.none()
     return wire.table(("id", "service_githash", "status"),
@@ -45,9 +44,8 @@ def claim():
 
 @bp.post("/api/pro/services/<githash>/claims")
 def claim_one(githash):
-    who, cfg = identity(), config()
-    ticket = claims.claim(db(), who, [githash.lower()], param("provider"), param("code"), 0,
-                          cfg.claim_lease, cfg.max_attempts)
+    ticket = claims.claim(db(), identity(), [githash.lower()], param("provider"),
+                          param("code"), 0, claim_policy())
     return wire.text(ticket.id if ticket else -1)
 
 
@@ -86,9 +84,8 @@ def download_file(ticket_id, area, index):
 
 @bp.get("/api/pro/tickets/<int:ticket_id>/status")
 def status(ticket_id):
-    cfg = config()
     ticket = service_provider_ticket(db(), identity(), ticket_id)
-    leases.expire_if_overdue(db(), ticket, cfg.claim_lease, cfg.max_attempts)
+    leases.expire_if_overdue(db(), ticket, claim_policy())
     if ticket.status == "claimed" and ticket.claim_id is not None:
         try:
             _active(ticket_id)  # the claimer asking renews its lease

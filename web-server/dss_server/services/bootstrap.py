@@ -41,6 +41,7 @@ def start_lease_sweeper(sessions, config) -> threading.Thread:
     """Expire overdue claims every half lease (1 to 30 s); every 10 minutes, also remove the
     temporary files of uploads that a killed process left behind."""
     interval = min(max(config.claim_lease / 2, 1.0), 30.0)
+    policy = leases.ClaimPolicy(config.claim_lease, config.max_attempts, config.datastore)
     uploads = Throttle(UPLOAD_SWEEP_SECONDS)
     uploads.due(["datastore"])  # remove_stale_uploads ran at start
     stop = threading.Event()
@@ -49,7 +50,7 @@ def start_lease_sweeper(sessions, config) -> threading.Thread:
         while not stop.wait(interval):
             try:
                 with sessions() as db:
-                    if leases.sweep(db, config.claim_lease, config.max_attempts):
+                    if leases.sweep(db, policy):
                         db.commit()
             except SQLAlchemyError as exc:  # the database may be down for a while
                 log.warning("lease sweep failed: %s", exc)

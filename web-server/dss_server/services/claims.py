@@ -129,13 +129,13 @@ def parse_wait(value: str | None, cap: float) -> float:
 
 
 def claim_once(db: DB, identity: Identity, githashes: list[str], provider: str, code: str,
-               lease_seconds: float, max_attempts: int) -> Claimed | None:
+               policy: leases.ClaimPolicy) -> Claimed | None:
     started = time.perf_counter()
     if _sweep_throttle.due([str(db.get_bind().url)]):
-        leases.sweep(db, lease_seconds, max_attempts)
+        leases.sweep(db, policy)
     catalog.touch(db, githashes)
     claimed = _take(db, identity, githashes, provider, code)
-    if claimed is None and leases.sweep(db, lease_seconds, max_attempts):
+    if claimed is None and leases.sweep(db, policy):
         claimed = _take(db, identity, githashes, provider, code)
     if claimed is not None:
         observe_claim(time.perf_counter() - started)
@@ -188,8 +188,7 @@ def _take_with_orm(db: DB, values: dict) -> Claimed | None:
 
 
 def claim(db: DB, identity: Identity, githashes: list[str], provider: str | None,
-          code: str | None, wait_seconds: float, lease_seconds: float,
-          max_attempts: int) -> Claimed | None:
+          code: str | None, wait_seconds: float, policy: leases.ClaimPolicy) -> Claimed | None:
     """Claim now; with `wait_seconds` > 0 keep trying until a ticket is ready or time is up.
 
     Between attempts the transaction is committed, so a waiting claim holds no locks.
@@ -202,8 +201,7 @@ def claim(db: DB, identity: Identity, githashes: list[str], provider: str | None
     deadline = time.monotonic() + wait_seconds
     while True:
         seen = notify.generation()
-        ticket = claim_once(db, identity, githashes, provider.strip(), code, lease_seconds,
-                            max_attempts)
+        ticket = claim_once(db, identity, githashes, provider.strip(), code, policy)
         remaining = deadline - time.monotonic()
         if ticket is not None or remaining <= 0:
             return ticket

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session as DB
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import DSSError
-from ..models import FILE_AREAS, TicketAttachment, TicketFile, utcnow
+from ..models import FILE_AREAS, TicketAttachment, TicketFile, TicketLogAttachment, utcnow
 
 # An attachment's type goes out as the blob's Content-Type: type/subtype of RFC 6838
 # restricted names, then optional `; name=value` parameters with token values (no quoted
@@ -242,6 +242,19 @@ def _remove_if_empty(folder: Path) -> None:
 def wipe_area(db: DB, datastore: Path, ticket_id: int, area: str) -> None:
     db.execute(delete(TicketFile).where(TicketFile.ticket_id == ticket_id, TicketFile.area == area))
     shutil.rmtree(ticket_dir(datastore, ticket_id, area), ignore_errors=True)
+
+
+def drop_unlogged_attachments(db: DB, datastore: Path, ticket_id: int) -> None:
+    """The ticket's attachments that no log row has taken yet (a provider sends them before the
+    message that shows them): rows and files."""
+    unlogged = list(db.scalars(select(TicketAttachment).where(
+        TicketAttachment.ticket_id == ticket_id,
+        TicketAttachment.id.not_in(select(TicketLogAttachment.attachment_id)))))
+    for row in unlogged:
+        db.delete(row)
+    db.flush()
+    for row in unlogged:
+        (attachment_dir(datastore, ticket_id) / row.filename).unlink(missing_ok=True)
 
 
 def remove_ticket_files(db: DB, datastore: Path, ticket_id: int) -> None:

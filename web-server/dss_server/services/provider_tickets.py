@@ -15,15 +15,14 @@ from ..metrics import observe_ticket_finished
 PROVIDER_STATUSES = ("success", "failed")
 
 
-def active_ticket(db: DB, identity: Identity, ticket_id, lease_seconds: float,
-                  max_attempts: int) -> Ticket:
+def active_ticket(db: DB, identity: Identity, ticket_id, policy: leases.ClaimPolicy) -> Ticket:
     """The ticket if the caller holds its current claim; renews the lease.
 
     An overdue lease is expired (and committed) first, so the late write is refused with 409.
     """
     ticket = db.scalar(select(Ticket).where(Ticket.id == parse_id(ticket_id)).with_for_update())
-    if ticket is not None and leases.is_expired(ticket, lease_seconds):
-        leases.expire(db, ticket, lease_seconds, max_attempts)
+    if ticket is not None and leases.is_expired(ticket, policy.lease):
+        leases.expire(db, ticket, policy)
         db.commit()
     ticket = claimed_ticket(db, identity, ticket_id)
     if ticket.status == "claimed":

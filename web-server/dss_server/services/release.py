@@ -2,20 +2,19 @@
 
 Used by a dispatcher that is shutting down: the ticket is `ready` again at once instead of after
 the claim lease. A release is not a failed attempt, so the attempt is given back (a rolling
-restart must not push tickets towards `timeout`). The released attempt's results and progress
-are wiped, so the next claimer starts as on a fresh ticket.
+restart must not push tickets towards `timeout`). The released attempt's results, progress and
+unlogged attachments are wiped, so the next claimer starts as on a fresh ticket.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import delete
 from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
 from ..errors import DSSError
-from ..models import ClaimHistory, Ticket, TicketProgress
-from . import files, tickets
+from ..models import ClaimHistory, Ticket
+from . import leases, tickets
 from .access import parse_id, provides_service
 from .auth import Identity
 
@@ -40,8 +39,7 @@ def release(db: DB, datastore: Path, ticket: Ticket, message: str | None) -> str
     status = tickets.change_status(db, ticket, "release", {lifecycle.PROVIDER})
     tickets.release_claim(ticket)
     ticket.attempts = max(0, ticket.attempts - 1)
-    files.wipe_area(db, datastore, ticket.id, "results")
-    db.execute(delete(TicketProgress).where(TicketProgress.ticket_id == ticket.id))
+    leases.discard_attempt(db, datastore, ticket.id)
     provider = claim.provider if claim else "(unknown)"
     reason = f" ({message})" if message else ""
     tickets.append_log(db, ticket.id, "info",
