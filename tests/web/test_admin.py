@@ -154,3 +154,35 @@ def test_a_git_remote_that_never_answers_is_400_with_the_reason(harness, admin, 
         assert response.status_code == 400
         assert response.data == b"Error fetching Git repository (no answer within 1 s)"
     assert admin.get("/api/admin/providers/SLOW-LAB/services").data == b""
+
+
+def signs_in(harness, token):
+    return harness.app.test_client().post("/api/login", data={"token": token}).status_code == 200
+
+
+def test_provider_tokens_are_refused_for_administrators(harness, admin):
+    refused = admin.post("/api/admin/tokens", data={"email": admin.email, "reusable": "1"})
+    assert (refused.status_code, refused.data.decode()) == (
+        400, f"Provider tokens are for service accounts, and {admin.email} is an administrator: "
+             "use a dedicated account for the provider's daemon")
+    login_token = admin.post("/api/admin/tokens", data={"email": admin.email})
+    assert login_token.status_code == 200 and signs_in(harness, login_token.data.decode())
+
+
+def test_a_provider_token_ends_with_its_accounts_last_provider(harness, admin):
+    def member_with_token(email, *labs):
+        token = admin.post("/api/admin/tokens", data={"email": email, "reusable": "1"}).data
+        for lab in labs:
+            admin.post(f"/api/admin/providers/{lab}/users", data={"email": email})
+        return token.decode(), harness.user_id(email)
+    for lab in ("TOK-A", "TOK-B", "TOK-C"):
+        admin.post("/api/admin/providers", data={"name": lab})
+    token, robot = member_with_token("robot-ab@example.org", "TOK-A", "TOK-B")
+    admin.get(f"/api/admin/providers/TOK-A/users/{robot}/delete")
+    assert signs_in(harness, token)  # still serves TOK-B
+    assert admin.get(f"/api/admin/providers/TOK-B/users/{robot}/delete").data == b"None"
+    assert not signs_in(harness, token)
+    only_c, _ = member_with_token("robot-c@example.org", "TOK-C")
+    also_a, _ = member_with_token("robot-ca@example.org", "TOK-C", "TOK-A")
+    assert admin.get("/api/admin/providers/TOK-C/delete").data == b"None"
+    assert not signs_in(harness, only_c) and signs_in(harness, also_a)

@@ -52,3 +52,11 @@ def test_cli_errors_are_one_clear_line(make_database, tmp_path):
                             env=env, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: Provider ghost does not exist"
+    subprocess.run([PYTHON, "-m", "dss_server", "create-admin", "boss@example.org"], env=env,
+                   check=True, cwd=tmp_path, capture_output=True)
+    result = subprocess.run([PYTHON, "-m", "dss_server", "issue-token", "boss@example.org",
+                             "--reusable"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: Provider tokens are for service accounts, and boss@example.org is an "
+        "administrator: use a dedicated account for the provider's daemon")

@@ -11,6 +11,7 @@ from webui_support import Site, git_service_repo, page_text, post_form, settings
 from dss_server import create_app
 from dss_server.models import Service, Ticket, TicketHistory, User, UserTier
 from dss_server.pages import queries
+from dss_server.services import auth
 
 
 @pytest.fixture
@@ -93,6 +94,15 @@ def test_provider_token_for_a_daemon(site, admin):
     assert githash.encode() in daemon.get("/api/pro/services").data
     post_form(admin, f"{page}/token", {"email": "not an email"}, page)
     assert "Not an email address" in flashes(admin, page)[0]
+    post_form(admin, f"{page}/token", {"email": admin.email}, page)
+    assert flashes(admin, page) == [
+        f"Provider tokens are for service accounts, and {admin.email} is an administrator: "
+        "use a dedicated account for the provider's daemon"]
+    assert f"<td>{admin.email}</td>" not in page_text(admin.get(page))  # grant rolled back
+    with site.sessions() as db:
+        daemon_id = auth.find_user(db, "daemon@daemon-lab.example").id
+    post_form(admin, f"{page}/users/{daemon_id}/revoke", {}, page)
+    assert site.app.test_client().post("/api/login", data={"token": token}).status_code == 401
     assert post_form(admin, "/admin/providers/nobody/token", {"email": "x@example.org"},
                      page).status_code == 404
 

@@ -7,7 +7,7 @@ from flask import abort, flash, make_response, redirect, render_template, reques
 from ..api._http import config, db
 from ..errors import DSSError
 from ..models import Provider
-from ..services import auth, providers, registry
+from ..services import providers, registry
 from . import queries
 from ._web import attempt, page_blueprint, require_admin_page
 
@@ -68,13 +68,11 @@ def provider_token(name):
     """A reusable token for a provider's daemon (DSS_PROVIDER_TOKEN), shown this once."""
     provider = _provider_or_404(name)
     try:
-        user = auth.ensure_user(db(), request.form.get("email", ""))
-        providers.grant(db(), name, user.email)
+        user, token = providers.provider_token(db(), name, request.form.get("email", ""))
     except DSSError as exc:
         db().rollback()
         flash(exc.message, "error")
         return redirect(_back(name), code=303)
-    token = auth.issue_token(db(), user, reusable=True)
     response = make_response(render_template(
         "admin/provider.html", provider=provider, users=providers.users(db(), name),
         services=providers.services(db(), name), new_token=(user.email, token)))

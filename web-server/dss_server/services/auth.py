@@ -121,7 +121,14 @@ def user_by_id(db: DB, user_id: int) -> User | None:
 
 
 def issue_token(db: DB, user: User, reusable: bool = False) -> str:
-    """A new 48-hex token. A new login token replaces the user's previous one (single use)."""
+    """A new 48-hex token. A new login token replaces the user's previous one (single use).
+
+    A reusable token never expires and sits in a daemon's configuration: on an administrator's
+    account it would be a standing admin credential, so provider tokens are refused there.
+    """
+    if reusable and user.sysadmin:
+        raise DSSError(400, f"Provider tokens are for service accounts, and {user.email} is an "
+                            "administrator: use a dedicated account for the provider's daemon")
     token = secrets.token_hex(24)
     if not reusable:
         db.execute(delete(Token).where(Token.user_id == user.id, Token.kind == "login"))
@@ -129,6 +136,13 @@ def issue_token(db: DB, user: User, reusable: bool = False) -> str:
                  kind="reusable" if reusable else "login"))
     db.flush()
     return token
+
+
+def revoke_provider_tokens(db: DB, user_ids: list[int]) -> None:
+    """Delete the users' reusable tokens (their sessions stay; provider rights are checked on
+    every request)."""
+    if user_ids:
+        db.execute(delete(Token).where(Token.user_id.in_(user_ids), Token.kind == "reusable"))
 
 
 def login(db: DB, token: str, session_id: str | None) -> tuple[User, str]:

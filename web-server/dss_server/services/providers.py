@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session as DB
 
 from ..errors import DSSError
 from ..models import ProviderAccess, Provider, ProviderService, Service, User
-from .auth import find_user, user_by_id
+from .auth import ensure_user, find_user, issue_token, revoke_provider_tokens, user_by_id
 
 PROVIDER_NAME = re.compile(r"^[\w\-]{1,78}$")
 
@@ -42,8 +42,12 @@ def existing(db: DB, name: str) -> Provider:
 
 
 def retire(db: DB, name: str) -> None:
-    """Provider and all its service links not current; services nobody provides retire too."""
+    """Provider and all its service links not current; services nobody provides retire too;
+    its users who serve no other current provider lose their provider tokens."""
     existing(db, name).current = False
+    db.flush()
+    _drop_tokens_of_former_members(db, list(db.scalars(
+        select(ProviderAccess.user_id).where(ProviderAccess.provider == name))))
     db.execute(update(ProviderService).where(ProviderService.provider_name == name)
                .values(current=False))
     retire_orphans(db)
@@ -84,7 +88,10 @@ def revoke(db: DB, provider: str, user_id: str) -> User | None:
         return None
     removed = db.execute(delete(ProviderAccess).where(ProviderAccess.user_id == user.id,
                                                       ProviderAccess.provider == provider))
-    return user if removed.rowcount else None
+    if not removed.rowcount:
+        return None
+    _drop_tokens_of_former_members(db, [user.id])
+    return user
 
 
 def revoke_existing(db: DB, provider: str, user_id: str) -> User:
@@ -93,6 +100,24 @@ def revoke_existing(db: DB, provider: str, user_id: str) -> User:
     if user is None:
         raise DSSError(404, f"User {user_id} has no access to provider {provider}")
     return user
+
+
+def _drop_tokens_of_former_members(db: DB, user_ids: list[int]) -> None:
+    """Provider tokens exist only to serve providers: users left with no access to a current
+    provider lose theirs, so a revoked daemon cannot sign in again."""
+    serving = set(db.scalars(select(ProviderAccess.user_id)
+                             .join(Provider, Provider.name == ProviderAccess.provider)
+                             .where(Provider.current.is_(True),
+                                    ProviderAccess.user_id.in_(user_ids))))
+    revoke_provider_tokens(db, [uid for uid in user_ids if uid not in serving])
+
+
+def provider_token(db: DB, provider: str, email: str) -> tuple[User, str]:
+    """A reusable token for a provider's daemon: the account (created if new) gets access to
+    the provider, then the token (refused for administrators)."""
+    user = ensure_user(db, email or "")
+    grant(db, provider, user.email)
+    return user, issue_token(db, user, reusable=True)
 
 
 def services(db: DB, provider: str) -> list[tuple[str, str, str, str]]:
