@@ -1,12 +1,15 @@
 """Every setting of the web server, read once from the environment (the only module that does)."""
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 GIB = 1024 ** 3
+MAX_PORT = 65535
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -15,6 +18,31 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 class ConfigError(RuntimeError):
     """The configuration cannot work; the message says what to set."""
+
+
+def _number(name: str, default: str, minimum: float, maximum: float = math.inf,
+            whole: bool = False) -> float:
+    """The variable as a finite number in range (whole numbers may be written 4e9); unset or
+    empty (compose passes "") is the default."""
+    text = (_env(name) or "").strip() or default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not minimum <= value <= maximum or (whole and not value.is_integer()):
+        upper = f" and at most {maximum:g}" if maximum < math.inf else ""
+        raise ConfigError(f"{name}={text!r}: expected {'a whole number' if whole else 'a number'}"
+                          f" of at least {minimum:g}{upper}")
+    return int(value) if whole else value
+
+
+def _flag(name: str) -> bool:
+    """1/true/yes/on or 0/false/no/off (unset or empty: off); anything else is refused rather
+    than guessed, so `false` can never switch a setting on."""
+    text = (_env(name) or "0").strip().lower()
+    if text not in TRUE_WORDS + FALSE_WORDS:
+        raise ConfigError(f"{name}={text!r}: expected 1 or 0 (also true/false, yes/no, on/off)")
+    return text in TRUE_WORDS
 
 
 @dataclass(frozen=True)
@@ -75,7 +103,9 @@ def load_config(**overrides) -> Config:
     if "database_url" in overrides:
         database_url = overrides.pop("database_url")
         embedded = overrides.pop("embedded", database_url.startswith("sqlite"))
-    noauth = overrides.pop("noauth", _env("ITK_SNAP_SERVER_NOAUTH", "") not in ("", "0"))
+    noauth = overrides.pop("noauth", None)
+    if noauth is None:
+        noauth = _flag("ITK_SNAP_SERVER_NOAUTH")
     secret_key = overrides.pop("secret_key", _env("DSS_SECRET_KEY"))
     if not secret_key:
         if embedded:
@@ -90,15 +120,15 @@ def load_config(**overrides) -> Config:
         database_url=database_url,
         embedded=embedded,
         noauth=noauth,
-        port=int(_env("PORT", "8080")),
+        port=listen_port(),
         secret_key=secret_key,
         datastore=Path(_env("DSS_DATASTORE", str(var_dir / "datastore"))).resolve(),
         var_dir=var_dir,
-        max_upload_bytes=int(float(_env("DSS_MAX_UPLOAD_BYTES", str(4 * GIB)))),
-        claim_lease=float(_env("DSS_CLAIM_LEASE", "600")),
-        max_attempts=int(_env("DSS_MAX_ATTEMPTS", "2")),
+        max_upload_bytes=_number("DSS_MAX_UPLOAD_BYTES", str(4 * GIB), 1, whole=True),
+        claim_lease=_number("DSS_CLAIM_LEASE", "600", 1),
+        max_attempts=_number("DSS_MAX_ATTEMPTS", "2", 1, whole=True),
         public_url=(_env("DSS_PUBLIC_URL") or None),
-        log_json=_env("DSS_LOG_JSON", "0") not in ("", "0"),
+        log_json=_flag("DSS_LOG_JSON"),
         oidc_issuer=_env("DSS_OIDC_ISSUER") or None,
         oidc_client_id=_env("DSS_OIDC_CLIENT_ID") or None,
         oidc_client_secret=_env("DSS_OIDC_CLIENT_SECRET") or None,
@@ -110,4 +140,4 @@ def load_config(**overrides) -> Config:
 
 def listen_port() -> int:
     """PORT alone, for gunicorn.conf.py (which must not need the rest of the configuration)."""
-    return int(_env("PORT", "8080"))
+    return _number("PORT", "8080", 1, MAX_PORT, whole=True)
