@@ -1,9 +1,9 @@
 """The DSS client library: `DSSClient` speaks the DSS REST API for users, providers and admins."""
 from .api import DSSClient
-from .errors import DSSError, DSSTransientError
+from .errors import DSSError, DSSLocalError, DSSTransientError
 from .wire import (AdminTicket, Attachment, AvailableService, Claim, FileEntry, LogEntry,
                    ProviderService, ProviderUser, Service, Ticket)
 
-__all__ = ["DSSClient", "DSSError", "DSSTransientError", "AdminTicket", "Attachment",
+__all__ = ["DSSClient", "DSSError", "DSSLocalError", "DSSTransientError", "AdminTicket", "Attachment",
            "AvailableService", "Claim", "FileEntry", "LogEntry", "ProviderService", "ProviderUser",
            "Service", "Ticket"]

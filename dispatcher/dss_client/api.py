@@ -22,7 +22,7 @@ from urllib3.exceptions import (HTTPError, NewConnectionError, ProtocolError, Pr
                                 SSLError, TimeoutError as HTTPTimeoutError)
 
 from . import diskspace, wire
-from .errors import DSSError, DSSTransientError
+from .errors import DSSError, DSSLocalError, DSSTransientError
 from .multipart import MultipartFile
 from .wire import (AdminTicket, Attachment, AvailableService, Claim, FileEntry, LogEntry,
                    ProviderService, ProviderUser, Service, Ticket)
@@ -277,8 +277,8 @@ class DSSClient:
             raise DSSTransientError(None, f"download of {name} interrupted ({_reason(exc)})",
                                     path) from None
         except OSError as exc:
-            raise DSSError(None, f"cannot save {name} in {dest_dir} ({exc.strerror or exc})",
-                           path) from None
+            raise DSSLocalError(f"cannot save {name} in {dest_dir} ({exc.strerror or exc})",
+                                path, exc.errno) from None
         finally:
             _release(response)
             partial.unlink(missing_ok=True)  # left only when the download failed

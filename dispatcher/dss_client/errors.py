@@ -17,6 +17,15 @@ class DSSError(Exception):
         super().__init__(f"HTTP {status}: {body.strip() or '(empty body)'}{where}")
 
 
+class DSSLocalError(DSSError):
+    """Not the server's doing: this machine could not store what the server sent (disk full,
+    folder read-only). `errno` is the operating system's error number."""
+
+    def __init__(self, body: str, url: str = "", errno: int | None = None):
+        super().__init__(None, body, url)
+        self.errno = errno
+
+
 class DSSTransientError(DSSError):
     """Worth retrying: connection refused or reset, timeout, 5xx, 503 (`retry_after` seconds)."""
 

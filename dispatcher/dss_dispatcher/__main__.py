@@ -10,7 +10,7 @@ from . import metrics
 from .config import ConfigError, load_settings
 from .daemon import Supervisor
 from .logs import setup_logging
-from .workdirs import remove_stale_workdirs
+from .workdirs import remove_stale_workdirs, unwritable_reason
 
 log = logging.getLogger("dss_dispatcher")
 
@@ -18,11 +18,11 @@ log = logging.getLogger("dss_dispatcher")
 def main() -> int:
     try:
         settings = load_settings()
+        _check_work_dir(settings)
     except ConfigError as exc:
         print(f"dss-dispatcher: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_json)
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
     if removed := remove_stale_workdirs(settings.work_dir):
         log.info("removed %d scratch folders left by killed dispatchers", removed)
     supervisor = Supervisor(settings)
@@ -40,6 +40,12 @@ def main() -> int:
     supervisor.run()
     server.shutdown()
     return 0
+
+
+def _check_work_dir(settings) -> None:
+    """A scratch folder that cannot be written would release every ticket it claims."""
+    if reason := unwritable_reason(settings.work_dir):
+        raise ConfigError(f"DSS_WORK_DIR: {reason}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from .config import ServiceSpec, Settings
 from .logs import service_var
 from .retry import RETRYABLE, backoff_delay
 from .session import ProviderSession
+from .workdirs import unwritable_reason
 from .worker import TicketJob
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class Worker:
         self.settings, self.spec, self.index, self.stopping = settings, spec, index, stopping
         self.busy_with: int | None = None
         self.heartbeat = time.monotonic()
+        self.local_fault: str | None = None   # the scratch folder failed: claim nothing, unhealthy
+        self.local_faults = 0                 # in a row: the pause grows with each
         self.thread = threading.Thread(target=self.run, name=f"{spec.label}-{index}", daemon=True)
 
     def run(self) -> None:
@@ -53,7 +56,7 @@ class Worker:
                 self.heartbeat = time.monotonic()
                 try:
                     githashes = githashes or self._resolve(session)
-                    if githashes:
+                    if githashes and self._scratch_folder_usable():
                         self._claim_and_process(session, githashes)
                     failures = 0
                 except (DSSError, *RETRYABLE) as exc:
@@ -96,11 +99,30 @@ class Worker:
         log.info("claimed ticket %d", claim.ticket_id)
         self.busy_with = claim.ticket_id
         metrics.BUSY_WORKERS.labels(self.spec.label).inc()
+        job = TicketJob(self.settings, self.spec, session, claim.ticket_id, self.stopping)
         try:
-            TicketJob(self.settings, self.spec, session, claim.ticket_id, self.stopping).run()
+            job.run()
         finally:
             metrics.BUSY_WORKERS.labels(self.spec.label).dec()
             self.busy_with = None
+        self.local_fault = job.local_fault
+        self.local_faults = self.local_faults + 1 if job.local_fault else 0
+
+    def _scratch_folder_usable(self) -> bool:
+        """After a local fault, wait (longer each time: a probe can pass on a disk too full for
+        a CT), then claim again only once the scratch folder takes a file."""
+        if self.local_fault is None:
+            return True
+        delay = backoff_delay(self.local_faults, base=2.0, cap=60.0)
+        log.error("paused: %s; checking the scratch folder again in %.1f s", self.local_fault,
+                  delay)
+        if self.stopping.wait(delay):
+            return False
+        self.local_fault = unwritable_reason(self.settings.work_dir)
+        if self.local_fault is None:
+            log.info("the scratch folder %s can be written again; claiming tickets",
+                     self.settings.work_dir)
+        return self.local_fault is None
 
 
 class Supervisor:
@@ -149,7 +171,9 @@ class Supervisor:
         stale = self.settings.claim_wait + self.settings.retry_budget + 60
         now = time.monotonic()
         workers = [{"name": w.thread.name, "alive": w.thread.is_alive(), "ticket": w.busy_with,
-                    "idle_s": round(now - w.heartbeat, 1)} for w in self.workers]
+                    "idle_s": round(now - w.heartbeat, 1), "fault": w.local_fault}
+                   for w in self.workers]
         ok = not self.stopping.is_set() and all(
-            w["alive"] and (w["ticket"] or w["idle_s"] < stale) for w in workers)
+            w["alive"] and not w["fault"] and (w["ticket"] or w["idle_s"] < stale)
+            for w in workers)
         return {"ok": ok, "workers": workers}

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from dss_client import DSSError, DSSTransientError
+from dss_client import DSSError, DSSLocalError, DSSTransientError
 from dss_client.workspace import Workspace, WorkspaceError
 
 from . import metrics
@@ -22,7 +22,7 @@ from .logs import ticket_var
 from .results import build_result
 from .retry import RETRYABLE, retry
 from .session import ProviderSession
-from .workdirs import new_workdir
+from .workdirs import LOCAL_FAULT_ERRNOS, new_workdir, unwritable_reason
 
 log = logging.getLogger(__name__)
 STAGES = {"download": (0.0, 0.1), "inference": (0.1, 0.8), "workspace": (0.8, 0.9),
@@ -40,6 +40,11 @@ class TicketFailed(Exception):
     """A permanent problem; the message is written to the ticket log for the user."""
 
 
+class LocalFault(Exception):
+    """This dispatcher's own scratch folder failed (full, read-only): not the ticket's fault,
+    so the ticket goes back to the queue and the worker pauses."""
+
+
 class TicketJob:
     def __init__(self, settings: Settings, spec: ServiceSpec, dss: ProviderSession,
                  ticket_id: int, stopping: threading.Event):
@@ -47,6 +52,7 @@ class TicketJob:
         self.stopping = stopping
         self.workdir = new_workdir(settings.work_dir, ticket_id)
         self.timings: dict[str, float] = {}
+        self.local_fault: str | None = None   # set when the ticket was released for one
 
     # ----- the whole ticket
     def run(self) -> str:
@@ -54,13 +60,15 @@ class TicketJob:
         token = ticket_var.set(self.id)
         started = time.monotonic()
         try:
-            self._run_stages()
+            self._run_stages_blaming_local_faults()
             outcome = "success"
         except Dropped as exc:
             log.info("dropping the ticket: %s", exc)
             if str(exc) == SHUTDOWN_REASON:
-                self._hand_back()
+                self._hand_back(f"instance {self.settings.provider_code} is shutting down")
             outcome = "dropped"
+        except LocalFault as exc:
+            outcome = self._release_for_local_fault(str(exc))
         except TicketFailed as exc:
             outcome = self._fail(str(exc))
         except RETRYABLE as exc:
@@ -91,6 +99,27 @@ class TicketJob:
         self.dss.call("set_status", self.id, "success")
         steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.timings.items())
         log.info("success (%s): %s", steps, summary, extra={"timings": dict(self.timings)})
+
+    def _run_stages_blaming_local_faults(self) -> None:
+        """A failure caused by this machine's scratch folder is raised as LocalFault, whatever
+        it surfaced as (an OSError, the client's DSSLocalError, SimpleITK failing to write)."""
+        try:
+            self._run_stages()
+        except (Dropped, TicketFailed, *RETRYABLE):
+            raise
+        except Exception as exc:
+            reason = _local_fault_reason(exc) or unwritable_reason(self.settings.work_dir)
+            if reason:
+                raise LocalFault(reason) from exc
+            raise
+
+    def _release_for_local_fault(self, reason: str) -> str:
+        log.error("the scratch folder failed (%s): releasing the ticket; this worker pauses "
+                  "until the folder can be written again", reason)
+        self.local_fault = reason
+        self._hand_back(f"instance {self.settings.provider_code} cannot store files on its "
+                        "scratch disk (full or read-only)")
+        return "released"
 
     def _stage(self, name: str, work):
         if self.stopping.is_set():
@@ -128,12 +157,11 @@ class TicketJob:
         start, end = STAGES[stage]
         self.dss.call("set_progress", self.id, start, end, round(min(max(fraction, 0.0), 1.0), 4))
 
-    def _hand_back(self) -> None:
-        """Shutting down: release the ticket so that it is `ready` again at once. One try only
-        (the process is stopping); whatever goes wrong, the server's claim lease re-queues it."""
+    def _hand_back(self, reason: str) -> None:
+        """Shutting down or unable to work: release the ticket so that it is `ready` again at
+        once. One try only; whatever goes wrong, the server's claim lease re-queues it."""
         try:
-            self.dss.call_once("release", self.id,
-                               f"instance {self.settings.provider_code} is shutting down")
+            self.dss.call_once("release", self.id, reason)
             log.info("released the ticket back to the queue")
         except DSSTransientError as exc:
             log.warning("could not release the ticket (%s); its claim lease will re-queue it", exc)
@@ -269,3 +297,11 @@ def _route_missing(exc: DSSError) -> bool:
     """A server older than the release route: 404/405, or our own older server, whose
     `/api/pro/tickets/<id>/<category>` route takes `release` for an unknown log category."""
     return exc.status in (404, 405) or (exc.status == 400 and "log category" in exc.body)
+
+
+def _local_fault_reason(exc: Exception) -> str | None:
+    """The scratch disk's error, when `exc` is one (disk full, read-only, no permission)."""
+    if isinstance(exc, DSSLocalError) or (isinstance(exc, OSError)
+                                          and exc.errno in LOCAL_FAULT_ERRNOS):
+        return str(exc)
+    return None

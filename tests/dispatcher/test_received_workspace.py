@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from dss_client.workspace import Workspace
-from dss_dispatcher.config import ServiceSpec, Settings
+from dispatcher_fakes import SPEC, FakeProviderSession, job_settings
 from dss_dispatcher.worker import TicketJob
 
 
@@ -59,34 +59,10 @@ def test_an_uploaded_layer_is_found_by_its_name(tmp_path, secret):
     assert layer.path == (tmp_path / "input" / "secret_ct.nii.gz").resolve()
 
 
-class FakeProviderSession:
-    """The provider API of one claimed ticket whose download is `files`."""
-
-    def __init__(self, files: list[Path]):
-        self.files, self.calls = files, []
-
-    def call(self, name, *args, **kwargs):
-        self.calls.append((name, *args))
-        if name == "provider_status":
-            return "claimed"
-        if name == "provider_download":
-            return [Path(shutil.copy(f, args[1] / f.name)) for f in self.files]
-        return "ok"
-
-    call_once = call
-
-
 def test_the_ticket_fails_without_reading_the_outside_file(tmp_path, secret):
     received = _workspace_naming(secret, tmp_path / "upload", "/nonexistent/place")
     session = FakeProviderSession([received])
-    settings = Settings(server_url="http://127.0.0.1:9", provider_token="t" * 48,
-                        provider_name="lab", provider_code="node", workers=1,
-                        shared_datastore=None, metrics_port=0, log_json=False,
-                        work_dir=tmp_path / "work", claim_wait=1.0, poll_interval=0.5,
-                        retry_budget=1.0, inference_timeout=60.0)
-    spec = ServiceSpec("LungSegmentation", "/lung_segmentation/inference", "http://127.0.0.1:9",
-                       "lungs", "", "lab")
-    outcome = TicketJob(settings, spec, session, 5, threading.Event()).run()
+    outcome = TicketJob(job_settings(tmp_path / "work"), SPEC, session, 5, threading.Event()).run()
     assert outcome == "failed"
     errors = [call[3] for call in session.calls if call[0] == "log_message" and call[2] == "error"]
     assert errors == ["The image of layer Layers.Layer[000] (secret_ct.nii.gz) was not uploaded "

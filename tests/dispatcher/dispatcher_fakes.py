@@ -1,0 +1,41 @@
+"""In-process stand-ins for the DSS server as one TicketJob sees it, and the settings to run one."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from dss_dispatcher.config import ServiceSpec, Settings
+
+SPEC = ServiceSpec("LungSegmentation", "/lung_segmentation/inference", "http://127.0.0.1:9",
+                   "lungs", "", "lab")
+
+
+def job_settings(work_dir: Path, **overrides) -> Settings:
+    values = dict(server_url="http://127.0.0.1:9", provider_token="t" * 48, provider_name="lab",
+                  provider_code="node", workers=1, shared_datastore=None, metrics_port=0,
+                  log_json=False, work_dir=work_dir, claim_wait=1.0, poll_interval=0.5,
+                  retry_budget=1.0, inference_timeout=60.0)
+    return Settings(**{**values, **overrides})
+
+
+class FakeProviderSession:
+    """The provider API of one claimed ticket whose download is `files` (or raises `download`);
+    every call is recorded as (name, *args)."""
+
+    def __init__(self, files: list[Path], download: Exception | None = None):
+        self.files, self.download, self.calls = files, download, []
+
+    def call(self, name, *args, **kwargs):
+        self.calls.append((name, *args))
+        if name == "provider_status":
+            return "claimed"
+        if name == "provider_download":
+            if self.download:
+                raise self.download
+            return [Path(shutil.copy(f, args[1] / f.name)) for f in self.files]
+        return "ok"
+
+    call_once = call
+
+    def named(self, name: str) -> list[tuple]:
+        return [call[1:] for call in self.calls if call[0] == name]
