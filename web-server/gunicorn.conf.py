@@ -1,6 +1,7 @@
 """gunicorn settings: threaded workers (claims may wait, uploads are long), port from PORT.
 
-Workers: gunicorn's own WEB_CONCURRENCY (default 1 here: set it to about the CPU count).
+Workers: gunicorn's own WEB_CONCURRENCY (gunicorn's default 1; the image sets 2; about the CPU
+count is right).
 """
 from dss_server.config import listen_port
 
