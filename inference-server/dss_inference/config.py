@@ -29,9 +29,10 @@ def _integer(text: str) -> int:
 
 
 def _flag(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
+    """The words the web server and the dispatcher take too."""
+    if text.strip().lower() in ("1", "true", "yes", "on"):
         return True
-    if text.lower() in ("0", "false", "no"):
+    if text.strip().lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(text)
 

@@ -22,7 +22,7 @@ def resolve_devices(requested: str) -> list[str]:
     if requested == "cpu":
         return ["cpu"]
     if requested not in ("auto", "cuda") and not requested.startswith("cuda:"):
-        raise ValueError(f"INFERENCE_DEVICE must be auto, cpu or cuda, not {requested!r}")
+        raise ValueError(f"INFERENCE_DEVICE must be auto, cpu, cuda or cuda:N, not {requested!r}")
     if not torch.cuda.is_available():
         if requested == "auto":
             return ["cpu"]

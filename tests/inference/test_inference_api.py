@@ -249,7 +249,7 @@ def test_a_failing_model_loader_is_reported_by_readyz(tmp_path):
 
 
 @pytest.mark.parametrize("device, reason", [
-    ("tpu", "INFERENCE_DEVICE must be auto, cpu or cuda"),
+    ("tpu", "INFERENCE_DEVICE must be auto, cpu, cuda or cuda:N"),
     pytest.param("cuda", "CUDA is not available", marks=pytest.mark.skipif(
         torch.cuda.is_available(), reason="CUDA is available here")),
 ])

@@ -75,6 +75,8 @@ def test_json_log_lines_when_asked(monkeypatch, capsys):
 
     monkeypatch.setenv("DSS_LOG_JSON", "yes")
     assert config.from_environment().log_json is True
+    monkeypatch.setenv("DSS_LOG_JSON", "Off")  # the words the other components take
+    assert config.from_environment().log_json is False
     monkeypatch.setenv("DSS_LOG_JSON", "maybe")
     with pytest.raises(ValueError, match="^DSS_LOG_JSON='maybe' is not a valid flag$"):
         config.from_environment()
