@@ -2,15 +2,18 @@
 dss_dispatcher that reads the environment."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
 OUTPUT_KINDS = ("lungs", "nodules")
+MAX_PORT = 65535
 
 
 class ConfigError(ValueError):
@@ -56,14 +59,36 @@ def _env(name: str, default: str | None) -> str | None:
     return default if value == "" else value
 
 
-def _number(name: str, text: str | None, kind=float, minimum=0):
+def _number(name: str, text: str | None, kind=float, minimum=0, maximum=None):
     try:
         value = kind(text)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number, got {text!r}") from None
+    if not math.isfinite(value):   # nan would pass every comparison below
+        raise ConfigError(f"{name} must be a finite number, got {text!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
     return value
+
+
+def _port(name: str, default: str, minimum: int = 0) -> int:
+    return _number(name, _env(name, default), int, minimum, MAX_PORT)
+
+
+def _http_url(name: str, text: str) -> str:
+    """The whole of `text` is an http(s) URL with a host (and a valid port, if any)."""
+    try:
+        parts = urlsplit(text)
+        valid = (parts.scheme in ("http", "https") and bool(parts.hostname)
+                 and not re.search(r"\s", text) and (parts.port or 0) >= 0)
+    except ValueError:   # a port that is not a number in 0-65535
+        valid = False
+    if not valid:
+        raise ConfigError(f"{name} must be http://HOST[:PORT] or https://HOST[:PORT], "
+                          f"got {text!r}")
+    return text.rstrip("/")
 
 
 def builtin_services(lung_url: str, nodule_url: str) -> tuple[ServiceSpec, ...]:
@@ -106,16 +131,17 @@ def _parse_service(item, defaults: dict[str, str], where: str) -> ServiceSpec:
         raise ConfigError(f"{where}: 'output' must be one of {OUTPUT_KINDS}, got {output!r}")
     if not endpoint.startswith("/"):
         raise ConfigError(f"{where}: 'endpoint' must be a path such as /lung_segmentation/inference")
-    url = str(item.get("inference_url") or defaults[output]).rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where}: 'inference_url' must be an http(s) URL, got {url!r}")
+    url = _http_url(f"{where}: 'inference_url'", str(item.get("inference_url") or defaults[output]))
     return ServiceSpec(service, endpoint, url, output, str(item.get("input_tag") or "").strip(),
                        str(item.get("provider") or "").strip())
 
 
 def load_settings() -> Settings:
-    lung_url = _env("LUNG_SEGMENTATION_SERVICE_URL", "http://127.0.0.1:8081").rstrip("/")
-    nodule_url = _env("NODULE_DETECTION_SERVICE_URL", "http://127.0.0.1:8081").rstrip("/")
+    # checked here whatever uses them: a bad URL would otherwise fail every ticket
+    lung_url = _http_url("LUNG_SEGMENTATION_SERVICE_URL",
+                         _env("LUNG_SEGMENTATION_SERVICE_URL", "http://127.0.0.1:8081"))
+    nodule_url = _http_url("NODULE_DETECTION_SERVICE_URL",
+                           _env("NODULE_DETECTION_SERVICE_URL", "http://127.0.0.1:8081"))
     services_file = _env("DSS_SERVICES_FILE", None)
     if services_file:
         try:
@@ -132,13 +158,13 @@ def load_settings() -> Settings:
     provider = _env("DSS_PROVIDER_NAME", "local")
     shared = _env("DSS_SHARED_DATASTORE", None)
     return Settings(
-        server_url=_server_url(_env("SERVER_URL", "http://127.0.0.1:8080")),
+        server_url=_http_url("SERVER_URL", _env("SERVER_URL", "http://127.0.0.1:8080")),
         provider_token=token,
         provider_name=provider,
         provider_code=_env("DSS_PROVIDER_CODE", socket.gethostname()),
         workers=_number("DSS_WORKERS", _env("DSS_WORKERS", "1"), int, 1),
         shared_datastore=Path(shared) if shared else None,
-        metrics_port=_number("DSS_METRICS_PORT", _env("DSS_METRICS_PORT", "9100"), int, 0),
+        metrics_port=_port("DSS_METRICS_PORT", "9100"),
         log_json=_env("DSS_LOG_JSON", "0") in ("1", "true", "yes"),
         work_dir=Path(_env("DSS_WORK_DIR", "./var/dispatcher")),
         claim_wait=_number("DSS_CLAIM_WAIT", _env("DSS_CLAIM_WAIT", "20")),
@@ -147,13 +173,6 @@ def load_settings() -> Settings:
         inference_timeout=_number("DSS_INFERENCE_TIMEOUT", _env("DSS_INFERENCE_TIMEOUT", "1800"), float, 1),
         services=tuple(replace(s, provider=s.provider or provider) for s in services),
     )
-
-
-def _server_url(text: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", text):
-        raise ConfigError(f"SERVER_URL must be http://HOST[:PORT] or https://HOST[:PORT], "
-                          f"got {text!r}")
-    return text.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -167,9 +186,9 @@ class DevStackSettings:
 
 def load_devstack_settings() -> DevStackSettings:
     return DevStackSettings(
-        web_port=_number("PORT", _env("PORT", "8080"), int, 1),
-        inference_port=_number("INFERENCE_PORT", _env("INFERENCE_PORT", "8081"), int, 1),
-        metrics_port=_number("DSS_METRICS_PORT", _env("DSS_METRICS_PORT", "9100"), int, 0))
+        web_port=_port("PORT", "8080", 1),
+        inference_port=_port("INFERENCE_PORT", "8081", 1),
+        metrics_port=_port("DSS_METRICS_PORT", "9100"))
 
 
 def child_environment(**overrides: str) -> dict[str, str]:

@@ -109,3 +109,48 @@ def test_the_daemon_refuses_to_start_without_a_token(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "DSS_PROVIDER_TOKEN is required" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["LUNG_SEGMENTATION_SERVICE_URL", "NODULE_DETECTION_SERVICE_URL"])
+@pytest.mark.parametrize("value", ["lung-host:8081", "ftp://lung-host", "http://", "http://h:99999"])
+def test_inference_urls_from_the_environment_are_checked(env, name, value):
+    env.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"^{name} must be http://HOST"):
+        load_settings()
+
+
+def test_inference_urls_are_checked_with_a_services_file_too(env, tmp_path):
+    path = tmp_path / "services.yaml"
+    path.write_text("- {service: LungSegmentation, endpoint: /x/inference, output: lungs}\n")
+    env.setenv("DSS_SERVICES_FILE", str(path))
+    env.setenv("LUNG_SEGMENTATION_SERVICE_URL", "lung-host:8081")
+    with pytest.raises(ConfigError, match="LUNG_SEGMENTATION_SERVICE_URL"):
+        load_settings()
+
+
+@pytest.mark.parametrize("value", ["http://127.0.0.1:9 junk", "http://h:8080x", "https:///path"])
+def test_the_whole_server_url_is_checked(env, value):
+    env.setenv("SERVER_URL", value)
+    with pytest.raises(ConfigError, match="SERVER_URL must be http"):
+        load_settings()
+
+
+def test_a_server_url_with_a_path_is_kept(env):
+    env.setenv("SERVER_URL", "https://dss.example.org:8443/dss/")
+    assert load_settings().server_url == "https://dss.example.org:8443/dss"
+
+
+@pytest.mark.parametrize("name", ["DSS_CLAIM_WAIT", "DSS_POLL_INTERVAL", "DSS_RETRY_BUDGET",
+                                  "DSS_INFERENCE_TIMEOUT"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_refused(env, name, value):
+    env.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"{name} must be a finite number"):
+        load_settings()
+
+
+@pytest.mark.parametrize("value", ["70000", "65536"])
+def test_a_port_out_of_range_is_named(env, value):
+    env.setenv("DSS_METRICS_PORT", value)
+    with pytest.raises(ConfigError, match="DSS_METRICS_PORT must be at most 65535"):
+        load_settings()
