@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 
 from flask import Flask, g, request
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -22,6 +23,7 @@ UPLOAD_OVERHEAD = 16 * 1024 * 1024  # multipart framing and text fields on top o
 # Cap of a text field (a log message); also bounds werkzeug's multipart read buffer, which
 # reads MULTIPART_READ_BYTES at a time.
 FORM_FIELD_BYTES = 4 * 1024 * 1024
+DATABASE_RETRY_AFTER_SECONDS = 1
 HTTP_MESSAGES = {400: "bad request", 401: "unauthorized", 404: "not found",
                  405: "method not allowed"}
 
@@ -106,6 +108,19 @@ def _init_error_handlers(app: Flask) -> None:
         else:
             message = HTTP_MESSAGES.get(exc.code) or exc.description or exc.name
         return wire.error(exc.code or 500, message, _json_safe())
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(exc: DBAPIError):
+        # Pooled connections are not pinged before use (a round trip per request); after a
+        # database restart the first request of each worker meets a dead one. SQLAlchemy then
+        # replaces the pool, so that request may simply be tried again.
+        if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+            return _crash(exc)
+        log.warning("database unavailable: %s", " ".join(str(exc.orig).split()))
+        response = wire.error(503, "The database connection was lost (the database may be "
+                                   "restarting); try again in a moment", _json_safe())
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response
 
     @app.errorhandler(Exception)
     def _crash(exc: Exception):

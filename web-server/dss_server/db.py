@@ -21,7 +21,8 @@ def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite"):
         return _sqlite_engine(database_url)
     # No pre-ping (a round trip per request); connections are recycled hourly instead, and a
-    # request that meets a dead connection after a database restart answers 500 once.
+    # request that meets a dead connection after a database restart answers 503 (Retry-After)
+    # once per worker, while SQLAlchemy replaces the pool.
     return create_engine(database_url, pool_recycle=3600, pool_size=10, max_overflow=30)
 
 
