@@ -260,7 +260,10 @@ class TicketJob:
                 if time.monotonic() - last_check > STATUS_CHECK_SECONDS:
                     self._check_claimed()
                     last_check = time.monotonic()
-                time.sleep(pause)
+                # a shutdown does not wait for a long job: it is cancelled below and the
+                # ticket released, so that another instance starts it at once
+                if self.stopping.wait(pause):
+                    raise Dropped(SHUTDOWN_REASON)
                 pause = min(POLL_MAX, pause * 1.5)
         except JobLost:
             raise
