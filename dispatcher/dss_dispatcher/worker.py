@@ -7,6 +7,7 @@ are retried (retry.py); a permanent one fails the ticket with a message the user
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -22,7 +23,7 @@ from .logs import ticket_var
 from .results import build_result
 from .retry import RETRYABLE, retry
 from .session import ProviderSession
-from .workdirs import LOCAL_FAULT_ERRNOS, new_workdir, unwritable_reason
+from .workdirs import LOCAL_FAULT_ERRNOS, create_locked, new_workdir, unwritable_reason
 
 log = logging.getLogger(__name__)
 STAGES = {"download": (0.0, 0.1), "inference": (0.1, 0.8), "workspace": (0.8, 0.9),
@@ -51,6 +52,7 @@ class TicketJob:
         self.settings, self.spec, self.dss, self.id = settings, spec, dss, ticket_id
         self.stopping = stopping
         self.workdir = new_workdir(settings.work_dir, ticket_id)
+        self.workdir_lock: int | None = None   # held while the ticket runs (workdirs.py)
         self.timings: dict[str, float] = {}
         self.local_fault: str | None = None   # set when the ticket was released for one
 
@@ -82,12 +84,15 @@ class TicketJob:
                                  "Retry the ticket; if it fails again, contact the provider.")
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            if self.workdir_lock is not None:
+                os.close(self.workdir_lock)
             ticket_var.reset(token)
         metrics.TICKETS.labels(self.spec.label, outcome).inc()
         metrics.TICKET_SECONDS.labels(self.spec.label, outcome).observe(time.monotonic() - started)
         return outcome
 
     def _run_stages(self) -> None:
+        self.workdir_lock = create_locked(self.workdir)
         self.dss.call("set_progress", self.id, 0.0, 1.0, 0.0)   # clears an earlier attempt's
         inputs = self._stage("download", self._download)
         workspace, layer = inputs

@@ -1,18 +1,36 @@
-"""Scratch folders of a killed dispatcher are removed at the next start, a live one's are not."""
+"""Scratch folders of a killed dispatcher are removed at the next start, those of a running
+ticket (locked while it runs) are not, even when the killed and the new dispatcher have the
+same pid (pid 1 in a container)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 
-def test_scratch_folders_of_dead_processes_are_removed(tmp_path):
-    import os
-    import subprocess
+from dss_dispatcher.workdirs import create_locked, new_workdir, remove_stale_workdirs
 
-    from dss_dispatcher.workdirs import remove_stale_workdirs
-    finished = subprocess.Popen(["true"])
-    finished.wait()
-    dead = tmp_path / f"ticket_00000007_{finished.pid}_0123abcd"
-    alive = tmp_path / f"ticket_00000008_{os.getpid()}_0123abcd"
+
+def test_unlocked_scratch_folders_are_removed_locked_ones_kept(tmp_path):
+    running = new_workdir(tmp_path, 8)
+    lock = create_locked(running)
+    # what a killed pid-1 dispatcher leaves: a folder named after our own (live) pid
+    killed_same_pid = tmp_path / f"ticket_00000007_{os.getpid()}_0123abcd"
+    half_created = tmp_path / f".ticket_00000009_{os.getpid()}_0123abcd"
     other = tmp_path / "ticket_notes"
-    for path in (dead, alive, other):
+    for path in (killed_same_pid, half_created, other):
         path.mkdir()
-    assert remove_stale_workdirs(tmp_path) == 1
-    assert not dead.exists() and alive.exists() and other.exists()
+    try:
+        assert remove_stale_workdirs(tmp_path) == 2
+        assert running.is_dir() and other.is_dir()
+        assert not killed_same_pid.exists() and not half_created.exists()
+    finally:
+        os.close(lock)
+
+
+def test_a_killed_process_leaves_its_folder_unlocked(tmp_path):
+    script = ("import sys, os; from pathlib import Path; "
+              "from dss_dispatcher.workdirs import create_locked, new_workdir; "
+              "create_locked(new_workdir(Path(sys.argv[1]), 3)); os._exit(0)")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60)
+    [left] = tmp_path.iterdir()
+    assert remove_stale_workdirs(tmp_path) == 1 and not left.exists()
