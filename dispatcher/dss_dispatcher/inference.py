@@ -1,6 +1,7 @@
 """Client of the inference server's REST API (docs/architecture.md, "Inference server API")."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,9 +89,7 @@ class InferenceClient:
         response = self._call("GET", f"{self.base_url}{job}", stream=True)
         try:
             if response.status_code == 202:
-                state = response.json()
-                return JobState(state.get("status", "running"), float(state.get("progress") or 0.0),
-                                str(state.get("stage") or ""))
+                return _job_state(response)
             if response.status_code != 200:
                 self._raise_for(response, "job")
             return self._save(response, dest_dir)
@@ -130,6 +129,21 @@ class InferenceClient:
             self._http.delete(f"{self.base_url}{job}", timeout=(CONNECT_TIMEOUT, 30))
         except requests.RequestException:
             pass
+
+
+def _job_state(response: requests.Response) -> JobState:
+    """A 202's body; anything else than a job state is the inference server's fault, so it is
+    retried (a proxy's error page, a half-deployed server), naming what it answered."""
+    try:
+        state = response.json()
+        progress = float(state.get("progress") or 0.0)
+        if math.isfinite(progress):
+            return JobState(str(state.get("status", "running")), progress,
+                            str(state.get("stage") or ""))
+    except (ValueError, TypeError, AttributeError):
+        pass
+    raise TransientError(f"the inference server answered a job's status with "
+                         f"{response.text[:200]!r}, which is not a job state")
 
 
 def _reason(exc: Exception) -> str:

@@ -150,3 +150,17 @@ def test_unreachable_inference_server_is_transient(tmp_path):
     client = InferenceClient(f"http://127.0.0.1:{free_port()}", "/x/inference")
     with pytest.raises(TransientError, match="unreachable"):
         client.submit(image)
+
+
+@pytest.mark.parametrize("body", [b"<html>proxy error</html>", b'{"progress": "abc"}',
+                                  b'["running"]', b'{"progress": "nan"}'])
+def test_a_job_status_that_is_not_a_job_state_is_transient_and_named(tmp_path, body):
+    server = FlakyServer([(202, {}, body)])
+    client = InferenceClient(server.url, "/lung_segmentation/inference")
+    try:
+        with pytest.raises(TransientError, match="the inference server answered a job's status "
+                                                 "with .*not a job state") as raised:
+            client.poll("/lung_segmentation/inference/abc", tmp_path)
+    finally:
+        server.close()
+    assert body.decode()[:10] in str(raised.value)
