@@ -170,7 +170,8 @@ def _pattern_regex(pattern: str) -> re.Pattern:
 # ---------------------------------------------------------------------------- environment
 
 def env_vars_read(path: Path) -> set[str]:
-    """Names passed as a literal to os.environ.get / os.getenv / os.environ[...] / _env(...)."""
+    """Names passed as a literal to os.environ.get / os.getenv / os.environ[...] / _env(...),
+    or to the config modules' parsing readers (_number, _flag)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     names = set()
     for node in ast.walk(tree):
@@ -193,7 +194,8 @@ def _dotted(node: ast.AST) -> str:
 
 
 def _is_env_reader(func: ast.AST) -> bool:
-    return _dotted(func) in ("os.environ.get", "os.getenv", "environ.get", "getenv", "_env")
+    return _dotted(func) in ("os.environ.get", "os.getenv", "environ.get", "getenv", "_env",
+                             "_number", "_flag")
 
 
 def component_env_reads(component: Component) -> set[str] | None:
