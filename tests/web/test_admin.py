@@ -184,5 +184,8 @@ def test_a_provider_token_ends_with_its_accounts_last_provider(harness, admin):
     assert not signs_in(harness, token)
     only_c, _ = member_with_token("robot-c@example.org", "TOK-C")
     also_a, _ = member_with_token("robot-ca@example.org", "TOK-C", "TOK-A")
+    daemon = harness.app.test_client()  # signed in before its provider is retired
+    assert daemon.post("/api/login", data={"token": only_c}).status_code == 200
     assert admin.get("/api/admin/providers/TOK-C/delete").data == b"None"
     assert not signs_in(harness, only_c) and signs_in(harness, also_a)
+    assert daemon.get("/api/login").status_code == 401, "its session is signed out too"

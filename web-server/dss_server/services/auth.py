@@ -139,10 +139,12 @@ def issue_token(db: DB, user: User, reusable: bool = False) -> str:
 
 
 def revoke_provider_tokens(db: DB, user_ids: list[int]) -> None:
-    """Delete the users' reusable tokens (their sessions stay; provider rights are checked on
-    every request)."""
+    """Delete the users' reusable tokens and sign their sessions out: a daemon of a retired
+    provider keeps its access rows (as the original), so a session it already holds would
+    otherwise go on claiming that provider's tickets."""
     if user_ids:
         db.execute(delete(Token).where(Token.user_id.in_(user_ids), Token.kind == "reusable"))
+        db.execute(delete(Session).where(Session.user_id.in_(user_ids)))
 
 
 def login(db: DB, token: str, session_id: str | None) -> tuple[User, str]:
