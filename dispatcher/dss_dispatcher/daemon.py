@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 GITHASH = re.compile(r"^[0-9a-f]{40}$")
 SUPERVISE_SECONDS = 1.0
 IDLE_DRAIN_SECONDS = 2.0
+REFUSALS_UNHEALTHY = 3   # logins refused in a row: the token is wrong, not a server hiccup
 
 
 def resolve_githashes(session: ProviderSession, spec: ServiceSpec) -> list[str]:
@@ -43,6 +44,7 @@ class Worker:
         self.heartbeat = time.monotonic()
         self.local_fault: str | None = None   # the scratch folder failed: claim nothing, unhealthy
         self.local_faults = 0                 # in a row: the pause grows with each
+        self.refusals = 0                     # logins refused (401) in a row
         self.thread = threading.Thread(target=self.run, name=f"{spec.label}-{index}", daemon=True)
 
     def run(self) -> None:
@@ -58,9 +60,10 @@ class Worker:
                     githashes = githashes or self._resolve(session)
                     if githashes and self._scratch_folder_usable():
                         self._claim_and_process(session, githashes)
-                    failures = 0
+                    failures = self.refusals = 0
                 except (DSSError, *RETRYABLE) as exc:
                     failures += 1
+                    self.refusals = self.refusals + 1 if getattr(exc, "status", None) == 401 else 0
                     githashes = []   # the services may have been re-registered
                     delay = backoff_delay(failures, cap=max(self.settings.poll_interval, 1) * 6)
                     if getattr(exc, "status", None) == 401:
@@ -171,9 +174,10 @@ class Supervisor:
         stale = self.settings.claim_wait + self.settings.retry_budget + 60
         now = time.monotonic()
         workers = [{"name": w.thread.name, "alive": w.thread.is_alive(), "ticket": w.busy_with,
-                    "idle_s": round(now - w.heartbeat, 1), "fault": w.local_fault}
+                    "idle_s": round(now - w.heartbeat, 1), "fault": w.local_fault,
+                    "refused": w.refusals >= REFUSALS_UNHEALTHY}
                    for w in self.workers]
         ok = not self.stopping.is_set() and all(
-            w["alive"] and not w["fault"] and (w["ticket"] or w["idle_s"] < stale)
-            for w in workers)
+            w["alive"] and not w["fault"] and not w["refused"]
+            and (w["ticket"] or w["idle_s"] < stale) for w in workers)
         return {"ok": ok, "workers": workers}

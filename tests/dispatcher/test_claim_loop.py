@@ -119,3 +119,47 @@ def test_supervisor_restarts_a_crashed_worker(tmp_path):
                                      {"service": "Crashy"}) >= 1
     assert server.listings >= 2                     # the restarted worker tried again
     assert set(health) == {"ok", "workers"}
+
+
+class RefusingServer(OldServer):
+    """Refuses every login: a revoked or mistyped provider token."""
+
+    def __init__(self):
+        super().__init__()
+        outer = self
+        handler = self.server.RequestHandlerClass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            outer.logins += 1
+            self._send(401, "Invalid token")
+        handler.do_POST = do_POST
+
+
+def test_a_refused_token_makes_the_dispatcher_unhealthy_while_it_keeps_trying(tmp_path,
+                                                                              monkeypatch):
+    from dss_dispatcher import daemon
+    from dss_dispatcher.daemon import Supervisor
+
+    monkeypatch.setattr(daemon, "backoff_delay", lambda *args, **kwargs: 0.05)
+    server = RefusingServer()
+    spec = ServiceSpec("LungSegmentation", "/x/inference", "http://x", "lungs", "", "lab")
+    settings = Settings(server_url=server.url, provider_token="t" * 48, provider_name="lab",
+                        provider_code="test", workers=1, shared_datastore=None, metrics_port=0,
+                        log_json=False, work_dir=Path(tmp_path), claim_wait=1.0,
+                        poll_interval=0.5, retry_budget=1.0, inference_timeout=60.0,
+                        services=(spec,))
+    supervisor = Supervisor(settings)
+    runner = threading.Thread(target=supervisor.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while server.logins < 5 and time.monotonic() < deadline:   # a few refusals in a row
+            time.sleep(0.05)
+        health = supervisor.health()
+    finally:
+        supervisor.stop()
+        runner.join(10)
+        server.server.shutdown()
+    assert health["ok"] is False and health["workers"][0]["refused"] is True
+    assert health["workers"][0]["alive"], "still trying"
