@@ -7,6 +7,7 @@ gigavoxels is refused without allocating memory. Problems with the input raise
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import stat
 import uuid
@@ -24,6 +25,10 @@ INPUT_FORMATS = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": 
 # Result format name (query `format=`) -> file suffix.
 RESULT_FORMATS = {"nrrd": ".nrrd", "nii.gz": ".nii.gz", "nii": ".nii", "mha": ".mha"}
 MIN_SLICES = 2
+# The ImageIO that reads each input format. Pinned, so that ITK never picks another reader
+# from the file's content: a header in another format could name a data file never checked.
+IMAGE_IOS = {"nifti": "NiftiImageIO", "nrrd": "NrrdImageIO", "mha": "MetaImageIO",
+             "dicom-zip": "GDCMImageIO"}
 _HEADER_BYTES = 1024 * 1024
 _COPY_CHUNK = 1024 * 1024
 
@@ -101,7 +106,7 @@ def inspect_input(path: Path, fmt: str, work_dir: Path, max_voxels: int,
             path = path.rename(path.with_name(path.name + ".gz"))
         paths = (path,)
         _check_data_is_embedded(path, fmt)
-    reader = _header_reader(paths[0])
+    reader = _header_reader(paths[0], IMAGE_IOS[fmt])
     size = _checked_size(reader, slices=len(paths) if len(paths) > 1 else None,
                          max_voxels=max_voxels)
     if fmt == "nifti":
@@ -114,10 +119,11 @@ def read_volume(source: ImageSource) -> Volume:
     try:
         if len(source.paths) > 1:
             reader = sitk.ImageSeriesReader()
+            reader.SetImageIO(IMAGE_IOS[source.fmt])
             reader.SetFileNames([str(p) for p in source.paths])
             image = reader.Execute()
         else:
-            image = sitk.ReadImage(str(source.paths[0]))
+            image = sitk.ReadImage(str(source.paths[0]), imageIO=IMAGE_IOS[source.fmt])
     except RuntimeError as exc:
         raise ImageInputError(422, f"cannot read the image: {_itk_reason(exc)}") from None
     if tuple(image.GetSize()) != source.size:
@@ -237,25 +243,55 @@ def _check_data_is_embedded(path: Path, fmt: str) -> None:
     if fmt not in ("nrrd", "mha"):
         return
     with open(path, "rb") as handle:
-        head = handle.read(_HEADER_BYTES).decode("latin-1")
+        head = handle.read(_HEADER_BYTES)
     if fmt == "nrrd":
-        fields = head.split("\n\n", 1)[0].splitlines()
-        if any(line.split(":", 1)[0].strip().lower() in ("data file", "datafile") for line in fields):
+        _check_nrrd_header(head)
+    else:
+        _check_metaimage_header(head)
+
+
+# teem (ITK's NRRD reader) ends a header line at "\r\n", "\n" or a lone "\r".
+_NRRD_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _check_nrrd_header(head: bytes) -> None:
+    if not head.startswith(b"NRRD"):
+        raise ImageInputError(422, "not a NRRD file: it does not start with 'NRRD'")
+    lines = _NRRD_LINE_END.split(head)
+    if b"" not in lines:
+        raise ImageInputError(422, "the NRRD header does not end (with an empty line) "
+                                   f"within its first {_HEADER_BYTES} bytes")
+    for line in lines[: lines.index(b"")]:
+        field = b"".join(line.split(b":", 1)[0].lower().split())  # teem ignores case
+        if field == b"datafile":
             raise ImageInputError(422, "the NRRD header names a separate data file; "
                                        "send a single-file .nrrd with the data attached")
-        return
-    for line in head.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "ElementDataFile":
-            if value.strip() != "LOCAL":
-                raise ImageInputError(422, "the MetaImage header names a separate data file "
-                                           f"({value.strip()!r}); send a single-file .mha")
-            return
-    raise ImageInputError(422, "not a readable MetaImage: no ElementDataFile in its header")
 
 
-def _header_reader(path: Path) -> sitk.ImageFileReader:
+def _check_metaimage_header(head: bytes) -> None:
+    """Every ElementDataFile line must say LOCAL. MetaIO reads a value up to "\n" only, so
+    lines are split there alone: a "\r" inside a value does not start a new field. The
+    pixel data after the header is scanned too; a false alarm there is vanishingly rare."""
+    data_files = [(key, value) for key, value in map(_metaimage_field, head.split(b"\n"))
+                  if key.lower() == b"elementdatafile"]
+    if not data_files:
+        raise ImageInputError(422, "not a readable MetaImage: no ElementDataFile in its header")
+    for key, value in data_files:
+        if key != b"ElementDataFile" or value != b"LOCAL":
+            shown = value[:100].decode("latin-1")
+            raise ImageInputError(422, "the MetaImage header names a separate data file "
+                                       f"({shown!r}); send a single-file .mha")
+
+
+def _metaimage_field(line: bytes) -> tuple[bytes, bytes]:
+    """(key, value) of a "Key = Value" line; ":" separates too, to err on the safe side."""
+    key, *value = re.split(rb"[=:]", line, maxsplit=1)
+    return key.strip(), b"".join(value).strip()
+
+
+def _header_reader(path: Path, image_io: str) -> sitk.ImageFileReader:
     reader = sitk.ImageFileReader()
+    reader.SetImageIO(image_io)
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()

@@ -184,6 +184,29 @@ def test_headers_naming_another_file_as_data_are_refused(tmp_path, name, header)
     expect_refusal(422, "separate data file", inspect, path, tmp_path / "job")
 
 
+@pytest.mark.parametrize("name, header", [
+    # MetaIO ends a value at "\n" only: the "LOCAL" after the "\r" is part of the comment.
+    ("cr.mha", "ObjectType = Image\nComment = x\rElementDataFile = LOCAL\nNDims = 3\n"
+               "DimSize = 4 4 4\nElementType = MET_UCHAR\nElementDataFile = {target}\n"),
+    ("case.mha", "ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\n"
+                 "elementdatafile = {target}\nElementDataFile = LOCAL\n"),
+])
+def test_every_metaimage_data_file_line_must_say_local(tmp_path, name, header):
+    secret = tmp_path / "secret.raw"
+    secret.write_bytes(bytes(range(64)))
+    path = tmp_path / name
+    path.write_bytes(header.format(target=secret).encode())
+    expect_refusal(422, "separate data file", inspect, path, tmp_path / "job")
+
+
+def test_a_metaimage_named_nrrd_is_refused(tmp_path):
+    """The reader is pinned to the format the name says: the NRRD checks saw this header."""
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(ct_like_image(), str(tmp_path / "ct.mha"))
+    os.replace(tmp_path / "ct.mha", path)
+    expect_refusal(422, "not a NRRD file", inspect, path, tmp_path / "job")
+
+
 def test_a_header_declaring_gigavoxels_is_refused_before_reading(tmp_path):
     path = tmp_path / "huge.nii.gz"
     path.write_bytes(gzip.compress(nifti_header_declaring((30000, 30000, 30000))))
