@@ -14,11 +14,19 @@ CONNECT_TIMEOUT, READ_TIMEOUT = 10.0, 300.0
 CHUNK_BYTES = 1 << 20
 RESULT_FORMAT = "nii.gz"
 _FILENAME = re.compile(r'filename="?([^";]+)"?')
+_PATH = re.compile(r"""(?<![\w:/.])/(?:[^\s"'/]+/)+([^\s"'/]+)""")   # /a/b/name, not in URLs
+UNREADABLE_IMAGE = (415, 422)   # the inference server's answers for a file it cannot read
 _TRANSPORT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
 class InferenceFailed(Exception):
-    """The inference server refused the image or the job failed: retrying will not help."""
+    """The inference server refused the image or the job failed: retrying will not help.
+    The message is for the user (no paths of the inference server's disk); `detail`, the
+    server's whole answer, is for the operator's log."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class JobLost(TransientError):
@@ -68,7 +76,13 @@ class InferenceClient:
         if status == 503 or status == 429 or (status >= 500 and _is_not_job_failure(response)):
             raise TransientError(f"inference server busy or failing (HTTP {status}: "
                                  f"{_message(response)})", _retry_after(response))
-        raise InferenceFailed(f"{_message(response)} (inference server, HTTP {status})")
+        message = _message(response)
+        detail = f"{message} (inference server, HTTP {status})"
+        if what == "submit" and status in UNREADABLE_IMAGE:
+            raise InferenceFailed(f"the file is not an image that can be read "
+                                  f"({_without_paths(message)})", detail)
+        raise InferenceFailed(f"{_without_paths(message)} (inference server, HTTP {status})",
+                              detail)
 
     def submit(self, image: Path) -> str:
         """Send the image; returns the job's Endpoint path."""
@@ -129,6 +143,12 @@ class InferenceClient:
             self._http.delete(f"{self.base_url}{job}", timeout=(CONNECT_TIMEOUT, 30))
         except requests.RequestException:
             pass
+
+
+def _without_paths(text: str) -> str:
+    """`text` with each absolute path cut to its file name: the user has no use for the
+    inference server's folders, and they are not the user's business."""
+    return _PATH.sub(r"\1", text)
 
 
 def _job_state(response: requests.Response) -> JobState:

@@ -241,7 +241,8 @@ class TicketJob:
             return retry(lambda: self._run_job(client, image), self.settings.retry_budget,
                          "inference", sleep=self._wait_to_retry, on_retry=self._inference_retry)
         except InferenceFailed as exc:
-            raise TicketFailed(f"The image could not be processed: {exc}") from None
+            log.warning("the inference server refused %s: %s", image.name, exc.detail)
+            raise TicketFailed(f"The image {image.name} could not be processed: {exc}") from None
         finally:
             client.close()
 

@@ -164,3 +164,26 @@ def test_a_job_status_that_is_not_a_job_state_is_transient_and_named(tmp_path, b
     finally:
         server.close()
     assert body.decode()[:10] in str(raised.value)
+
+
+def test_an_unreadable_image_is_named_without_the_inference_servers_paths(tmp_path):
+    image = tmp_path / "ct.nii.gz"
+    image.write_bytes(b"x")
+    answer = (b'{"error": "cannot read the image: Unable to determine ImageIO reader for '
+              b'\\"/tmp/dss-inference-x1/job_7/input.nii\\""}')
+    server = FlakyServer([(422, {}, answer),
+                          (500, {}, b'{"error": "model crashed in /srv/models/lungs.py", '
+                                    b'"status": "failed"}')])
+    client = InferenceClient(server.url, "/lung_segmentation/inference")
+    try:
+        with pytest.raises(InferenceFailed) as unreadable:
+            client.submit(image)
+        with pytest.raises(InferenceFailed) as crashed:
+            client.poll("/lung_segmentation/inference/abc", tmp_path)
+    finally:
+        server.close()
+    assert str(unreadable.value) == ('the file is not an image that can be read (cannot read the '
+                                     'image: Unable to determine ImageIO reader for "input.nii")')
+    assert "/tmp/dss-inference-x1/job_7/input.nii" in unreadable.value.detail
+    assert str(crashed.value) == "model crashed in lungs.py (inference server, HTTP 500)"
+    assert "/srv/models/lungs.py" in crashed.value.detail
