@@ -25,6 +25,13 @@ INPUT_FORMATS = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": 
 # Result format name (query `format=`) -> file suffix.
 RESULT_FORMATS = {"nrrd": ".nrrd", "nii.gz": ".nii.gz", "nii": ".nii", "mha": ".mha"}
 MIN_SLICES = 2
+# Plausible CT voxel spacing in mm: beyond it the header is wrong (metres or microns written
+# as mm, say), and the models' mm-sized kernels would need absurd numbers of voxels.
+SPACING_RANGE_MM = (0.01, 50.0)
+# Farther than this from the scanner's origin (1 km) a coordinate is a broken header.
+MAX_ORIGIN_MM = 1e6
+# Direction matrices are rounded in files (DICOM stores 6 decimals): tolerate that, not shear.
+DIRECTION_TOLERANCE = 1e-3
 # The ImageIO that reads each input format. Pinned, so that ITK never picks another reader
 # from the file's content: a header in another format could name a data file never checked.
 IMAGE_IOS = {"nifti": "NiftiImageIO", "nrrd": "NrrdImageIO", "mha": "MetaImageIO",
@@ -129,7 +136,7 @@ def read_volume(source: ImageSource) -> Volume:
     if tuple(image.GetSize()) != source.size:
         raise ImageInputError(422, f"the image holds {image.GetSize()} voxels, "
                                    f"its header declared {source.size}")
-    _check_geometry(image.GetSpacing(), image.GetOrigin())
+    _check_geometry(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
     # One float32 copy straight from ITK's buffer (a view), not an int16 copy first.
     hu = sitk.GetArrayViewFromImage(image).astype(np.float32)
     return Volume(hu=hu, spacing=tuple(image.GetSpacing()), origin=tuple(image.GetOrigin()),
@@ -327,15 +334,42 @@ def _checked_size(reader: sitk.ImageFileReader, slices: int | None,
         raise ImageInputError(413, f"the image declares {voxels} voxels {tuple(size)}, "
                                    f"more than the limit of {max_voxels}")
     # A series' slice spacing comes from the slice positions, known only once read.
-    _check_geometry(reader.GetSpacing()[: 2 if slices else 3], reader.GetOrigin())
+    _check_geometry(reader.GetSpacing()[: 2 if slices else 3], reader.GetOrigin(),
+                    reader.GetDirection())
     return tuple(size)
 
 
-def _check_geometry(spacing, origin) -> None:
+def _check_geometry(spacing, origin, direction) -> None:
     if not all(math.isfinite(s) and s > 0 for s in spacing):
         raise ImageInputError(422, f"the image spacing {tuple(spacing)} is not positive and finite")
+    low, high = SPACING_RANGE_MM
+    if not all(low <= s <= high for s in spacing):
+        raise ImageInputError(422, f"the image spacing {_mm(spacing)} mm is outside "
+                                   f"{low}-{high} mm per axis: is the header's unit mm?")
     if not all(math.isfinite(v) for v in origin):
         raise ImageInputError(422, "the image origin is not finite")
+    if max(abs(v) for v in origin) > MAX_ORIGIN_MM:
+        raise ImageInputError(422, f"the image origin {_mm(origin)} mm is more than "
+                                   f"{MAX_ORIGIN_MM:g} mm from 0 on an axis")
+    _check_direction(direction)
+
+
+def _check_direction(direction) -> None:
+    """Sides (left and right lung) follow from the direction matrix: it must be a rotation,
+    possibly with a flip, so singular or sheared matrices are refused."""
+    matrix = np.asarray(direction, dtype=np.float64)
+    size = math.isqrt(matrix.size)
+    matrix = matrix.reshape(size, size)[:3, :3]
+    if (not np.all(np.isfinite(matrix))
+            or np.abs(matrix @ matrix.T - np.eye(len(matrix))).max() > DIRECTION_TOLERANCE):
+        shown = " ".join(f"{v:g}" for v in matrix.ravel())
+        raise ImageInputError(422, f"the image direction matrix ({shown}) is not a rotation: "
+                                   "its axes must be orthogonal unit vectors "
+                                   f"(determinant {np.linalg.det(matrix):.3g})")
+
+
+def _mm(values) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
 
 
 def _check_nifti_body(path: Path) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import stat
 import struct
@@ -165,6 +166,36 @@ def nifti_header_declaring(dims: tuple[int, int, int]) -> bytes:
     struct.pack_into("<f", header, 112, 1)  # scl_slope
     header[344:348] = b"n+1\0"
     return bytes(header) + b"\0" * 4 + b"\0" * 64
+
+
+
+@pytest.mark.parametrize("spacing", [(0.003, 0.003, 0.003), (0.7, 0.8, 2500.0), (1e6, 1e6, 1e6)])
+def test_a_spacing_outside_the_plausible_range_is_refused_from_the_header(tmp_path, spacing):
+    image = ct_like_image()
+    image.SetSpacing(spacing)
+    reason = expect_refusal(422, "outside 0.01-50.0 mm per axis", inspect,
+                            write_image(image, tmp_path / "ct.nrrd"), tmp_path)
+    assert f"{spacing[2]:g}" in reason
+
+
+def test_an_origin_kilometres_away_is_refused_from_the_header(tmp_path):
+    image = ct_like_image()
+    image.SetOrigin((1e300, 0.0, 0.0))
+    expect_refusal(422, "origin (1e+300, 0, 0) mm is more than", inspect,
+                   write_image(image, tmp_path / "ct.nrrd"), tmp_path)
+
+
+def test_a_singular_direction_matrix_is_refused_from_the_header(tmp_path):
+    path = tmp_path / "singular.nrrd"
+    path.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\n"
+                     b"sizes: 4 4 4\nspace directions: (3,0,0) (3,0,0) (0,0,3)\n"
+                     b"space origin: (0,0,0)\nendian: little\nencoding: raw\n\n" + bytes(128))
+    expect_refusal(422, "direction matrix (1 1 0 0 0 0 0 0 1) is not a rotation", inspect,
+                   path, tmp_path)
+    # DICOM rounds its direction cosines to 6 decimals: still a rotation
+    c, s = round(math.cos(0.3), 6), round(math.sin(0.3), 6)
+    image = ct_like_image(direction=(c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0))
+    assert inspect(write_image(image, tmp_path / "ct.nrrd"), tmp_path).size == (24, 20, 10)
 
 
 @pytest.mark.parametrize("name, header", [

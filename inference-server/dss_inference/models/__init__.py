@@ -47,7 +47,7 @@ class LungSegmentation:
 
     def _run_network(self, hu: torch.Tensor, volume, progress: Progress) -> ModelResult:
         spacing = spacing_zyx(volume)
-        factors = ops.block_factors(spacing, float(self.config["spacing_mm"]))
+        factors = ops.block_factors(spacing, float(self.config["spacing_mm"]), hu.shape)
         work_spacing = tuple(s * f for s, f in zip(spacing, factors))
         coarse = ops.downsample(hu, factors)
         progress("lungs: network", 0.2)

@@ -29,7 +29,7 @@ SPLIT_MAX_ERODE = 8
 def segment_lungs(hu: torch.Tensor, volume, progress: Progress) -> ModelResult:
     """Label the lungs of `hu` (z, y, x float tensor on the model's device): 1 right, 2 left."""
     spacing = spacing_zyx(volume)
-    factors = ops.block_factors(spacing, WORK_SPACING_MM)
+    factors = ops.block_factors(spacing, WORK_SPACING_MM, hu.shape)
     work_spacing = tuple(s * f for s, f in zip(spacing, factors))
     coarse = ops.downsample(hu, factors)
     progress("lungs: candidates", 0.1)

@@ -67,7 +67,7 @@ def detect_nodules(hu: torch.Tensor, lung_labels: np.ndarray, volume, progress: 
     # contrast over the lung background; outside the lungs (and beyond the crop) it is 0
     image = torch.where(lungs, image - background, torch.zeros_like(image))
     progress("nodules: blob response", 0.55)
-    factors = ops.block_factors(spacing, BASE_SPACING_MM)
+    factors = ops.block_factors(spacing, BASE_SPACING_MM, image.shape)
     base_spacing = tuple(s * f for s, f in zip(spacing, factors))
     coarse_image = ops.downsample(image, factors)
     coarse_lungs = ops.downsample(lungs.float(), factors) > 0.5
@@ -108,7 +108,7 @@ def _world_box(volume, corners: np.ndarray) -> list[np.ndarray]:
 def _search_region(lungs: torch.Tensor, spacing) -> torch.Tensor:
     """The lungs plus what a closing of about CLOSING_MM adds on a ~3 mm grid: nodules on
     the pleura, which the lung mask leaves out, come back in."""
-    factors = ops.block_factors(spacing, 3.0)
+    factors = ops.block_factors(spacing, 3.0, lungs.shape)
     coarse = ops.downsample(lungs.float(), factors) > 0.5
     coarse_spacing = tuple(s * f for s, f in zip(spacing, factors))
     closed = ops.close(coarse, ops.radius_in_voxels(CLOSING_MM, coarse_spacing))

@@ -94,8 +94,12 @@ def upsample_labels(labels: torch.Tensor, factors: tuple[int, int, int],
     return out[: shape[0], : shape[1], : shape[2]]
 
 
-def block_factors(spacing_zyx: tuple[float, float, float], target_mm: float) -> tuple[int, int, int]:
-    return tuple(max(1, int(math.floor(target_mm / s + 0.5))) for s in spacing_zyx)
+def block_factors(spacing_zyx: tuple[float, float, float], target_mm: float,
+                  shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Block sizes (z, y, x) giving about target_mm, never more than the axis holds: a block
+    beyond it would only pad the volume (gigabytes for a spacing of microns)."""
+    return tuple(min(n, max(1, int(math.floor(target_mm / s + 0.5))))
+                 for s, n in zip(spacing_zyx, shape))
 
 
 def connected_components(mask: np.ndarray, full_connectivity: bool = False) -> tuple[np.ndarray, np.ndarray]:
