@@ -189,3 +189,12 @@ def test_a_provider_token_ends_with_its_accounts_last_provider(harness, admin):
     assert admin.get("/api/admin/providers/TOK-C/delete").data == b"None"
     assert not signs_in(harness, only_c) and signs_in(harness, also_a)
     assert daemon.get("/api/login").status_code == 401, "its session is signed out too"
+
+
+def test_a_person_leaving_a_provider_stays_signed_in(harness, admin):
+    """Only accounts that held a provider token are signed out with it."""
+    admin.post("/api/admin/providers", data={"name": "TOK-LEAVE"})
+    admin.post("/api/admin/providers/TOK-LEAVE/users", data={"email": admin.email})
+    assert admin.get(f"/api/admin/providers/TOK-LEAVE/users/{harness.user_id(admin.email)}"
+                     "/delete").data == b"None"
+    assert admin.get("/api/login").status_code == 200

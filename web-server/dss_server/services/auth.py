@@ -139,12 +139,17 @@ def issue_token(db: DB, user: User, reusable: bool = False) -> str:
 
 
 def revoke_provider_tokens(db: DB, user_ids: list[int]) -> None:
-    """Delete the users' reusable tokens and sign their sessions out: a daemon of a retired
-    provider keeps its access rows (as the original), so a session it already holds would
-    otherwise go on claiming that provider's tickets."""
-    if user_ids:
-        db.execute(delete(Token).where(Token.user_id.in_(user_ids), Token.kind == "reusable"))
-        db.execute(delete(Session).where(Session.user_id.in_(user_ids)))
+    """Delete the users' reusable tokens, and sign out the accounts that held one: a daemon of
+    a retired provider keeps its access rows (as the original), so a session it already holds
+    would otherwise go on claiming that provider's tickets. People without provider tokens
+    (an admin leaving a provider) stay signed in."""
+    if not user_ids:
+        return
+    daemons = set(db.scalars(delete(Token).where(Token.user_id.in_(user_ids),
+                                                 Token.kind == "reusable")
+                             .returning(Token.user_id)))
+    if daemons:
+        db.execute(delete(Session).where(Session.user_id.in_(daemons)))
 
 
 def login(db: DB, token: str, session_id: str | None) -> tuple[User, str]:
