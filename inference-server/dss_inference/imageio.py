@@ -32,6 +32,9 @@ SPACING_RANGE_MM = (0.01, 50.0)
 MAX_ORIGIN_MM = 1e6
 # Direction matrices are rounded in files (DICOM stores 6 decimals): tolerate that, not shear.
 DIRECTION_TOLERANCE = 1e-3
+# DICOM slice gaps may differ from their median by this fraction (positions are rounded).
+SLICE_GAP_TOLERANCE = 0.1
+SOP_INSTANCE_UID, IMAGE_POSITION, IMAGE_ORIENTATION = "0008|0018", "0020|0032", "0020|0037"
 # The ImageIO that reads each input format. Pinned, so that ITK never picks another reader
 # from the file's content: a header in another format could name a data file never checked.
 IMAGE_IOS = {"nifti": "NiftiImageIO", "nrrd": "NrrdImageIO", "mha": "MetaImageIO",
@@ -241,7 +244,66 @@ def _largest_series(directory: Path) -> tuple[Path, ...]:
     if not series:
         raise ImageInputError(422, "the zip archive holds no DICOM image series")
     files = max((reader.GetGDCMSeriesFileNames(str(directory), sid) for sid in series), key=len)
-    return tuple(Path(f) for f in files)
+    return _evenly_spaced_slices([Path(f) for f in files])
+
+
+def _evenly_spaced_slices(files: list[Path]) -> tuple[Path, ...]:
+    """The series' files without repeated copies of a slice, checked to be evenly spaced.
+
+    A copy is a file with the SOPInstanceUID of an earlier one: by DICOM's definition the same
+    image, as PACS exports sometimes repeat. Two files at the same position with different
+    UIDs are different images (another phase or reconstruction); which one is meant is not
+    ours to guess, so they are refused by the spacing check instead. ITK would read either
+    case, and missing slices, as a volume with an averaged slice spacing: wrong geometry.
+    """
+    kept, uids, positions = [], set(), []
+    for path in files:
+        tags = _dicom_tags(path, (SOP_INSTANCE_UID, IMAGE_POSITION, IMAGE_ORIENTATION))
+        uid = tags[SOP_INSTANCE_UID]
+        if uid and uid in uids:
+            continue
+        uids.add(uid)
+        kept.append(path)
+        positions.append(_position_along_normal(tags[IMAGE_POSITION], tags[IMAGE_ORIENTATION]))
+    if None not in positions:
+        _check_even_gaps(positions)
+    return tuple(kept)
+
+
+def _dicom_tags(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
+    reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ImageInputError(422, f"not a readable DICOM file: {_itk_reason(exc)}") from None
+    return {key: reader.GetMetaData(key).strip(" \0") if reader.HasMetaDataKey(key) else ""
+            for key in keys}
+
+
+def _position_along_normal(position: str, orientation: str) -> float | None:
+    """The slice's position along the normal of its plane, in mm; None when not given."""
+    try:
+        point = np.array([float(v) for v in position.split("\\")])
+        cosines = np.array([float(v) for v in orientation.split("\\")])
+        normal = np.cross(cosines[:3], cosines[3:])
+        return float(point @ normal) if point.shape == (3,) else None
+    except ValueError:
+        return None
+
+
+def _check_even_gaps(positions: list[float]) -> None:
+    gaps = np.abs(np.diff(np.sort(positions)))
+    if len(gaps) == 0:
+        return
+    median = float(np.median(gaps))
+    if median > 0 and np.abs(gaps - median).max() <= SLICE_GAP_TOLERANCE * median:
+        return
+    expected = round((max(positions) - min(positions)) / median) + 1 if median > 0 else 1
+    raise ImageInputError(422, "the DICOM slices are not evenly spaced (gaps from "
+                               f"{gaps.min():.3g} to {gaps.max():.3g} mm): "
+                               f"{abs(len(positions) - expected)} missing or duplicate slices?")
 
 
 def _check_data_is_embedded(path: Path, fmt: str) -> None:

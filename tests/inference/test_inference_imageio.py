@@ -104,6 +104,52 @@ def test_a_dicom_series_zip_is_read_in_slice_order(tmp_path):
     assert volume.origin[:2] == pytest.approx(reference.GetOrigin()[:2])
 
 
+
+def test_repeated_copies_of_dicom_slices_are_read_once(tmp_path):
+    """PACS exports may hold the same file (same SOPInstanceUID) twice; ITK alone reads
+    12 + 3 files as 15 slices 1.6 mm apart instead of 12 slices 2 mm apart."""
+    files = sorted(DICOM_SUBSET.iterdir())
+    with zipfile.ZipFile(tmp_path / "dup.zip", "w") as archive:
+        for index, path in enumerate(files + files[:3]):
+            archive.write(path, f"{index:03d}.dcm")
+    volume = imageio.read_volume(inspect(tmp_path / "dup.zip", tmp_path / "job"))
+    assert volume.hu.shape == (12, 512, 512)
+    assert volume.spacing[2] == pytest.approx(2.0, abs=1e-3)
+
+
+def test_missing_dicom_slices_are_422(tmp_path):
+    files = sorted(DICOM_SUBSET.iterdir())
+    with zipfile.ZipFile(tmp_path / "gap.zip", "w") as archive:
+        for path in files[:5] + files[7:]:
+            archive.write(path, path.name)
+    expect_refusal(422, "not evenly spaced (gaps from 2 to 6 mm): 2 missing or duplicate",
+                   inspect, tmp_path / "gap.zip", tmp_path / "job")
+
+
+def write_dicom_slice(path: Path, z_mm: float, sop_instance_uid: str) -> None:
+    image = sitk.Image(8, 8, sitk.sitkInt16)
+    tags = {"0008|0018": sop_instance_uid, "0020|0032": f"0\\0\\{z_mm}",
+            "0020|0037": "1\\0\\0\\0\\1\\0", "0020|000e": "1.2.3.4", "0020|000d": "1.2.3",
+            "0008|0060": "CT"}
+    for tag, value in tags.items():
+        image.SetMetaData(tag, value)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(str(path))
+    writer.Execute(image)
+
+
+def test_two_different_dicom_slices_at_one_position_are_422(tmp_path):
+    """Different UIDs at one position are different images (another phase, say): which one
+    is meant cannot be guessed, so neither is dropped."""
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for index, z_mm in enumerate([0, 2, 4, 4, 6]):
+        write_dicom_slice(folder / f"{index}.dcm", z_mm, f"1.2.3.4.{index}")
+    expect_refusal(422, "not evenly spaced (gaps from 0 to 2 mm): 1 missing or duplicate",
+                   inspect, zip_folder(folder, tmp_path / "same.zip"), tmp_path / "job")
+
+
 def test_a_jpeg2000_dicom_series_is_decoded(tmp_path):
     volume = imageio.read_volume(inspect(zip_folder(DICOM_J2K, tmp_path / "j2k.zip"), tmp_path))
     assert volume.hu.shape == (20, 512, 512)
