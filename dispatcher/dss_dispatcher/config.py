@@ -73,6 +73,14 @@ def _number(name: str, text: str | None, kind=float, minimum=0, maximum=None):
     return value
 
 
+def _flag(name: str) -> bool:
+    """1/true/yes/on or 0/false/no/off, as the web server and the inference server read them."""
+    text = (_env(name, "0") or "0").strip().lower()
+    if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ConfigError(f"{name} must be 1 or 0 (also true/false, yes/no, on/off), got {text!r}")
+    return text in ("1", "true", "yes", "on")
+
+
 def _port(name: str, default: str, minimum: int = 0) -> int:
     return _number(name, _env(name, default), int, minimum, MAX_PORT)
 
@@ -165,7 +173,7 @@ def load_settings() -> Settings:
         workers=_number("DSS_WORKERS", _env("DSS_WORKERS", "1"), int, 1),
         shared_datastore=Path(shared) if shared else None,
         metrics_port=_port("DSS_METRICS_PORT", "9100"),
-        log_json=_env("DSS_LOG_JSON", "0") in ("1", "true", "yes"),
+        log_json=_flag("DSS_LOG_JSON"),
         work_dir=Path(_env("DSS_WORK_DIR", "./var/dispatcher")),
         claim_wait=_number("DSS_CLAIM_WAIT", _env("DSS_CLAIM_WAIT", "20")),
         poll_interval=_number("DSS_POLL_INTERVAL", _env("DSS_POLL_INTERVAL", "5")),

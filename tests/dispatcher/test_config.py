@@ -154,3 +154,16 @@ def test_a_port_out_of_range_is_named(env, value):
     env.setenv("DSS_METRICS_PORT", value)
     with pytest.raises(ConfigError, match="DSS_METRICS_PORT must be at most 65535"):
         load_settings()
+
+
+@pytest.mark.parametrize("value, on", [("1", True), ("On", True), ("yes", True), ("false", False),
+                                       ("off", False), ("", False)])
+def test_log_json_reads_the_words_the_other_components_read(env, value, on):
+    env.setenv("DSS_LOG_JSON", value)
+    assert load_settings().log_json is on
+
+
+def test_a_log_json_value_that_is_no_flag_is_named(env):
+    env.setenv("DSS_LOG_JSON", "maybe")
+    with pytest.raises(ConfigError, match="DSS_LOG_JSON must be 1 or 0"):
+        load_settings()
