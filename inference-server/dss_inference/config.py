@@ -48,7 +48,9 @@ class Settings:
     workers: int | None = None
     queue_size: int = 8
     job_timeout: float = 900.0
-    max_voxels: int = 1_000_000_000
+    # The models peak at about 17 bytes of memory per input voxel (imageio.BYTES_PER_VOXEL):
+    # 3e8 voxels (512 x 512 x 1144) need about 5 GB; 1e9 would have needed 17 GB.
+    max_voxels: int = 300_000_000
     max_upload_bytes: int = 4 * 1024**3
     max_zip_members: int = 10_000
     result_retention: float = 3600.0
@@ -75,7 +77,7 @@ def from_environment() -> Settings:
         workers=_env("INFERENCE_WORKERS", None, _integer),
         queue_size=_env("INFERENCE_QUEUE_SIZE", "8", _integer),
         job_timeout=_env("INFERENCE_JOB_TIMEOUT", "900", float),
-        max_voxels=_env("INFERENCE_MAX_VOXELS", "1e9", _integer),
+        max_voxels=_env("INFERENCE_MAX_VOXELS", "3e8", _integer),
         max_upload_bytes=_env("INFERENCE_MAX_UPLOAD_BYTES", str(4 * 1024**3), _integer),
         max_zip_members=_env("INFERENCE_MAX_ZIP_MEMBERS", "10000", _integer),
         result_retention=_env("INFERENCE_RESULT_RETENTION", "3600", float),

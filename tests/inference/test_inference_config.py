@@ -47,7 +47,7 @@ def test_defaults_and_overrides(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     defaults = config.from_environment()
     assert (defaults.port, defaults.workers, defaults.max_voxels, defaults.device) == \
-        (8081, None, 10**9, "auto")
+        (8081, None, 3 * 10**8, "auto")
     monkeypatch.setenv("INFERENCE_MAX_VOXELS", "2.5e8")
     monkeypatch.setenv("INFERENCE_WORKERS", "")  # compose passes an empty value: the default
     monkeypatch.setenv("INFERENCE_DEVICE", "CPU")

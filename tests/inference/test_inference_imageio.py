@@ -14,6 +14,7 @@ import pytest
 import SimpleITK as sitk
 
 from dss_inference import imageio
+from dss_inference.config import Settings
 from helpers import CT_SAMPLES
 from inference_testing import ORIGIN, ROTATION, SPACING, ct_like_image, geometry, write_image
 
@@ -289,6 +290,17 @@ def test_a_header_declaring_gigavoxels_is_refused_before_reading(tmp_path):
     path.write_bytes(gzip.compress(nifti_header_declaring((30000, 30000, 30000))))
     reason = expect_refusal(413, "voxels", inspect, path, tmp_path, max_voxels=10**9)
     assert "27000000000000" in reason
+
+
+def test_the_voxel_limit_by_default_keeps_a_job_within_a_few_gigabytes(tmp_path):
+    """A 778 KB gzip of 1000 x 1000 x 400 voxels took 5.8 GB under the old 1e9 default."""
+    path = tmp_path / "bomb.nii.gz"
+    path.write_bytes(gzip.compress(nifti_header_declaring((1000, 1000, 400))))
+    limit = Settings().max_voxels
+    assert limit * imageio.BYTES_PER_VOXEL <= 6e9
+    reason = expect_refusal(413, f"more than the limit of {limit} (INFERENCE_MAX_VOXELS)",
+                            inspect, path, tmp_path, max_voxels=limit)
+    assert "need about 6.8 GB of memory" in reason
 
 
 @pytest.mark.parametrize("name", ["short.nii", "short.nii.gz"])
