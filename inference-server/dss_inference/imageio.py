@@ -6,6 +6,7 @@ gigavoxels is refused without allocating memory. Problems with the input raise
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 import shutil
@@ -19,6 +20,7 @@ import nibabel
 import numpy as np
 import SimpleITK as sitk
 
+log = logging.getLogger(__name__)
 # Upload name suffix -> input format; the longest suffix wins (".nii.gz" before ".gz").
 INPUT_FORMATS = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": None,
                  ".mha": "mha", ".mhd": None, ".zip": "dicom-zip"}
@@ -233,7 +235,9 @@ def _extract_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, dest: Pat
                 out.write(chunk)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError,
             EOFError, OSError) as exc:
-        raise ImageInputError(422, f"cannot extract {member.filename!r} from the zip: {exc}") from None
+        log.info("cannot extract %r from %s: %s", member.filename, archive.filename, exc)
+        raise ImageInputError(422, f"cannot extract {member.filename!r} from the zip: "
+                                   f"{without_paths(str(exc))}") from None
     return dest
 
 
@@ -447,7 +451,7 @@ def _check_nifti_body(path: Path) -> None:
     try:
         header = nibabel.load(str(path)).header
     except Exception as exc:  # nibabel raises many types for broken headers
-        raise ImageInputError(422, f"not a readable NIfTI header: {exc}") from None
+        raise ImageInputError(422, f"not a readable NIfTI header: {without_paths(str(exc))}") from None
     dtype = np.dtype(header.get_data_dtype())
     needed = int(header.get_data_offset()) + dtype.itemsize * math.prod(header.get_data_shape())
     if _is_gzip(path):
@@ -469,10 +473,28 @@ def _is_gzip(path: Path) -> bool:
 
 
 def _itk_reason(exc: RuntimeError) -> str:
-    """The useful last line of an ITK exception, without file paths of the server."""
+    """What an ITK exception says is wrong, for the client: the "ERROR:" line unless it only
+    announces details (ends with ":"), then the last line; without the server's file paths,
+    which the log keeps."""
+    log.info("ITK refused an input: %s", exc)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    reason = lines[-1] if lines else "unknown error"
-    return reason.split(": ", 1)[-1][:300]
+    errors = [line.split("ERROR:", 1)[1].strip() for line in lines if "ERROR:" in line]
+    if errors and not errors[0].endswith(":"):
+        reason = errors[0]
+    else:
+        reason = lines[-1] if lines else "unknown error"
+    # "NrrdImageIO(0x55e3...): " and "[nrrd] _nrrdHeaderCheck: " say where, not what
+    reason = re.sub(r"^(\w+\(0x[0-9a-fA-F]+\):\s*|\[\w+\]\s*\w+:\s*)+", "", reason)
+    return without_paths(reason)[:300]
+
+
+# A quoted string holding a "/", or an unquoted absolute path.
+_PATH = re.compile(r"\"[^\"]*/[^\"]*\"|'[^']*/[^']*'|(?<![\w.])/[^\s\"':,]+")
+
+
+def without_paths(text: str) -> str:
+    """text with file paths replaced: error answers must not show the server's folders."""
+    return _PATH.sub("the file", text)
 
 
 def remove_tree(path: Path) -> None:

@@ -198,7 +198,8 @@ class JobManager:
             tracker.close()
             log.exception("job %s (%s) failed", job.id, job.model)
             self._finish(job, "failed", "failed", http_status=500,
-                         error=f"{job.model} failed: {type(exc).__name__}: {exc}"[:500])
+                         error=imageio.without_paths(
+                             f"{job.model} failed: {type(exc).__name__}: {exc}")[:500])
         self._seconds_per_job = 0.8 * self._seconds_per_job + 0.2 * (time.monotonic() - started)
 
     def _run_model(self, job: Job, device: str, volume: imageio.Volume, tracker: "_StageTracker"):

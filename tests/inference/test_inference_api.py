@@ -192,6 +192,22 @@ def test_images_over_the_voxel_cap_are_413(make_app, tmp_path):
     assert "4800 voxels" in response.get_json()["error"]
 
 
+@pytest.mark.parametrize("name, content, words", [
+    ("junk.nii", b"\x01\x02 not a NIfTI header " * 100, "is not recognized as a NIFTI file"),
+    ("junk.mha", b"ObjectType = Image\nNDims = 3\nElementType = MET_UCHAR\n"
+                 b"ElementDataFile = LOCAL\n" + bytes(10), "File cannot be read"),  # no DimSize
+])
+def test_unreadable_image_errors_do_not_show_server_paths(make_app, name, content, words):
+    client = make_app().test_client()
+    response = client.post("/lung_segmentation/inference",
+                           data={"itk_image": (io.BytesIO(content), name)},
+                           content_type="multipart/form-data")
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error.startswith("not a readable image: ") and words in error, error
+    assert "/" not in error, error
+
+
 def test_models_health_readiness_and_metrics(client, tmp_path):
     body = client.get("/models").get_json()
     names = {m["name"]: m for m in body["models"]}

@@ -311,6 +311,18 @@ def test_a_nifti_body_shorter_than_its_header_declares_is_422(tmp_path, name):
     expect_refusal(422, "truncated", inspect, path, tmp_path)
 
 
+def test_an_itk_failure_is_told_by_its_error_line(tmp_path):
+    """ITK's message goes on with the matrices; its last line alone said '0 0 1'."""
+    path = tmp_path / "singular.nrrd"
+    path.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\n"
+                     b"sizes: 4 4 4\nspace directions: (3,0,0) (3,0,0) (0,0,3)\nendian: little\n"
+                     b"encoding: raw\n\n" + bytes(128))
+    source = imageio.ImageSource("nrrd", (path,), (4, 4, 4))  # past the header checks
+    reason = expect_refusal(422, "cannot read the image: Bad direction, determinant is 0",
+                            imageio.read_volume, source)
+    assert str(tmp_path) not in reason
+
+
 def test_a_truncated_compressed_nrrd_fails_on_reading(tmp_path):
     path = write_image(ct_like_image(), tmp_path / "ct.nrrd")
     sitk.WriteImage(sitk.ReadImage(str(path)), str(path), useCompression=True)
