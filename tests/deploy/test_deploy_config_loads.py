@@ -90,4 +90,4 @@ def test_inference_settings_listen_on_8080_and_write_to_the_volume(deployment, e
     assert settings.port == 8080 and settings.output_dir == Path("/wmlce/data/output")
     assert settings.device == "auto" and settings.workers is None
     assert settings.lung_model_weights is None and settings.nodule_model_weights is None
-    assert settings.max_voxels == 10 ** 9
+    assert settings.max_voxels == 3 * 10 ** 8
