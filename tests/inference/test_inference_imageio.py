@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import locale
 import math
 import os
 import stat
@@ -137,7 +138,13 @@ def write_dicom_slice(path: Path, z_mm: float, sop_instance_uid: str) -> None:
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     writer.SetFileName(str(path))
-    writer.Execute(image)
+    # GDCM's writer leaves the process in the "C" locale, and then open() without an encoding
+    # reads ASCII only in every later test of the run (the server never writes DICOM).
+    previous = locale.setlocale(locale.LC_ALL)
+    try:
+        writer.Execute(image)
+    finally:
+        locale.setlocale(locale.LC_ALL, previous)
 
 
 def test_two_different_dicom_slices_at_one_position_are_422(tmp_path):
