@@ -60,3 +60,11 @@ def test_cli_errors_are_one_clear_line(make_database, tmp_path):
     assert result.stderr.strip() == (
         "error: Provider tokens are for service accounts, and boss@example.org is an "
         "administrator: use a dedicated account for the provider's daemon")
+    subprocess.run([PYTHON, "-m", "dss_server", "issue-token", "robot@example.org", "--reusable"],
+                   env=env, check=True, cwd=tmp_path, capture_output=True)
+    result = subprocess.run([PYTHON, "-m", "dss_server", "create-admin", "robot@example.org"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: robot@example.org holds provider tokens, so it is a provider daemon's account: "
+        "an administrator needs an account of their own")

@@ -131,6 +131,19 @@ def test_users_admin_flag_tier_and_quota(site, admin):
     assert flashes(admin, "/admin/users") == ["User 999999 not found"]
 
 
+def test_a_provider_daemons_account_is_not_made_an_admin(site, admin):
+    daemon = site.client("daemon-promote@example.org")
+    with site.sessions() as db:
+        auth.issue_token(db, db.get(User, daemon.user_id), reusable=True)
+        db.commit()
+    post_form(admin, f"/admin/users/{daemon.user_id}", {"sysadmin": "on", "tier": "guest"},
+              "/admin/users")
+    assert flashes(admin, "/admin/users") == [
+        "daemon-promote@example.org holds provider tokens, so it is a provider daemon's account: "
+        "an administrator needs an account of their own"]
+    assert daemon.get("/admin").status_code == 403
+
+
 def test_the_quota_limits_new_tickets(site, admin):
     githash = site.service("QuotaSvc")
     user = site.client("quota@example.org")

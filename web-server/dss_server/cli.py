@@ -47,7 +47,7 @@ def _in_session(config, action):
 def cmd_create_admin(config, args) -> None:
     def action(db):
         user = auth.ensure_user(db, args.email, sysadmin=True, tier="poweruser")
-        user.sysadmin = True
+        auth.make_admin(db, user)
         return auth.issue_token(db, user)
     print(_in_session(config, action))
 

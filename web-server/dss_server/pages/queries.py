@@ -12,7 +12,7 @@ from ..errors import DSSError
 from ..models import (TICKET_STATUSES, ClaimHistory, Provider, ProviderAccess, ProviderService,
                       Service, Ticket, TicketHistory, User, UserTier, utcnow)
 from ..services import tickets
-from ..services.auth import Identity, user_by_id
+from ..services.auth import Identity, make_admin, user_by_id
 
 ADMIN_PAGE_SIZE = 50
 
@@ -222,7 +222,11 @@ def update_user(db: DB, acting: User, user_id: int, sysadmin: bool, tier: str) -
         raise DSSError(400, f"Unknown tier {tier!r}")
     if user.id == acting.id and not sysadmin:
         raise DSSError(400, "You cannot remove your own admin rights; ask another admin")
-    user.sysadmin, user.tier = sysadmin, tier
+    if sysadmin:
+        make_admin(db, user)
+    else:
+        user.sysadmin = False
+    user.tier = tier
     db.flush()
     return user
 

@@ -138,6 +138,17 @@ def issue_token(db: DB, user: User, reusable: bool = False) -> str:
     return token
 
 
+def make_admin(db: DB, user: User) -> None:
+    """Provider tokens are for service accounts (issue_token refuses them to administrators), so
+    an account holding one is a daemon's: it does not become an administrator."""
+    holds_provider_token = db.scalar(select(Token.id).where(
+        Token.user_id == user.id, Token.kind == "reusable").limit(1)) is not None
+    if not user.sysadmin and holds_provider_token:
+        raise DSSError(400, f"{user.email} holds provider tokens, so it is a provider daemon's "
+                            "account: an administrator needs an account of their own")
+    user.sysadmin = True
+
+
 def revoke_provider_tokens(db: DB, user_ids: list[int]) -> None:
     """Delete the users' reusable tokens, and sign out the accounts that held one: a daemon of
     a retired provider keeps its access rows (as the original), so a session it already holds
