@@ -151,6 +151,27 @@ def test_delete_then_listing_hides_it(harness):
     assert harness.client().get(f"/api/tickets/{ticket}/delete").status_code == 400  # not theirs
 
 
+def test_a_deletion_that_does_not_commit_keeps_the_files(harness):
+    """The database forgets files in a transaction; the disk follows only once it commits (a
+    database lost mid-request must not leave a live ticket without its input)."""
+    from dss_server import lifecycle
+    from dss_server.models import Ticket
+    from dss_server.services import tickets
+    client = harness.client()
+    ticket = harness.submit(client, harness.service())
+    folder = harness.datastore / "tickets" / f"{ticket:08d}" / "input"
+    with harness.sessions() as db:
+        tickets.delete_ticket(db, db.get(Ticket, ticket), {lifecycle.OWNER}, harness.datastore)
+        db.flush()
+        assert folder.is_dir(), "nothing is removed before the commit"
+        db.rollback()
+    assert client.get(f"/api/tickets/{ticket}/files/input/0").data == b"<registry/>"
+    with harness.sessions() as db:
+        tickets.delete_ticket(db, db.get(Ticket, ticket), {lifecycle.OWNER}, harness.datastore)
+        db.commit()
+    assert not folder.parent.exists()
+
+
 def test_foreign_and_unknown_tickets_are_not_found_for_the_user(harness):
     owner, other = harness.client(), harness.client()
     ticket = harness.submit(owner, harness.service())

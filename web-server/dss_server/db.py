@@ -1,7 +1,9 @@
 """Engine, one session per request, and the Alembic migrations run from code."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Callable
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -9,10 +11,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30000
+log = logging.getLogger(__name__)
+AFTER_COMMIT = "dss_after_commit"  # Session.info key: what to do once the transaction commits
 # Key of the PostgreSQL advisory lock that serialises migrations (any constant both sides share).
 MIGRATION_LOCK_KEY = 0x4453534D49475241  # "DSSMIGRA"
 
@@ -51,7 +55,30 @@ def _sqlite_engine(database_url: str) -> Engine:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    event.listen(factory, "after_commit", _run_after_commit)
+    event.listen(factory, "after_transaction_end", _forget_after_commit)
+    return factory
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` once the session's transaction commits; a rollback drops it. Files that a
+    transaction forgets are removed this way: a failed request must not leave rows whose files
+    are gone (a crash in between leaves a stray file instead, which loses nothing)."""
+    session.info.setdefault(AFTER_COMMIT, []).append(action)
+
+
+def _run_after_commit(session: Session) -> None:
+    for action in session.info.pop(AFTER_COMMIT, []):
+        try:
+            action()
+        except OSError as exc:  # committed: the answer stands, a stray file is only a leak
+            log.warning("cleanup after commit failed: %s", exc)
+
+
+def _forget_after_commit(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost transaction ended without a commit
+        session.info.pop(AFTER_COMMIT, None)
 
 
 def _alembic_config(connection) -> AlembicConfig:

@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -23,6 +24,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session as DB
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from ..db import after_commit
 from ..errors import DSSError
 from ..models import FILE_AREAS, TicketAttachment, TicketFile, TicketLogAttachment, utcnow
 
@@ -240,8 +242,10 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 def wipe_area(db: DB, datastore: Path, ticket_id: int, area: str) -> None:
+    """The area's rows now, its folder once that commits."""
     db.execute(delete(TicketFile).where(TicketFile.ticket_id == ticket_id, TicketFile.area == area))
-    shutil.rmtree(ticket_dir(datastore, ticket_id, area), ignore_errors=True)
+    after_commit(db, partial(shutil.rmtree, ticket_dir(datastore, ticket_id, area),
+                             ignore_errors=True))
 
 
 def drop_unlogged_attachments(db: DB, datastore: Path, ticket_id: int) -> None:
@@ -250,16 +254,25 @@ def drop_unlogged_attachments(db: DB, datastore: Path, ticket_id: int) -> None:
     unlogged = list(db.scalars(select(TicketAttachment).where(
         TicketAttachment.ticket_id == ticket_id,
         TicketAttachment.id.not_in(select(TicketLogAttachment.attachment_id)))))
+    paths = [attachment_dir(datastore, ticket_id) / row.filename for row in unlogged]
     for row in unlogged:
         db.delete(row)
     db.flush()
-    for row in unlogged:
-        (attachment_dir(datastore, ticket_id) / row.filename).unlink(missing_ok=True)
+    after_commit(db, partial(_remove_files, paths))
+
+
+def _remove_files(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def remove_ticket_files(db: DB, datastore: Path, ticket_id: int) -> None:
     for area in FILE_AREAS:
         wipe_area(db, datastore, ticket_id, area)
+    after_commit(db, partial(_remove_ticket_folders, datastore, ticket_id))
+
+
+def _remove_ticket_folders(datastore: Path, ticket_id: int) -> None:
     _remove_if_empty(ticket_dir(datastore, ticket_id, FILE_AREAS[0]).parent)
     shutil.rmtree(attachment_dir(datastore, ticket_id), ignore_errors=True)
 
