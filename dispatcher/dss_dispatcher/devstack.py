@@ -8,9 +8,11 @@ stays the same on every machine. Safe to run again; Ctrl-C stops everything.
 """
 from __future__ import annotations
 
+import errno
 import filecmp
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -132,6 +134,20 @@ class Child:
         self._log.close()
 
 
+def check_ports_free(ports: dict[str, int]) -> None:
+    """A second `make up` must not answer its health checks with the first one's processes."""
+    for variable, port in ports.items():
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise StackError(f"port {port} ({variable}) is in use: is the stack already "
+                                 f"running? Stop it, or set {variable} to a free port") from None
+
+
 def run() -> int:
     settings = load_devstack_settings()
     server_url = f"http://127.0.0.1:{settings.web_port}"
@@ -140,6 +156,8 @@ def run() -> int:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
+        check_ports_free({"PORT": settings.web_port, "INFERENCE_PORT": settings.inference_port,
+                          "DSS_METRICS_PORT": settings.metrics_port})
         print("bootstrapping (embedded database in var/) ...", flush=True)
         services = bootstrap()
         children.append(Child("web-server", ["dss_server", "run"], f"{server_url}/healthz",
@@ -191,8 +209,10 @@ def banner(server_url, inference_url, metrics_port, admin_token, services, child
              f"  .venv/bin/dss login {server_url} --token {admin_token}",
              "  .venv/bin/dss demo",
              "",
-             f"ITK-SNAP: Tools > Distributed Segmentation Service, server {server_url}, "
-             f"token from {server_url}/token.",
+             "The web pages and ITK-SNAP need a login token of their own (a token works once):",
+             f"  .venv/bin/dss admin issue-token {ADMIN_EMAIL} --single-use",
+             f"signs you in at {server_url}/login; there, {server_url}/token gives tokens for",
+             f"ITK-SNAP (Tools > Distributed Segmentation Service, server {server_url}).",
              "Ctrl-C stops everything."]
     return "\n".join(lines)
 

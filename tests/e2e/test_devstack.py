@@ -50,6 +50,15 @@ def test_make_up_bootstraps_and_is_idempotent(tmp_path):
         assert client.login(token) == "admin@localhost"
         names = sorted(s.name for s in client.services())
         assert names == ["LungNoduleDetection", "LungSegmentation"]
+        web_token = client.issue_token("admin@localhost", reusable=False)  # as the banner says
+        assert "dss admin issue-token admin@localhost --single-use" in first
+        assert DSSClient(f"http://127.0.0.1:{ports['PORT']}").login(web_token) == "admin@localhost"
+        again = subprocess.run([PYTHON, "-m", "dss_dispatcher.devstack"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 1
+        assert f"port {ports['PORT']} (PORT) is in use: is the stack already running?" in \
+            again.stderr
+        assert "Admin login token" not in again.stdout, "no token for a stack that never ran"
     finally:
         _stop(process)
     githashes = re.search(r"services +(.*)", first).group(1)
