@@ -15,7 +15,7 @@ CHUNK_BYTES = 1 << 20
 RESULT_FORMAT = "nii.gz"
 _FILENAME = re.compile(r'filename="?([^";]+)"?')
 _PATH = re.compile(r"""(?<![\w:/.])/(?:[^\s"'/]+/)+([^\s"'/]+)""")   # /a/b/name, not in URLs
-UNREADABLE_IMAGE = (415, 422)   # the inference server's answers for a file it cannot read
+REFUSED_IMAGE = (415, 422)   # the inference server's answers for a file it cannot use
 _TRANSPORT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
@@ -78,9 +78,8 @@ class InferenceClient:
                                  f"{_message(response)})", _retry_after(response))
         message = _message(response)
         detail = f"{message} (inference server, HTTP {status})"
-        if what == "submit" and status in UNREADABLE_IMAGE:
-            raise InferenceFailed(f"the file is not an image that can be read "
-                                  f"({_without_paths(message)})", detail)
+        if what == "submit" and status in REFUSED_IMAGE:  # its reason is for the user as it is
+            raise InferenceFailed(_without_paths(message), detail)
         raise InferenceFailed(f"{_without_paths(message)} (inference server, HTTP {status})",
                               detail)
 

@@ -182,8 +182,8 @@ def test_an_unreadable_image_is_named_without_the_inference_servers_paths(tmp_pa
             client.poll("/lung_segmentation/inference/abc", tmp_path)
     finally:
         server.close()
-    assert str(unreadable.value) == ('the file is not an image that can be read (cannot read the '
-                                     'image: Unable to determine ImageIO reader for "input.nii")')
+    assert str(unreadable.value) == ('cannot read the image: Unable to determine ImageIO reader '
+                                     'for "input.nii"')
     assert "/tmp/dss-inference-x1/job_7/input.nii" in unreadable.value.detail
     assert str(crashed.value) == "model crashed in lungs.py (inference server, HTTP 500)"
     assert "/srv/models/lungs.py" in crashed.value.detail
