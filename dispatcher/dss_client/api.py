@@ -26,6 +26,7 @@ from .errors import DSSError, DSSLocalError, DSSTransientError
 from .multipart import MultipartFile
 from .wire import (AdminTicket, Attachment, AvailableService, Claim, FileEntry, LogEntry,
                    ProviderService, ProviderUser, Service, Ticket)
+from .workspace import CONVERT_DICOM
 
 SESSION_COOKIE = "webpy_session_id"
 CONNECT_TIMEOUT = 10.0
@@ -159,7 +160,8 @@ def _server_url(base_url: str) -> str:
 def _submittable(source: Path) -> None:
     """A file to submit must be a plain file; say what else it is."""
     if source.is_dir():
-        raise IsADirectoryError(f"{source} is a folder, not an image or an .itksnap workspace")
+        raise IsADirectoryError(f"{source} is a folder, not an image or an .itksnap workspace: "
+                                f"if it holds a DICOM series, {CONVERT_DICOM}")
     if not source.is_file():
         raise FileNotFoundError(f"no such file: {source}")
 

@@ -34,6 +34,8 @@ ROLES = ("MainRole", "OverlayRole", "SegmentationRole")
 LAYER_KEY = re.compile(r"^Layer\[(\d{3,})\]$")
 EXPORTED_NAME = re.compile(r"^layer_\d{3}_([0-9a-f]{32})\.nii\.gz$")
 MAX_WORKSPACE_BYTES = 16 * 1024 * 1024  # a real workspace is a few KB; refuse anything absurd
+CONVERT_DICOM = ("convert the DICOM series to NIfTI or NRRD first "
+                 "(e.g. with ITK-SNAP: File > Save Image)")
 _XML_ESCAPES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;"}
 
 
@@ -317,9 +319,12 @@ class Workspace:
         array.set("ArraySize", start + len(points))
 
     def check_images(self) -> None:
-        """Every layer's header reads as an image (a WorkspaceError says which does not)."""
+        """Every layer's header reads as a 3-D image ITK accepts (a WorkspaceError says which
+        does not)."""
         for layer in self.layers:
-            _read_header(layer.path)
+            header = _read_submitted(layer.path)
+            _require_volume(header, layer.path)
+            _header_image(header, layer.path)
 
     def landmark_point_mm(self, landmark: Landmark) -> tuple[float, float, float]:
         image = _read_header(self.main_layer().path)
@@ -423,16 +428,61 @@ def _file_in_folder(stored: str, save_location: str, folder: Path) -> Path:
 
 def _read_header(path: Path):
     """The image's geometry without reading its voxels."""
+    return _header_image(_read_information(path), path)
+
+
+def _read_information(path: Path):
+    """A SimpleITK reader holding the file's header (size, spacing, ...), voxels unread."""
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     _sitk_read(lambda _: reader.ReadImageInformation(), path)
+    return reader
+
+
+def _read_submitted(path: Path):
+    """`_read_information`; a zip (a DICOM series, most likely) is refused with what to do."""
+    try:
+        return _read_information(path)
+    except WorkspaceError as exc:
+        if path.suffix.lower() == ".zip":
+            raise WorkspaceError(f"{exc}: {CONVERT_DICOM}") from None
+        raise
+
+
+def _require_volume(header, path: Path) -> None:
+    """Refuse an image that is not a 3-D volume (2-D, one slice, 4-D): the services need one."""
+    size = header.GetSize()
+    if len(size) == 3 and min(size) > 1:
+        return
+    flat = len(size) < 3 or (len(size) == 3 and min(size) == 1)
+    dimensions = "2-D" if flat else f"{len(size)}-D"
+    raise WorkspaceError(f"{path} is a {dimensions} image ({' x '.join(map(str, size))}): "
+                         "the services need a 3-D CT volume")
+
+
+def _header_image(header, path: Path):
+    """A one-voxel image with the header's geometry; ITK's refusal (negative spacing, a 4-D
+    direction) made one WorkspaceError."""
+    import SimpleITK as sitk
+
     image = sitk.Image([1, 1, 1], sitk.sitkUInt8)
-    image.SetOrigin(reader.GetOrigin())
-    image.SetSpacing(reader.GetSpacing())
-    image.SetDirection(reader.GetDirection())
+    try:
+        image.SetOrigin(header.GetOrigin())
+        image.SetSpacing(header.GetSpacing())
+        image.SetDirection(header.GetDirection())
+    except RuntimeError as exc:
+        raise WorkspaceError(f"cannot use {path}: ITK refuses its geometry "
+                             f"({_itk_reason(str(exc))})") from None
     return image
+
+
+def _itk_reason(message: str) -> str:
+    """The first sentence of the `ITK ERROR: Object(0x..): reason.` line of an ITK exception."""
+    found = re.search(r"ITK ERROR: \S+: ([^.\n]+?)(?: and may result in undefined behavior)?[.\n]",
+                      message)
+    return found.group(1).strip() if found else message.strip().splitlines()[-1]
 
 
 def _sitk_read(read, path: Path):

@@ -1,6 +1,9 @@
 """The `dss` command line against a scripted loopback server: login storage, output, errors."""
 import json
 import stat
+import zipfile
+
+import SimpleITK as sitk
 
 from client_cli import one_line_error, run_dss
 from helpers import free_port
@@ -66,9 +69,46 @@ def test_bad_server_url_folder_and_non_image_are_one_clear_line(tmp_path):
     down = f"http://127.0.0.1:{free_port()}"  # the file is checked before any request
     folder = one_line_error(run_dss(config, "--server", down, "submit", str(tmp_path),
                                     "--service", "LungSegmentation"))
-    assert folder == f"dss: {tmp_path} is a folder, not an image or an .itksnap workspace"
+    assert folder == (f"dss: {tmp_path} is a folder, not an image or an .itksnap workspace: if "
+                      "it holds a DICOM series, convert the DICOM series to NIfTI or NRRD first "
+                      "(e.g. with ITK-SNAP: File > Save Image)")
     text = tmp_path / "notes.txt"
     text.write_text("not an image\n")
     not_image = one_line_error(run_dss(config, "--server", down, "submit", str(text),
                                        "--service", "LungSegmentation"))
     assert not_image.startswith(f"dss: cannot read {text} as an image (Unable to determine")
+
+
+def _submit_offline(config, image) -> str:
+    """`dss submit IMAGE` to a server that is down: the image is checked before any request."""
+    down = f"http://127.0.0.1:{free_port()}"
+    return one_line_error(run_dss(config, "--server", down, "submit", str(image),
+                                  "--service", "LungSegmentation"))
+
+
+def test_images_that_are_not_3d_volumes_are_refused_before_any_ticket(tmp_path):
+    flat, one_slice = tmp_path / "flat.nii.gz", tmp_path / "slice.nii.gz"
+    sitk.WriteImage(sitk.Image([512, 512], sitk.sitkInt16), str(flat))
+    sitk.WriteImage(sitk.Image([512, 512, 1], sitk.sitkInt16), str(one_slice))
+    for image, size in ((flat, "512 x 512"), (one_slice, "512 x 512 x 1")):
+        assert _submit_offline(tmp_path / "c.json", image) == (
+            f"dss: {image} is a 2-D image ({size}): the services need a 3-D CT volume")
+
+
+def test_image_with_negative_spacing_is_one_line(tmp_path):
+    image = tmp_path / "negative.mha"
+    sitk.WriteImage(sitk.Image([4, 4, 4], sitk.sitkInt16), str(image))
+    image.write_bytes(image.read_bytes().replace(b"ElementSpacing = 1 1 1",
+                                                 b"ElementSpacing = 1 1 -2"))
+    assert _submit_offline(tmp_path / "c.json", image) == (
+        f"dss: cannot use {image}: ITK refuses its geometry (Negative spacing is not supported)")
+
+
+def test_zip_says_to_convert_the_dicom_series_first(tmp_path):
+    series = tmp_path / "series.zip"
+    with zipfile.ZipFile(series, "w") as archive:
+        archive.writestr("IM0001.dcm", b"DICM")
+    line = _submit_offline(tmp_path / "c.json", series)
+    assert line.startswith(f"dss: cannot read {series} as an image (")
+    assert line.endswith("): convert the DICOM series to NIfTI or NRRD first "
+                         "(e.g. with ITK-SNAP: File > Save Image)")
