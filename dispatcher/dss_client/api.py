@@ -10,6 +10,7 @@ import email.utils
 import http.cookies
 import os
 import re
+import shutil
 import tempfile
 import time
 import urllib.parse
@@ -166,6 +167,12 @@ def _submittable(source: Path) -> None:
         raise FileNotFoundError(f"no such file: {source}")
 
 
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of `folder` and its parents that does not exist yet (None: it exists)."""
+    missing = [path for path in (folder, *folder.parents) if not path.exists()]
+    return missing[-1] if missing else None
+
+
 def _ids(githashes: str | Iterable[str]) -> str:
     return githashes if isinstance(githashes, str) else ",".join(githashes)
 
@@ -286,10 +293,21 @@ class DSSClient:
             partial.unlink(missing_ok=True)  # left only when the download failed
 
     def _download_area(self, prefix: str, dest_dir: str | Path) -> list[Path]:
-        dest = Path(dest_dir)
-        dest.mkdir(parents=True, exist_ok=True)
+        """Every file of the area into `dest_dir`; the folder is made only when there are files,
+        and a folder this call made is removed again when a download fails."""
         entries = wire.parse_files(self._get(prefix))
-        return [self._download(f"{prefix}/{entry.index}", dest, entry.name) for entry in entries]
+        if not entries:
+            return []
+        dest = Path(dest_dir)
+        new_folder = _first_missing(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        try:
+            return [self._download(f"{prefix}/{entry.index}", dest, entry.name)
+                    for entry in entries]
+        except BaseException:
+            if new_folder is not None:
+                shutil.rmtree(new_folder, ignore_errors=True)
+            raise
 
     # -- the server itself -------------------------------------------------------------------
 

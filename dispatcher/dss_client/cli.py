@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import shlex
 import sys
 from pathlib import Path
 
 from . import config
 from .api import DSSClient
 from .errors import DSSError
-from .terminal import CLIError, ProgressBar, print_rows, print_value, wait_for_ticket
+from .terminal import (TERMINAL_STATES, CLIError, ProgressBar, print_rows, print_value,
+                       wait_for_ticket)
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -112,12 +114,33 @@ def _print_paths(paths: list[Path]) -> None:
         print(path)
 
 
+def _require_downloadable(client: DSSClient, args) -> str:
+    """The ticket's status; refuses a deleted ticket, and results of one still running."""
+    detail = client.detail(args.id)
+    status = detail["status"]
+    if status == "deleted":
+        raise CLIError(f"ticket {args.id} was deleted")
+    if args.area == "results" and status not in TERMINAL_STATES:
+        raise CLIError(f"ticket {args.id} is still running ({status}, "
+                       f"{_percent(detail.get('progress', 0.0))}): wait for it with "
+                       f"dss wait {args.id} --download {shlex.quote(args.dir)}")
+    return status
+
+
+def _percent(progress: float) -> str:
+    return f"{round(float(progress) * 100)} %"
+
+
 def cmd_download(args, client: DSSClient) -> int:
+    status = _require_downloadable(client, args)
     paths = client.download(args.id, args.area, args.dir)
-    if not paths:
-        raise CLIError(f"ticket {args.id} has no {args.area} files")
-    _print_paths(paths)
-    return 0
+    if paths:
+        _print_paths(paths)
+        return 0
+    if status in ("failed", "timeout"):
+        raise CLIError(f"ticket {args.id} ended {status} without {args.area} files: "
+                       f"see why with dss log {args.id}")
+    raise CLIError(f"ticket {args.id} has no {args.area} files")
 
 
 def cmd_delete(args, client: DSSClient) -> int:

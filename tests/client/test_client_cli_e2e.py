@@ -106,3 +106,25 @@ def test_wait_gives_up_after_its_timeout(stack, ct_image, tmp_path):
                           after_progress=True)
     assert f"ticket {ticket_id} still ready after 0.5 s" in line
     run_dss(config, "delete", str(ticket_id))
+
+
+def test_download_says_why_there_is_nothing_and_makes_no_folder(stack, ct_image, tmp_path):
+    config, out = tmp_path / "dss.json", tmp_path / "results"
+    run_dss(config, "login", stack.url, "--token", stack.new_token("early@example.org"))
+    drain_ready(stack)
+    ticket_id = int(run_dss(config, "submit", str(ct_image), "--service", stack.service_name).stdout)
+
+    def download_error() -> str:
+        return one_line_error(run_dss(config, "download", str(ticket_id), str(out)))
+
+    assert download_error() == (f"dss: ticket {ticket_id} is still running (ready, 0 %): "
+                                f"wait for it with dss wait {ticket_id} --download {out}")
+    with DSSClient(stack.url) as provider:
+        provider.login(stack.provider_token)
+        assert provider.claim([stack.service_githash], PROVIDER).ticket_id == ticket_id
+        provider.set_status(ticket_id, "failed")
+    assert download_error() == (f"dss: ticket {ticket_id} ended failed without results files: "
+                                f"see why with dss log {ticket_id}")
+    run_dss(config, "delete", str(ticket_id))
+    assert download_error() == f"dss: ticket {ticket_id} was deleted"
+    assert not out.exists()

@@ -389,3 +389,18 @@ def test_a_large_download_cut_short_leaves_no_reserved_file(tmp_path):
         with pytest.raises(DSSTransientError, match="interrupted"):
             DSSClient(server.url).download(5, "results", tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_or_empty_download_leaves_no_new_folder(tmp_path):
+    listing = [b"0,result.nii.gz\r\n", b""]
+
+    def respond(request):
+        if request.path.endswith("/files/results"):
+            return Answer(200, listing.pop(0))
+        return Answer(200, b"only part", {"Content-Length": "1000"})
+
+    with LoopbackServer(respond) as server:
+        with pytest.raises(DSSTransientError, match="interrupted"):
+            DSSClient(server.url).download(5, "results", tmp_path / "new" / "results")
+        assert DSSClient(server.url).download(5, "results", tmp_path / "empty") == []
+    assert list(tmp_path.iterdir()) == []
