@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -48,13 +49,25 @@ def _read_token(args, server: str) -> str:
     return sys.stdin.readline()
 
 
+def _log_in(client: DSSClient, token: str) -> str:
+    """The user's e-mail; a refused token says where a new one comes from."""
+    try:
+        return client.login(token)
+    except DSSError as exc:
+        if exc.status != 401:
+            raise
+        raise CLIError("the server refused the token (wrong, or already used: login tokens work "
+                       f"once); get a new one from {client.base_url}/token or from your "
+                       "administrator") from None
+
+
 def cmd_login(args) -> int:
     server = (args.url or args.server or config.DEFAULT_SERVER).rstrip("/")
     client = DSSClient(server)
     token = _read_token(args, server).strip()
     if not token:
         raise CLIError("no token given: get one from " + server + "/token")
-    email = client.login(token)
+    email = _log_in(client, token)
     path = config.save_login(config.Login(server, client.session_id, email))
     print(f"logged in to {server} as {email} (session saved in {path})")
     return 0
@@ -409,6 +422,26 @@ def _run(args) -> int:
         client.close()
 
 
+# The server's wire text (which ITK-SNAP shows as it is), said for a `dss` user.
+_SERVER_MESSAGES = (
+    (re.compile(r"Ticket (\d+) not found for user \d+"), "ticket {0} does not exist or is not yours"),
+    (re.compile(r"Unable to find service named (.+)"),
+     "no service named {0} (see dss services; names are case-sensitive)"),
+)
+
+
+def _explain(exc: DSSError) -> str:
+    """One line for a server error: a known message in the user's terms, else the server's."""
+    if not exc.status:
+        return str(exc)
+    for pattern, text in _SERVER_MESSAGES:
+        found = pattern.fullmatch(exc.body.strip())
+        if found:
+            return text.format(*found.groups())
+    hint = " (log in again: dss login URL)" if exc.status == 401 else ""
+    return f"server said {exc}{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -417,8 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         print("dss: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except DSSError as exc:
-        hint = " (log in again: dss login URL)" if exc.status == 401 else ""
-        print(f"dss: server said {exc}{hint}" if exc.status else f"dss: {exc}", file=sys.stderr)
+        print(f"dss: {_explain(exc)}", file=sys.stderr)
     except (CLIError, ValueError, TimeoutError) as exc:  # ValueError: bad files, bad bodies
         print(f"dss: {exc}", file=sys.stderr)
     except OSError as exc:

@@ -56,7 +56,8 @@ def test_login_submit_wait_download_log_delete(stack, ct_image, tmp_path):
     assert {"id": ticket_id, "service": stack.service_name, "status": "success"} in tickets
     assert "status=success" in run_dss(config, "status", str(ticket_id)).stdout
     assert run_dss(config, "delete", str(ticket_id)).stdout.strip() == "deleted"
-    assert "400" in one_line_error(run_dss(config, "status", "99999999"))
+    assert one_line_error(run_dss(config, "status", "99999999")) == \
+        "dss: ticket 99999999 does not exist or is not yours"
 
 
 def test_wait_reports_a_failed_ticket_with_its_error(stack, ct_image, tmp_path):
@@ -128,3 +129,15 @@ def test_download_says_why_there_is_nothing_and_makes_no_folder(stack, ct_image,
     run_dss(config, "delete", str(ticket_id))
     assert download_error() == f"dss: ticket {ticket_id} was deleted"
     assert not out.exists()
+
+
+def test_refused_token_and_unknown_service_say_what_to_do(stack, ct_image, tmp_path):
+    config, token = tmp_path / "dss.json", stack.new_token("once@example.org")
+    assert run_dss(config, "login", stack.url, "--token", token).returncode == 0
+    for wrong in (token, "0" * 48):  # used once already; never issued
+        assert one_line_error(run_dss(config, "login", stack.url, "--token", wrong)) == (
+            "dss: the server refused the token (wrong, or already used: login tokens work once); "
+            f"get a new one from {stack.url}/token or from your administrator")
+    lowercase = stack.service_name.lower()
+    assert one_line_error(run_dss(config, "submit", str(ct_image), "--service", lowercase)) == (
+        f"dss: no service named {lowercase} (see dss services; names are case-sensitive)")

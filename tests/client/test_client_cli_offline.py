@@ -46,7 +46,7 @@ def test_login_stores_server_and_session_owner_only_then_reuses_them(tmp_path):
 def test_server_errors_are_one_line(tmp_path):
     with LoopbackServer(_server) as server:
         line = one_line_error(run_dss(tmp_path / "c.json", "--server", server.url, "status", "99"))
-    assert "400" in line and "Ticket 99 not found for user 1" in line
+    assert line == "dss: ticket 99 does not exist or is not yours"
 
 
 def test_unreachable_server_missing_login_and_missing_file_are_one_line(tmp_path):
