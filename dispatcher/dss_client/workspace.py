@@ -321,10 +321,20 @@ class Workspace:
     def check_images(self) -> None:
         """Every layer's header reads as a 3-D image ITK accepts (a WorkspaceError says which
         does not)."""
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
+            if not layer.path.is_file():
+                raise WorkspaceError(self._missing_layer(index, layer))
             header = _read_submitted(layer.path)
             _require_volume(header, layer.path)
             _header_image(header, layer.path)
+
+    def _missing_layer(self, index: int, layer: Layer) -> str:
+        """Where a layer's file was looked for, in the user's terms (not the stored path, which
+        may be a folder of another machine)."""
+        if self.path is None:
+            return f"layer {index}: no such file: {layer.path}"
+        return (f"layer {index} ({layer.path.name}) was not found next to {self.path} "
+                "(nor at the path stored in it)")
 
     def landmark_point_mm(self, landmark: Landmark) -> tuple[float, float, float]:
         image = _read_header(self.main_layer().path)

@@ -8,6 +8,7 @@ import SimpleITK as sitk
 from client_cli import one_line_error, run_dss
 from helpers import free_port
 from client_loopback import Answer, LoopbackServer
+from dss_client.workspace import Workspace
 
 SESSION = "5e" * 20
 
@@ -112,3 +113,16 @@ def test_zip_says_to_convert_the_dicom_series_first(tmp_path):
     assert line.startswith(f"dss: cannot read {series} as an image (")
     assert line.endswith("): convert the DICOM series to NIfTI or NRRD first "
                          "(e.g. with ITK-SNAP: File > Save Image)")
+
+
+def test_workspace_moved_without_its_images_names_the_layer_and_workspace(tmp_path):
+    image = tmp_path / "saved" / "ct.nii.gz"
+    image.parent.mkdir()
+    sitk.WriteImage(sitk.Image([4, 4, 4], sitk.sitkInt16), str(image))
+    Workspace.for_image(image).save(image.parent / "case.itksnap")
+    moved = (tmp_path / "moved" / "case.itksnap").resolve()
+    moved.parent.mkdir()
+    (image.parent / "case.itksnap").rename(moved)
+    image.unlink()  # the folder it was saved in is gone, as a dispatcher's scratch folder is
+    assert _submit_offline(tmp_path / "c.json", moved) == (
+        f"dss: layer 0 (ct.nii.gz) was not found next to {moved} (nor at the path stored in it)")
