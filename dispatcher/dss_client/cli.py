@@ -166,10 +166,26 @@ def cmd_retry(args, client: DSSClient) -> int:
     return 0
 
 
+def _keeps_running(ticket_id: int) -> str:
+    return (f"ticket {ticket_id} keeps running on the server: follow it with dss wait {ticket_id}, "
+            f"or cancel it with dss delete {ticket_id}")
+
+
+def _wait(client: DSSClient, ticket_id: int, timeout: float | None) -> tuple[str, list[dict]]:
+    """`wait_for_ticket`; giving up (--timeout, Ctrl-C) says the ticket goes on without us."""
+    bar = ProgressBar(f"ticket {ticket_id}")
+    try:
+        return wait_for_ticket(client, ticket_id, bar, timeout=timeout)
+    except TimeoutError as exc:
+        raise CLIError(f"{exc}; {_keeps_running(ticket_id)}") from None
+    except KeyboardInterrupt:
+        bar.close()  # end the bar's line: the message gets its own
+        raise KeyboardInterrupt(_keeps_running(ticket_id)) from None
+
+
 def _wait_and_download(client: DSSClient, ticket_id: int,
                        args) -> tuple[str, list[dict], list[Path]]:
-    status, log = wait_for_ticket(client, ticket_id, ProgressBar(f"ticket {ticket_id}"),
-                                  timeout=args.timeout)
+    status, log = _wait(client, ticket_id, args.timeout)
     paths = client.download(ticket_id, "results", args.download) if (
         status == "success" and args.download) else []
     return status, log, paths
@@ -446,8 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except KeyboardInterrupt:
-        print("dss: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"dss: interrupted; {exc}" if str(exc) else "dss: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except DSSError as exc:
         print(f"dss: {_explain(exc)}", file=sys.stderr)

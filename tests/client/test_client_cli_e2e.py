@@ -105,7 +105,9 @@ def test_wait_gives_up_after_its_timeout(stack, ct_image, tmp_path):
     ticket_id = int(run_dss(config, "submit", str(ct_image), "--service", stack.service_name).stdout)
     line = one_line_error(run_dss(config, "wait", str(ticket_id), "--timeout", "0.5"),
                           after_progress=True)
-    assert f"ticket {ticket_id} still ready after 0.5 s" in line
+    assert line == (f"dss: ticket {ticket_id} still ready after 0.5 s; ticket {ticket_id} keeps "
+                    f"running on the server: follow it with dss wait {ticket_id}, or cancel it "
+                    f"with dss delete {ticket_id}")
     run_dss(config, "delete", str(ticket_id))
 
 

@@ -1,10 +1,15 @@
 """`wait_for_ticket` (dss wait, dss submit --wait) riding out a server restart, on loopback."""
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
+from client_cli import DSS
 from client_loopback import Answer, LoopbackServer
 from dss_client import DSSClient, DSSTransientError
 from dss_client.terminal import ProgressBar, wait_for_ticket
@@ -43,3 +48,19 @@ def test_wait_gives_up_after_its_tolerance():
                             poll_seconds=0.05, max_downtime=0.5)
     assert 0.5 <= time.monotonic() - started < 5 and caught.value.status == 503
     assert output.getvalue().count("server unavailable") == 1
+
+
+def test_ctrl_c_while_waiting_says_the_ticket_keeps_running(tmp_path):
+    claimed = json.dumps({"result": {"status": "claimed", "progress": 0.3, "log": []}}).encode()
+    with LoopbackServer(lambda request: Answer(200, claimed)) as server:
+        command = [str(DSS)] if DSS.exists() else [sys.executable, "-m", "dss_client.cli"]
+        waiting = subprocess.Popen(command + ["--server", server.url, "wait", "12"],
+                                   stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                                   env={**os.environ, "DSS_CONFIG": str(tmp_path / "c.json")})
+        assert "claimed" in waiting.stderr.readline()  # the bar's first line: it is polling
+        waiting.send_signal(signal.SIGINT)
+        _, stderr = waiting.communicate(timeout=30)
+    assert waiting.returncode == 130 and "Traceback" not in stderr
+    assert stderr.strip().splitlines() == [
+        "dss: interrupted; ticket 12 keeps running on the server: follow it with dss wait 12, "
+        "or cancel it with dss delete 12"]
