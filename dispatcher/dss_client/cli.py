@@ -98,7 +98,8 @@ def cmd_tickets(args, client: DSSClient) -> int:
 
 def cmd_status(args, client: DSSClient) -> int:
     detail = client.detail(args.id, since=0)
-    summary = {"id": args.id, "status": detail["status"], "progress": detail.get("progress", 0.0)}
+    summary = {"id": args.id, "status": detail["status"],
+               "progress": round(float(detail.get("progress", 0.0)), 3)}  # not 0.35550000000000004
     if "queue_position" in detail:
         summary["queue_position"] = detail["queue_position"]
     if args.json:

@@ -126,3 +126,16 @@ def test_workspace_moved_without_its_images_names_the_layer_and_workspace(tmp_pa
     image.unlink()  # the folder it was saved in is gone, as a dispatcher's scratch folder is
     assert _submit_offline(tmp_path / "c.json", moved) == (
         f"dss: layer 0 (ct.nii.gz) was not found next to {moved} (nor at the path stored in it)")
+
+
+def test_status_rounds_progress(tmp_path):
+    detail = {"result": {"status": "claimed", "progress": 0.1 + 0.2555, "log": []}}
+
+    def respond(request):
+        return Answer(200, json.dumps(detail).encode())
+
+    with LoopbackServer(respond) as server:
+        shown = run_dss(tmp_path / "c.json", "--server", server.url, "status", "7")
+        as_json = run_dss(tmp_path / "c.json", "--server", server.url, "status", "7", "--json")
+    assert shown.stdout.strip() == "id=7  status=claimed  progress=0.356"
+    assert json.loads(as_json.stdout)["progress"] == 0.356
