@@ -441,7 +441,8 @@ def _run(args) -> int:
 
 # The server's wire text (which ITK-SNAP shows as it is), said for a `dss` user.
 _SERVER_MESSAGES = (
-    (re.compile(r"Ticket (\d+) not found for user \d+"), "ticket {0} does not exist or is not yours"),
+    (re.compile(r"Ticket (\d+) not found for user \d+"),
+     "ticket {0} does not exist or is not yours"),
     (re.compile(r"Unable to find service named (.+)"),
      "no service named {0} (see dss services; names are case-sensitive)"),
 )
