@@ -2,12 +2,40 @@
 from __future__ import annotations
 
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from dss_dispatcher.config import ServiceSpec, Settings
 
 SPEC = ServiceSpec("LungSegmentation", "/lung_segmentation/inference", "http://127.0.0.1:9",
                    "lungs", "", "lab")
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A fake server's request handler: `reply` answers with a body, nothing is logged."""
+
+    def reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def session_cookie(value: str | None) -> dict[str, str]:
+    return {"Set-Cookie": f"webpy_session_id={value}; Path=/"} if value else {}
+
+
+def serve_in_thread(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """A loopback HTTP server answering with `handler` on a free port, and its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 def job_settings(work_dir: Path, **overrides) -> Settings:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from dss_dispatcher.config import ServiceSpec, Settings
+from dispatcher_fakes import QuietHandler, job_settings, serve_in_thread, session_cookie
+from dss_dispatcher.config import ServiceSpec
 from dss_dispatcher.daemon import Worker
 
 GITHASH = "5d482fcb" + "0" * 32
@@ -22,7 +22,7 @@ class OldServer:
         self.claims, self.logins = 0, 0
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path == "/api/login":
@@ -45,28 +45,15 @@ class OldServer:
                     self._send(404, "not found")
 
             def _send(self, status, body, cookie=None):
-                data = body.encode()
-                self.send_response(status)
-                if cookie:
-                    self.send_header("Set-Cookie", f"webpy_session_id={cookie}; Path=/")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(status, body.encode(), session_cookie(cookie))
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
 
 def test_empty_claims_do_not_spin_and_refused_sessions_log_in_again(tmp_path):
     server = OldServer()
-    settings = Settings(server_url=server.url, provider_token="t" * 48, provider_name="lab",
-                        provider_code="test", workers=1, shared_datastore=None, metrics_port=0,
-                        log_json=False, work_dir=Path(tmp_path), claim_wait=20.0,
-                        poll_interval=0.5, retry_budget=5.0, inference_timeout=60.0)
+    settings = job_settings(Path(tmp_path), server_url=server.url, provider_code="test",
+                            claim_wait=20.0, retry_budget=5.0)
     spec = ServiceSpec("LungSegmentation", "/lung_segmentation/inference", "http://x", "lungs",
                        "CT", "lab")
     stopping = threading.Event()
@@ -102,11 +89,8 @@ def test_supervisor_restarts_a_crashed_worker(tmp_path):
 
     server = GarbageServer()
     spec = ServiceSpec("Crashy", "/x/inference", "http://x", "lungs", "", "lab")
-    settings = Settings(server_url=server.url, provider_token="t" * 48, provider_name="lab",
-                        provider_code="test", workers=1, shared_datastore=None, metrics_port=0,
-                        log_json=False, work_dir=Path(tmp_path), claim_wait=1.0,
-                        poll_interval=0.5, retry_budget=1.0, inference_timeout=60.0,
-                        services=(spec,))
+    settings = job_settings(Path(tmp_path), server_url=server.url, provider_code="test",
+                            services=(spec,))
     supervisor = Supervisor(settings)
     runner = threading.Thread(target=supervisor.run)
     runner.start()
@@ -144,11 +128,8 @@ def test_a_refused_token_makes_the_dispatcher_unhealthy_while_it_keeps_trying(tm
     monkeypatch.setattr(daemon, "backoff_delay", lambda *args, **kwargs: 0.05)
     server = RefusingServer()
     spec = ServiceSpec("LungSegmentation", "/x/inference", "http://x", "lungs", "", "lab")
-    settings = Settings(server_url=server.url, provider_token="t" * 48, provider_name="lab",
-                        provider_code="test", workers=1, shared_datastore=None, metrics_port=0,
-                        log_json=False, work_dir=Path(tmp_path), claim_wait=1.0,
-                        poll_interval=0.5, retry_budget=1.0, inference_timeout=60.0,
-                        services=(spec,))
+    settings = job_settings(Path(tmp_path), server_url=server.url, provider_code="test",
+                            services=(spec,))
     supervisor = Supervisor(settings)
     runner = threading.Thread(target=supervisor.run)
     runner.start()

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from dispatcher_fakes import QuietHandler, serve_in_thread
 from dss_client import DSSClient, DSSError, DSSTransientError
 from dss_dispatcher.inference import InferenceClient, InferenceFailed
 from dss_dispatcher.retry import TransientError, backoff_delay, retry
@@ -19,27 +18,17 @@ class FlakyServer:
         self.script, self.final, self.requests = list(script), final, []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 outer.requests.append((self.command, self.path))
                 status, headers, body = outer.script.pop(0) if outer.script else outer.final
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(status, body, headers)
 
             do_GET = do_POST = _answer
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
     def close(self):
         self.server.shutdown()

@@ -6,13 +6,13 @@ import json
 import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from dispatcher_fakes import SPEC, FakeProviderSession, job_settings
+from dispatcher_fakes import (SPEC, FakeProviderSession, QuietHandler, job_settings,
+                             serve_in_thread)
 from dss_client.workspace import Workspace
 from dss_dispatcher.worker import TicketJob
 
@@ -24,7 +24,7 @@ class EndlessInferenceServer:
         self.polls, self.deleted = 0, []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 self._json(200, {"Endpoint": "/lung_segmentation/jobs/j1"})
@@ -38,18 +38,9 @@ class EndlessInferenceServer:
                 self._json(202, {"status": "cancelling"})
 
             def _json(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(status, json.dumps(body).encode())
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
 
 def test_shutdown_during_inference_cancels_the_job_and_releases_the_ticket(tmp_path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -16,8 +15,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from dispatcher_fakes import QuietHandler, job_settings, serve_in_thread, session_cookie
 from dss_client.workspace import Workspace
-from dss_dispatcher.config import ServiceSpec, Settings
+from dss_dispatcher.config import ServiceSpec
 from dss_dispatcher.session import ProviderSession
 from dss_dispatcher.worker import TicketJob
 
@@ -34,7 +34,7 @@ class ProviderServer:
         self.requests: list[tuple[str, str, dict]] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 form = {k: v[0] for k, v in parse_qs(body).items()}
@@ -65,19 +65,9 @@ class ProviderServer:
                     self._send(404, b"not found")
 
             def _send(self, status, data, cookie=None):
-                self.send_response(status)
-                if cookie:
-                    self.send_header("Set-Cookie", f"webpy_session_id={cookie}; Path=/")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(status, data, session_cookie(cookie))
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
     def posts_to(self, suffix: str) -> list[dict]:
         return [form for method, path, form in self.requests
@@ -95,10 +85,8 @@ def inputs(tmp_path_factory) -> list[Path]:
 def run_job(tmp_path, inputs, release_answer):
     stopping = threading.Event()
     server = ProviderServer(inputs, stopping, release_answer)
-    settings = Settings(server_url=server.url, provider_token="t" * 48, provider_name="lab",
-                        provider_code="node-3", workers=1, shared_datastore=None, metrics_port=0,
-                        log_json=False, work_dir=tmp_path / "work", claim_wait=1.0,
-                        poll_interval=0.5, retry_budget=2.0, inference_timeout=60.0)
+    settings = job_settings(tmp_path / "work", server_url=server.url, provider_code="node-3",
+                            retry_budget=2.0)
     spec = ServiceSpec("LungSegmentation", "/lung_segmentation/inference",
                        "http://127.0.0.1:9", "lungs", "", "lab")
     session = ProviderSession(server.url, settings.provider_token, settings.retry_budget)
