@@ -252,6 +252,15 @@ def test_a_singular_direction_matrix_is_refused_from_the_header(tmp_path):
     assert inspect(write_image(image, tmp_path / "ct.nrrd"), tmp_path).size == (24, 20, 10)
 
 
+def header_naming_a_secret(tmp_path: Path, name: str, header: str) -> Path:
+    """An image header whose {target} names a 64-byte file on the server's disk."""
+    secret = tmp_path / "secret.raw"
+    secret.write_bytes(bytes(range(64)))
+    path = tmp_path / name
+    path.write_bytes(header.format(target=secret).encode())
+    return path
+
+
 @pytest.mark.parametrize("name, header", [
     ("evil.mha", "ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\n"
                  "ElementDataFile = {target}\n"),
@@ -261,10 +270,7 @@ def test_a_singular_direction_matrix_is_refused_from_the_header(tmp_path):
                    "datafile: {target}\n\n"),
 ])
 def test_headers_naming_another_file_as_data_are_refused(tmp_path, name, header):
-    secret = tmp_path / "secret.raw"
-    secret.write_bytes(bytes(range(64)))
-    path = tmp_path / name
-    path.write_text(header.format(target=secret))
+    path = header_naming_a_secret(tmp_path, name, header)
     assert sitk.ReadImage(str(path)).GetSize() == (4, 4, 4)  # what ITK alone would do
     expect_refusal(422, "separate data file", inspect, path, tmp_path / "job")
 
@@ -277,10 +283,7 @@ def test_headers_naming_another_file_as_data_are_refused(tmp_path, name, header)
                  "elementdatafile = {target}\nElementDataFile = LOCAL\n"),
 ])
 def test_every_metaimage_data_file_line_must_say_local(tmp_path, name, header):
-    secret = tmp_path / "secret.raw"
-    secret.write_bytes(bytes(range(64)))
-    path = tmp_path / name
-    path.write_bytes(header.format(target=secret).encode())
+    path = header_naming_a_secret(tmp_path, name, header)
     expect_refusal(422, "separate data file", inspect, path, tmp_path / "job")
 
 
