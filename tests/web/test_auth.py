@@ -1,7 +1,12 @@
 """Login, tokens, sessions and NOAUTH (spec c.1, 0.1 rules 4-5, h.5)."""
 import re
 
+import pytest
+
+from dss_server import create_app
 from dss_server.services import auth
+
+from web_support import Harness, make_config
 
 
 def test_login_answers_logged_in_as_with_a_host_only_year_long_cookie(harness):
@@ -130,9 +135,20 @@ def test_cookie_is_secure_and_blob_links_https_behind_a_tls_proxy(harness):
     assert "Secure" not in plain.headers["Set-Cookie"]
 
 
-def test_sessions_idle_for_a_year_are_logged_out(harness):
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_harness(request, harness, tmp_path):
+    """The PostgreSQL harness (identity read on the autocommit pool), or an embedded SQLite
+    one (identity read in the request's session)."""
+    if request.param == "postgresql":
+        return harness
+    url = f"sqlite:///{tmp_path / 'embedded.sqlite3'}"
+    return Harness(create_app(make_config(url, tmp_path / "sqlite")))
+
+
+def test_sessions_idle_for_a_year_are_logged_out(any_harness):
     from datetime import timedelta
     from dss_server.models import utcnow
+    harness = any_harness
     client = harness.client("idle@example.org")
     with harness.sessions() as db:
         session = auth.find_session(db, client.get_cookie("webpy_session_id").value)

@@ -38,3 +38,24 @@ def test_a_request_on_a_cut_connection_is_a_503_and_the_next_one_works(make_data
     assert lost.json["error"].startswith("The database connection was lost")
     assert lost.headers["Retry-After"] == "1"
     assert user.get("/api/tickets").status_code == 200
+
+
+def test_a_claim_on_a_cut_connection_is_a_503_and_the_next_one_claims(make_database, tmp_path):
+    """A claim reads the caller and claims on the autocommit pool, apart from the session's:
+    after a restart it too answers 503 once, and both pools start afresh."""
+    url = make_database("dss_outage_claim")
+    engine = database.make_engine(url)
+    database.migrate(engine)
+    engine.dispose()
+    harness = Harness(create_app(make_config(url, tmp_path)))
+    githash = harness.service(provider="outage-lab")
+    provider, user = harness.provider_client("outage-lab"), harness.client()
+    form = {"services": githash, "provider": "outage-lab", "code": "01"}
+    assert provider.post("/api/pro/services/claims", data=form).data == b"None"  # pools live
+    ticket = harness.submit(user, githash)
+    assert cut_connections(url) >= 1
+    lost = provider.post("/api/pro/services/claims", data=form)
+    assert (lost.status_code, lost.headers["Retry-After"]) == (503, "1")
+    assert lost.data.startswith(b"The database connection was lost")
+    claimed = provider.post("/api/pro/services/claims", data=form)
+    assert (claimed.status_code, claimed.data) == (200, f"{ticket},{githash},claimed\r\n".encode())

@@ -5,6 +5,7 @@ import logging
 import re
 from collections.abc import Mapping
 
+import psycopg2
 from flask import Flask, g, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -13,7 +14,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import db as database
 from . import metrics, pages, wire
 from .api import BLUEPRINTS
-from .api._http import DSSRequest, accepts_json, discard_uploads, refuse_cross_site
+from .api._http import (API_PREFIX, DSSRequest, accepts_json, discard_uploads, refuse_cross_site,
+                        return_autocommit)
 from .config import Config, load_config
 from .errors import DSSError
 from .services import bootstrap, notify
@@ -53,7 +55,8 @@ def create_app(config: Config | Mapping | None = None) -> Flask:
 def _init_database(app: Flask, config: Config) -> None:
     engine = database.make_engine(config.database_url)
     sessions = database.make_session_factory(engine)
-    app.extensions.update(dss_engine=engine, dss_sessions=sessions)
+    app.extensions.update(dss_engine=engine, dss_sessions=sessions,
+                          dss_autocommit=database.make_autocommit_engine(config.database_url))
     migrate = config.embedded if config.migrate_on_start is None else config.migrate_on_start
     if migrate:
         database.migrate(engine)
@@ -75,13 +78,13 @@ def _init_request_cycle(app: Flask) -> None:
 
     @app.before_request
     def _api_refuses_cross_site():
-        if request.path.startswith("/api/"):
+        if request.path.startswith(API_PREFIX):
             refuse_cross_site()
 
     @app.after_request
     def _finish_transaction(response):
         session = g.get("db")
-        if session is not None:
+        if session is not None and session.in_transaction():
             if response.status_code < 400:
                 session.commit()
             else:
@@ -93,6 +96,7 @@ def _init_request_cycle(app: Flask) -> None:
         session = g.pop("db", None)
         if session is not None:
             session.close()
+        return_autocommit()
         discard_uploads()
 
 
@@ -116,7 +120,20 @@ def _init_error_handlers(app: Flask) -> None:
         # replaces the pool, so that request may simply be tried again.
         if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
             return _crash(exc)
-        log.warning("database unavailable: %s", " ".join(str(exc.orig).split()))
+        return _database_lost(exc.orig)
+
+    @app.errorhandler(psycopg2.OperationalError)
+    @app.errorhandler(psycopg2.InterfaceError)
+    def _autocommit_connection_lost(exc: psycopg2.Error):
+        # The same, met on the autocommit connection (straight psycopg2, no SQLAlchemy to
+        # notice): both pools start afresh, the lost connection is dropped at teardown.
+        for name in ("dss_engine", "dss_autocommit"):
+            if app.extensions[name] is not None:
+                app.extensions[name].dispose()
+        return _database_lost(exc)
+
+    def _database_lost(exc: Exception):
+        log.warning("database unavailable: %s", " ".join(str(exc).split()))
         response = wire.error(503, "The database connection was lost (the database may be "
                                    "restarting); try again in a moment", _json_safe())
         response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)

@@ -15,6 +15,7 @@ from ..services import auth, leases
 from ..services.access import require_admin
 from ..services.files import UploadFile, upload_dir
 
+API_PREFIX = "/api/"
 SESSION_COOKIE = "webpy_session_id"
 ONE_YEAR = 365 * 24 * 3600
 MULTIPART_READ_BYTES = 1024 * 1024
@@ -89,12 +90,32 @@ def db():
     return g.db
 
 
+def autocommit():
+    """The request's pooled connection in autocommit (db.make_autocommit_engine), lent on first
+    use and returned at the end of the request; None on SQLite."""
+    if "autocommit" not in g:
+        engine = current_app.extensions["dss_autocommit"]
+        g.autocommit = engine.raw_connection() if engine is not None else None
+    return g.autocommit
+
+
+def return_autocommit() -> None:
+    connection = g.pop("autocommit", None)
+    if connection is None:
+        return
+    if connection.driver_connection.closed:  # lost (a database restart): not back to the pool
+        connection.invalidate()
+    else:
+        connection.close()
+
+
 def param(name: str, default: str | None = None) -> str | None:
     """Form and query merged (web.py's web.input()); the form wins."""
-    value = request.form.get(name)
-    if value is None:
-        value = request.args.get(name)
-    return default if value is None else value
+    # `in` first: werkzeug's MultiDict.get builds an HTTP exception for every missing key
+    for values in (request.form, request.args):
+        if name in values:
+            return values[name]
+    return default
 
 
 def wants_json() -> bool:
@@ -115,7 +136,7 @@ def session_id() -> str | None:
 
 def identity(required: bool = True) -> auth.Identity | None:
     if "identity" not in g:
-        g.identity = auth.identify(db(), session_id(), config().noauth)
+        g.identity = auth.identify(db(), session_id(), config().noauth, autocommit())
     if required and g.identity is None:
         raise not_logged_in()
     return g.identity

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DB
 
+from ..db import Query
 from ..errors import DSSError
 from ..models import Session, Token, User, utcnow
 
@@ -54,11 +55,16 @@ class Identity:
 
 
 _SESSIONS, _USERS = Session.__table__, User.__table__
-_SESSION_IDENTITY = (select(_SESSIONS.c.user_id, _USERS.c.sysadmin, _SESSIONS.c.atime,
-                            _SESSIONS.c.accept_terms)
-                     .join(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
-                     .where(_SESSIONS.c.session_hash == bindparam("session_hash")))
-_USER_RIGHTS = select(_USERS.c.id, _USERS.c.sysadmin).where(_USERS.c.email == bindparam("email"))
+_SESSION_IDENTITY = Query(select(_SESSIONS.c.user_id, _USERS.c.sysadmin, _SESSIONS.c.atime,
+                                  _SESSIONS.c.accept_terms)
+                           .join(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
+                           .where(_SESSIONS.c.session_hash == bindparam("session_hash")))
+_TOUCH_SESSION = Query(update(_SESSIONS).where(_SESSIONS.c.session_hash == bindparam("hash"))
+                       .values(atime=bindparam("now")))
+_USER_RIGHTS = Query(select(_USERS.c.id, _USERS.c.sysadmin)
+                     .where(_USERS.c.email == bindparam("email")))
+_SESSION_KNOWN = Query(select(_SESSIONS.c.id)
+                       .where(_SESSIONS.c.session_hash == bindparam("session_hash")))
 
 
 def find_session(db: DB, session_id: str | None) -> Session | None:
@@ -67,28 +73,33 @@ def find_session(db: DB, session_id: str | None) -> Session | None:
     return db.scalar(select(Session).where(Session.session_hash == digest(session_id.lower())))
 
 
-def identify(db: DB, session_id: str | None, noauth: bool) -> Identity | None:
+def identify(db: DB, session_id: str | None, noauth: bool, autocommit=None) -> Identity | None:
+    """Who the request acts as, read in `db`, or on PostgreSQL on the request's `autocommit`
+    connection (db.Query): outside the request's transaction, so a claim needs none."""
     session_hash = digest(session_id.lower()) if valid_session_id(session_id) else None
     if session_hash is not None:
-        row = db.execute(_SESSION_IDENTITY, {"session_hash": session_hash}).first()
-        if row is not None and row.atime > utcnow() - SESSION_IDLE_LIMIT:
-            if row.atime < utcnow() - SESSION_TOUCH_INTERVAL:  # one write a day, not per request
-                db.execute(update(_SESSIONS).where(_SESSIONS.c.session_hash == session_hash)
-                           .values(atime=utcnow()))
-            return Identity(db, row.user_id, row.sysadmin, session_hash, row.accept_terms)
+        row = _SESSION_IDENTITY.first(db, autocommit, {"session_hash": session_hash})
+        if row is not None:
+            user_id, sysadmin, atime, accept_terms = row
+            if atime > utcnow() - SESSION_IDLE_LIMIT:
+                if atime < utcnow() - SESSION_TOUCH_INTERVAL:  # one write a day, not per request
+                    _TOUCH_SESSION.first(db, autocommit, {"hash": session_hash, "now": utcnow()})
+                return Identity(db, user_id, sysadmin, session_hash, accept_terms)
     if noauth:
-        return _noauth_identity(db, session_hash)
+        return _noauth_identity(db, session_hash, autocommit)
     return None
 
 
-def _noauth_identity(db: DB, session_hash: str | None) -> Identity:
+def _noauth_identity(db: DB, session_hash: str | None, autocommit) -> Identity:
     """The test admin; a claim made with a cookie is still fenced to that cookie's session."""
-    row = db.execute(_USER_RIGHTS, {"email": NOAUTH_EMAIL}).first()
+    row = _USER_RIGHTS.first(db, autocommit, {"email": NOAUTH_EMAIL})
     if row is None:
         user = ensure_user(db, NOAUTH_EMAIL, "Test User", sysadmin=True, tier="poweruser")
+        if autocommit is not None:  # a claim, on the autocommit connection, must see the user
+            db.commit()
         row = (user.id, user.sysadmin)
-    known = session_hash is not None and db.scalar(
-        select(_SESSIONS.c.id).where(_SESSIONS.c.session_hash == session_hash)) is not None
+    known = session_hash is not None and _SESSION_KNOWN.first(
+        db, autocommit, {"session_hash": session_hash}) is not None
     return Identity(db, row[0], row[1], session_hash if known else None, True)
 
 

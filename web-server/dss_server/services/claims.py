@@ -2,8 +2,9 @@
 
 PostgreSQL: one statement picks with `SELECT ... FOR UPDATE SKIP LOCKED` (concurrent claimers
 never take the same row and never block each other) and writes the claim, the ticket and its
-history and log rows in data-modifying CTEs: one round trip. SQLite: every transaction is BEGIN
-IMMEDIATE (db.py), so the ORM's select and updates run under the write lock.
+history and log rows in data-modifying CTEs: one round trip, on the request's autocommit
+connection (db.make_autocommit_engine), so with no BEGIN and COMMIT around it. SQLite: every
+transaction is BEGIN IMMEDIATE (db.py), so the ORM's select and updates run under the write lock.
 """
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import re
 import time
 from typing import NamedTuple
 
-from sqlalchemy import TextClause, bindparam, select, text
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.types import String
 
 from .. import lifecycle
+from ..db import Query
 from ..errors import DSSError
 from ..metrics import observe_claim
 from ..models import ClaimHistory, Ticket, utcnow
@@ -102,9 +104,9 @@ def _numbered(sql: str) -> str:
 
 _PREPARE_SQL = (f"PREPARE {_PREPARED_NAME} ({', '.join(_PARAMETERS.values())}) AS "
                 + _numbered(_CLAIM_SQL))
-_EXECUTE_STATEMENT = text(
+_EXECUTE = Query(text(
     f"EXECUTE {_PREPARED_NAME} ({', '.join(':' + name for name in _PARAMETERS)})"
-).bindparams(bindparam("githashes", type_=ARRAY(String)))
+).bindparams(bindparam("githashes", type_=ARRAY(String))))
 
 
 def parse_services(value: str | None) -> list[str]:
@@ -129,21 +131,23 @@ def parse_wait(value: str | None, cap: float) -> float:
 
 
 def claim_once(db: DB, identity: Identity, githashes: list[str], provider: str, code: str,
-               policy: leases.ClaimPolicy) -> Claimed | None:
+               policy: leases.ClaimPolicy, autocommit=None) -> Claimed | None:
+    """`autocommit`: on PostgreSQL, a connection of db.make_autocommit_engine for the claim
+    statement, which is a transaction of its own; else it runs in `db`."""
     started = time.perf_counter()
     if _sweep_throttle.due([str(db.get_bind().url)]):
         leases.sweep(db, policy)
     catalog.touch(db, githashes)
-    claimed = _take(db, identity, githashes, provider, code)
+    claimed = _take(db, identity, githashes, provider, code, autocommit)
     if claimed is None and leases.sweep(db, policy):
-        claimed = _take(db, identity, githashes, provider, code)
+        claimed = _take(db, identity, githashes, provider, code, autocommit)
     if claimed is not None:
         observe_claim(time.perf_counter() - started)
     return claimed
 
 
 def _take(db: DB, identity: Identity, githashes: list[str], provider: str,
-          code: str) -> Claimed | None:
+          code: str, autocommit=None) -> Claimed | None:
     values = {"githashes": githashes, "wanted": len(set(githashes)),
               "provider": provider, "code": code,
               "user_id": identity.user_id, "session_hash": identity.session_hash,
@@ -152,21 +156,24 @@ def _take(db: DB, identity: Identity, githashes: list[str], provider: str,
     if db.get_bind().dialect.name != "postgresql":
         require_provider(db, identity, githashes)
         return _take_with_orm(db, values)
-    allowed, *taken = db.execute(_prepared_claim(db), values).one()
+    if autocommit is not None and db.in_transaction():
+        db.commit()  # what the session did (a sweep) must be seen by the claim, and unlocked
+    connection = autocommit if autocommit is not None else db.connection().connection
+    _prepare(connection)
+    allowed, *taken = _EXECUTE.first(db, connection, values)
     for githash in githashes:
         if githash not in (allowed or ()):
             raise not_a_provider(githash)
     return Claimed(*taken) if taken[0] is not None else None
 
 
-def _prepared_claim(db: DB) -> TextClause:
-    """EXECUTE of the claim statement, PREPAREd once per database connection: planning the
-    statement cost PostgreSQL more CPU than running it."""
-    connection = db.connection()
-    if not connection.info.get(_PREPARED_NAME):  # kept with the pooled DBAPI connection
-        connection.exec_driver_sql(_PREPARE_SQL)
+def _prepare(connection) -> None:
+    """PREPARE the claim statement once per pooled DBAPI connection: planning the statement
+    cost PostgreSQL more CPU than running it."""
+    if not connection.info.get(_PREPARED_NAME):  # kept with the pooled connection
+        with connection.cursor() as cursor:
+            cursor.execute(_PREPARE_SQL)
         connection.info[_PREPARED_NAME] = True
-    return _EXECUTE_STATEMENT
 
 
 def _take_with_orm(db: DB, values: dict) -> Claimed | None:
@@ -188,7 +195,8 @@ def _take_with_orm(db: DB, values: dict) -> Claimed | None:
 
 
 def claim(db: DB, identity: Identity, githashes: list[str], provider: str | None,
-          code: str | None, wait_seconds: float, policy: leases.ClaimPolicy) -> Claimed | None:
+          code: str | None, wait_seconds: float, policy: leases.ClaimPolicy,
+          autocommit=None) -> Claimed | None:
     """Claim now; with `wait_seconds` > 0 keep trying until a ticket is ready or time is up.
 
     Between attempts the transaction is committed, so a waiting claim holds no locks.
@@ -201,7 +209,7 @@ def claim(db: DB, identity: Identity, githashes: list[str], provider: str | None
     deadline = time.monotonic() + wait_seconds
     while True:
         seen = notify.generation()
-        ticket = claim_once(db, identity, githashes, provider.strip(), code, policy)
+        ticket = claim_once(db, identity, githashes, provider.strip(), code, policy, autocommit)
         remaining = deadline - time.monotonic()
         if ticket is not None or remaining <= 0:
             return ticket
