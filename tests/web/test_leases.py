@@ -135,6 +135,23 @@ def test_waiting_claim_returns_when_a_ticket_becomes_ready(harness):
     assert result["seconds"] < 10, "woken by the ready transition, long before wait ran out"
 
 
+def test_waiting_claims_hold_no_database_connection(harness):
+    """Dispatchers wait with `wait=` all day: between its attempts a waiting claim gives its
+    connections back (autocommit pool and session pool alike)."""
+    githash = harness.service(provider="idlers")
+    providers = [harness.provider_client("idlers") for _ in range(3)]
+    pools = [harness.app.extensions[name].pool for name in ("dss_engine", "dss_autocommit")]
+    waiters = [threading.Thread(target=claim, args=(provider, githash), kwargs={"wait": "1.5"})
+               for provider in providers]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.7)
+    held = [pool.checkedout() for pool in pools]
+    for waiter in waiters:
+        waiter.join(10)
+    assert held == [0, 0]
+
+
 def test_waiting_claim_without_tickets_answers_none(harness):
     githash = harness.service(provider="patient")
     provider = harness.provider_client("patient")

@@ -14,8 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import db as database
 from . import metrics, pages, wire
 from .api import BLUEPRINTS
-from .api._http import (API_PREFIX, DSSRequest, accepts_json, discard_uploads, refuse_cross_site,
-                        return_autocommit)
+from .api._http import API_PREFIX, DSSRequest, accepts_json, discard_uploads, refuse_cross_site
 from .config import Config, load_config
 from .errors import DSSError
 from .services import bootstrap, notify
@@ -96,7 +95,6 @@ def _init_request_cycle(app: Flask) -> None:
         session = g.pop("db", None)
         if session is not None:
             session.close()
-        return_autocommit()
         discard_uploads()
 
 
@@ -125,8 +123,8 @@ def _init_error_handlers(app: Flask) -> None:
     @app.errorhandler(psycopg2.OperationalError)
     @app.errorhandler(psycopg2.InterfaceError)
     def _autocommit_connection_lost(exc: psycopg2.Error):
-        # The same, met on the autocommit connection (straight psycopg2, no SQLAlchemy to
-        # notice): both pools start afresh, the lost connection is dropped at teardown.
+        # The same, met on an autocommit connection (straight psycopg2, no SQLAlchemy to
+        # notice; api._http.autocommit drops that connection): both pools start afresh.
         for name in ("dss_engine", "dss_autocommit"):
             if app.extensions[name] is not None:
                 app.extensions[name].dispose()

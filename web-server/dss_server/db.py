@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -21,9 +22,10 @@ log = logging.getLogger(__name__)
 AFTER_COMMIT = "dss_after_commit"  # Session.info key: what to do once the transaction commits
 # Key of the PostgreSQL advisory lock that serialises migrations (any constant both sides share).
 MIGRATION_LOCK_KEY = 0x4453534D49475241  # "DSSMIGRA"
-# Idle connections the autocommit pool keeps per process (it lends one for a request's identity
-# and claim); more are opened under load and closed when returned.
-AUTOCOMMIT_POOL_SIZE = 4
+# Connections each pool keeps open per process: about the requests one worker serves at once
+# (gunicorn.conf.py: 16 threads). Beyond it, connections are opened for a request and closed
+# after, and a new PostgreSQL backend costs more CPU than many claims.
+POOL_SIZE = 10
 
 
 def make_engine(database_url: str) -> Engine:
@@ -32,7 +34,7 @@ def make_engine(database_url: str) -> Engine:
     # No pre-ping (a round trip per request); connections are recycled hourly instead, and a
     # request that meets a dead connection after a database restart answers 503 (Retry-After)
     # once per worker, while SQLAlchemy replaces the pool.
-    return create_engine(database_url, pool_recycle=3600, pool_size=10, max_overflow=30)
+    return create_engine(database_url, pool_recycle=3600, pool_size=POOL_SIZE, max_overflow=30)
 
 
 def make_autocommit_engine(database_url: str) -> Engine | None:
@@ -46,8 +48,13 @@ def make_autocommit_engine(database_url: str) -> Engine | None:
     if database_url.startswith("sqlite"):
         return None
     return create_engine(database_url, isolation_level="AUTOCOMMIT", pool_recycle=3600,
-                         pool_size=AUTOCOMMIT_POOL_SIZE, max_overflow=40,
+                         pool_size=POOL_SIZE, max_overflow=30,
                          pool_reset_on_return=None)  # no transaction to end
+
+
+# Lends a pooled autocommit connection (a DBAPI connection of make_autocommit_engine, or None
+# where there is none) for a `with` block: api._http.autocommit.
+Lender = Callable[[], AbstractContextManager[Any]]
 
 
 class Query:

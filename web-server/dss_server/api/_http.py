@@ -1,6 +1,7 @@
 """Request glue shared by the blueprints: DB session, identity, parameters, uploads, downloads."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -90,23 +91,22 @@ def db():
     return g.db
 
 
+@contextmanager
 def autocommit():
-    """The request's pooled connection in autocommit (db.make_autocommit_engine), lent on first
-    use and returned at the end of the request; None on SQLite."""
-    if "autocommit" not in g:
-        engine = current_app.extensions["dss_autocommit"]
-        g.autocommit = engine.raw_connection() if engine is not None else None
-    return g.autocommit
-
-
-def return_autocommit() -> None:
-    connection = g.pop("autocommit", None)
-    if connection is None:
+    """A pooled connection in autocommit (db.make_autocommit_engine) for one call's statements,
+    back in the pool right after: a claim waiting for a ticket holds none. None on SQLite."""
+    engine = current_app.extensions["dss_autocommit"]
+    if engine is None:
+        yield None
         return
-    if connection.driver_connection.closed:  # lost (a database restart): not back to the pool
-        connection.invalidate()
-    else:
-        connection.close()
+    connection = engine.raw_connection()
+    try:
+        yield connection
+    finally:
+        if connection.driver_connection.closed:  # lost (a database restart): not back to the pool
+            connection.invalidate()
+        else:
+            connection.close()
 
 
 def param(name: str, default: str | None = None) -> str | None:
@@ -136,7 +136,8 @@ def session_id() -> str | None:
 
 def identity(required: bool = True) -> auth.Identity | None:
     if "identity" not in g:
-        g.identity = auth.identify(db(), session_id(), config().noauth, autocommit())
+        with autocommit() as connection:
+            g.identity = auth.identify(db(), session_id(), config().noauth, connection)
     if required and g.identity is None:
         raise not_logged_in()
     return g.identity

@@ -35,7 +35,7 @@ def claim():
     githashes = claims.parse_services(param("services"))
     wait = claims.parse_wait(param("wait"), config().max_claim_wait)
     ticket = claims.claim(db(), who, githashes, param("provider"), param("code"), wait,
-                          claim_policy(), autocommit())
+                          claim_policy(), autocommit)
     if ticket is None:
         return wire.none()
     return wire.table(("id", "service_githash", "status"),
@@ -45,7 +45,7 @@ def claim():
 @bp.post("/api/pro/services/<githash>/claims")
 def claim_one(githash):
     ticket = claims.claim(db(), identity(), [githash.lower()], param("provider"),
-                          param("code"), 0, claim_policy(), autocommit())
+                          param("code"), 0, claim_policy(), autocommit)
     return wire.text(ticket.id if ticket else -1)
 
 
