@@ -12,7 +12,7 @@ database, no form) through the same server. Where client, server and PostgreSQL 
 cores, throughput is bound by CPU, and a rate is inversely proportional to the CPU one call
 costs them all. Printed: the ceiling of the ratio (SQL's CPU per claim over the floor's server
 and client CPU plus the SQL claim's PostgreSQL CPU), the CPU the claim's own work (form,
-identity, claim statement, commit) may add to that for a ratio of 0.5, and what it adds.
+identity, claim statement, answer) may add to that for a ratio of 0.5, and what it adds.
 
     .venv/bin/python bench/claim.py [--tickets 10000] [--claimers 8] [--workers 2]
 """
