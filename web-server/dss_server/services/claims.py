@@ -131,9 +131,9 @@ def parse_wait(value: str | None, cap: float) -> float:
 
 
 def claim_once(db: DB, identity: Identity, githashes: list[str], provider: str, code: str,
-               policy: leases.ClaimPolicy, autocommit: Lender | None = None) -> Claimed | None:
-    """`autocommit`: lends a connection of db.make_autocommit_engine (None on SQLite) for the
-    claim statement, a transaction of its own on PostgreSQL; without it, it runs in `db`."""
+               policy: leases.ClaimPolicy, autocommit: Lender) -> Claimed | None:
+    """`autocommit` lends a connection of db.make_autocommit_engine for the claim statement, a
+    transaction of its own (PostgreSQL; SQLite claims in `db`)."""
     started = time.perf_counter()
     if _sweep_throttle.due([str(db.get_bind().url)]):
         leases.sweep(db, policy)
@@ -147,7 +147,7 @@ def claim_once(db: DB, identity: Identity, githashes: list[str], provider: str, 
 
 
 def _take(db: DB, identity: Identity, githashes: list[str], provider: str,
-          code: str, autocommit: Lender | None) -> Claimed | None:
+          code: str, autocommit: Lender) -> Claimed | None:
     values = {"githashes": githashes, "wanted": len(set(githashes)),
               "provider": provider, "code": code,
               "user_id": identity.user_id, "session_hash": identity.session_hash,
@@ -156,13 +156,10 @@ def _take(db: DB, identity: Identity, githashes: list[str], provider: str,
     if db.get_bind().dialect.name != "postgresql":
         require_provider(db, identity, githashes)
         return _take_with_orm(db, values)
-    if autocommit is None:
-        allowed, *taken = _execute(db, db.connection().connection, values)
-    else:
-        if db.in_transaction():
-            db.commit()  # what the session did (a sweep) must be seen by the claim, and unlocked
-        with autocommit() as connection:
-            allowed, *taken = _execute(db, connection, values)
+    if db.in_transaction():
+        db.commit()  # what the session did (a sweep) must be seen by the claim, and unlocked
+    with autocommit() as connection:
+        allowed, *taken = _execute(db, connection, values)
     for githash in githashes:
         if githash not in (allowed or ()):
             raise not_a_provider(githash)
@@ -199,7 +196,7 @@ def _take_with_orm(db: DB, values: dict) -> Claimed | None:
 
 def claim(db: DB, identity: Identity, githashes: list[str], provider: str | None,
           code: str | None, wait_seconds: float, policy: leases.ClaimPolicy,
-          autocommit: Lender | None = None) -> Claimed | None:
+          autocommit: Lender) -> Claimed | None:
     """Claim now; with `wait_seconds` > 0 keep trying until a ticket is ready or time is up.
 
     Between attempts the transaction is committed, so a waiting claim holds no locks.
