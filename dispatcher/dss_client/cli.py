@@ -445,6 +445,11 @@ _SERVER_MESSAGES = (
      "ticket {0} does not exist or is not yours"),
     (re.compile(r"Unable to find service named (.+)"),
      "no service named {0} (see dss services; names are case-sensitive)"),
+    (re.compile(r"Insufficient privileges"),
+     "this needs an administrator account (you are logged in, but not as an administrator)"),
+    (re.compile(r"You are not a provider for service (\S+)"),
+     "this account is not a member of a provider of service {0} (an administrator grants it: "
+     "dss admin grant PROVIDER EMAIL)"),
 )
 
 

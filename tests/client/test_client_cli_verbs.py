@@ -78,3 +78,19 @@ def test_admin_verbs_manage_providers_services_and_tickets(stack, dss, tmp_path)
     assert dss(admin, "admin", "purge", "completed", "--hours", "1000")[1].startswith("Purged ")
     token = dss(admin, "admin", "issue-token", "someone@example.org", "--single-use")[1].strip()
     assert len(token) == 48
+
+
+def test_admin_and_provider_verbs_of_an_ordinary_user_say_what_account_they_need(stack, tmp_path,
+                                                                                  monkeypatch, capsys):
+    monkeypatch.setenv("DSS_CONFIG", str(tmp_path / "plain.json"))
+    assert main(["login", stack.url, "--token", stack.new_token("plain@example.org")]) == 0
+    capsys.readouterr()
+    assert main(["admin", "providers"]) != 0
+    admin_error = capsys.readouterr().err
+    assert main(["provider", "claim", stack.service_githash, "--provider", PROVIDER]) != 0
+    provider_error = capsys.readouterr().err
+    assert admin_error.strip() == ("dss: this needs an administrator account (you are logged in, "
+                                   "but not as an administrator)")
+    assert "log in again" not in provider_error
+    assert provider_error.startswith(f"dss: this account is not a member of a provider of service "
+                                     f"{stack.service_githash}")
