@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 from webui_support import Site, git_service_repo, page_text, post_form, settings_for
 
 from dss_server import create_app
-from dss_server.models import Service, Ticket, TicketHistory, User, UserTier
+from dss_server.models import Service, Ticket, TicketHistory, User, UserTier, utcnow
 from dss_server.pages import queries
 from dss_server.services import auth
 
@@ -172,6 +173,23 @@ def test_dashboard_draws_charts_and_queue_depth(site, admin):
     assert re.search(r"<title>[0-9-]+ \d\d:00 success: \d+</title>", text)
     assert re.search(r"<title>DashSvc: median [0-9.]+ s", text)
     assert "<td>DashSvc</td><td>1.0.0</td><td>1</td><td>0</td>" in text
+
+
+def test_hourly_chart_counts_each_ticket_once_per_hour_under_its_last_status(site, admin):
+    githash = site.service("HourSvc")
+    ticket = site.submit(site.client(), githash)
+    hour = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+    with site.sessions() as db:
+        before = queries.tickets_per_hour(db, 72)[1]
+        db.add_all(TicketHistory(ticket_id=ticket, status=status, atime=hour + timedelta(minutes=i))
+                   for i, status in enumerate(("init", "ready", "claimed", "success"), 1))
+        db.commit()
+        hours, after = queries.tickets_per_hour(db, 72)
+    column = hours.index(hour)
+    change = {status: after[status][column] - before.get(status, [0] * 72)[column]
+              for status in after}
+    assert {status: n for status, n in change.items() if n} == {"success": 1}
+    assert 'class="chart wide"' in page_text(admin.get("/admin"))
 
 
 def test_all_tickets_filters_pagination_history_and_purge(site, admin, monkeypatch):

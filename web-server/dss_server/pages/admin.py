@@ -19,7 +19,7 @@ def dashboard():
     depth = queries.queue_depth(db())
     return render_template(
         "admin/dashboard.html", depth=depth,
-        per_hour=charts.stacked_bars(hours, counts, "Ticket status changes per hour"),
+        per_hour=charts.stacked_bars(hours, counts, "Tickets per hour by status"),
         runtimes=charts.box_plots(queries.runtimes_by_service(db(), RUNTIME_DAYS),
                                   "Run time per service"),
         queue=charts.horizontal_bars([(f"{name} {version}", ready)

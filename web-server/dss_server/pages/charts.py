@@ -11,8 +11,8 @@ STATUS_COLOURS = {"init": "#9aa5b1", "ready": "#3b82f6", "claimed": "#f59e0b",
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 220, 40, 30, 10
 
 
-def _svg(width: int, height: int, title: str, body: list[str]) -> Markup:
-    return Markup(f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
+def _svg(width: int, height: int, title: str, body: list[str], css_class: str = "chart") -> Markup:
+    return Markup(f'<svg class="{css_class}" role="img" viewBox="0 0 {width} {height}" '
                   f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
                   f'<title>{escape(title)}</title>{"".join(body)}</svg>')
 
@@ -58,7 +58,7 @@ def stacked_bars(hours: list[datetime], counts: dict[str, list[int]], title: str
     if not counts:
         body.append(f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle">'
                     f'no ticket activity</text>')
-    return _svg(WIDTH, HEIGHT + 14, title, body)
+    return _svg(WIDTH, HEIGHT + 14, title, body, css_class="chart wide")
 
 
 def _quantile(values: list[float], q: float) -> float:

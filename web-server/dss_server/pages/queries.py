@@ -148,13 +148,20 @@ def ticket_claims(db: DB, ticket_id: int) -> list[tuple[ClaimHistory, str]]:
 # --- dashboard figures -------------------------------------------------------------------
 
 def tickets_per_hour(db: DB, hours: int) -> tuple[list[datetime], dict[str, list[int]]]:
-    """Status changes per hour over the last `hours` hours: (hour starts, counts per status)."""
+    """Tickets per hour over the last `hours` hours, each under the last status it reached in
+    that hour (a ticket created, run and finished within an hour is one ticket, not four status
+    changes): (hour starts, counts per status)."""
     end = utcnow().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     start = end - timedelta(hours=hours)
+    last_status: dict[tuple[int, int], str] = {}
+    query = (select(TicketHistory.ticket_id, TicketHistory.atime, TicketHistory.status)
+             .where(TicketHistory.atime >= start)
+             .order_by(TicketHistory.atime, TicketHistory.id))
+    for ticket_id, atime, status in db.execute(query):
+        last_status[ticket_id, int((atime - start).total_seconds() // 3600)] = status
     counts: dict[str, list[int]] = defaultdict(lambda: [0] * hours)
-    query = select(TicketHistory.atime, TicketHistory.status).where(TicketHistory.atime >= start)
-    for atime, status in db.execute(query):
-        counts[status][int((atime - start).total_seconds() // 3600)] += 1
+    for (_, hour), status in last_status.items():
+        counts[status][hour] += 1
     hour_starts = [start + timedelta(hours=i) for i in range(hours)]
     return hour_starts, {s: counts[s] for s in TICKET_STATUSES if s in counts}
 
