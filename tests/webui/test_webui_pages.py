@@ -98,6 +98,9 @@ def test_service_page_shows_its_service_json(site):
     text = page_text(site.client().get(f"/services/{githash}"))
     assert "&#34;citation&#34;: &#34;Someone et al. &lt;2026&gt;&#34;" in text  # escaped
     assert githash in text
+    assert "<dt>citation</dt><dd>Someone et al. &lt;2026&gt;</dd>" in text
+    assert ("<tr><td>CT</td><td>MainImage</td><td>yes</td><td>chest CT</td></tr>" in text
+            and "<p class=\"long\">A longer description</p>" in text)  # readable, not only JSON
     missing = site.client().get(f"/services/{'0' * 40}")
     assert missing.status_code == 404 and "No service" in page_text(missing)
     assert site.client().get("/services/not-a-hash").status_code == 404

@@ -79,4 +79,16 @@ def service_page(githash):
         abort(404, f"No service with githash {githash}.")
     card = _card(db(), service)
     pretty = json.dumps(card["descriptor"], indent=2, ensure_ascii=False)
-    return render_template("service.html", card=card, pretty=pretty)
+    return render_template("service.html", card=card, pretty=pretty,
+                           tags=[tag for tag in card["descriptor"].get("tags") or []
+                                 if isinstance(tag, dict)],
+                           extra=_extra_facts(card["descriptor"]))
+
+
+# Fields the service page lays out itself; any other plain field is listed by its name.
+_SHOWN_FIELDS = {"name", "version", "shortdesc", "longdesc", "author", "url", "keywords", "tags"}
+
+
+def _extra_facts(descriptor: dict) -> list[tuple[str, str]]:
+    return [(key, str(value)) for key, value in descriptor.items()
+            if key not in _SHOWN_FIELDS and isinstance(value, (str, int, float))]
