@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import http.cookies
+import mimetypes
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ CLAIM_WAIT_MARGIN = 30.0
 DOWNLOAD_CHUNK_BYTES = 4 << 20  # read1(): whatever arrived, up to this, in one call
 POOL_SIZE = 16  # connections kept open: one DSSClient may serve several threads at once
 _GITHASH = re.compile(r"[0-9a-f]{40}")
+_BLOB_PATH = re.compile(r"/blobs/[0-9a-fA-F]{8}([0-9a-fA-F]{24})?")
 # Failures worth retrying (with retries=False urllib3 raises them as they are); TLS errors too,
 # as requests counted them among connection errors.
 _TRANSPORT_FAILURES = (HTTPTimeoutError, ProtocolError, ProxyError, SSLError)
@@ -145,6 +147,21 @@ def safe_filename(name: str) -> str:
     if base in ("", ".", "..") or "\x00" in base:
         raise DSSError(None, f"refusing unsafe file name from server: {name!r}")
     return base
+
+
+def _blob_path(url: str) -> str:
+    """The `/blobs/<id>` path of an attachment link, asked of this client's own server (the
+    link's host is the server's public name, which need not be reachable from here)."""
+    path = urllib.parse.urlsplit(url).path
+    if not _BLOB_PATH.fullmatch(path):
+        raise DSSError(None, f"unexpected attachment link from server: {url!r}")
+    return path.lstrip("/")
+
+
+def _attachment_name(attachment: Attachment) -> str:
+    words = re.sub(r"[^A-Za-z0-9]+", "-", attachment.description).strip("-").lower()[:60]
+    extension = mimetypes.guess_extension(attachment.mime_type.split(";")[0].strip()) or ""
+    return f"{attachment.id}-{words or 'attachment'}{extension}"
 
 
 def _server_url(base_url: str) -> str:
@@ -293,17 +310,20 @@ class DSSClient:
             partial.unlink(missing_ok=True)  # left only when the download failed
 
     def _download_area(self, prefix: str, dest_dir: str | Path) -> list[Path]:
-        """Every file of the area into `dest_dir`; the folder is made only when there are files,
-        and a folder this call made is removed again when a download fails."""
         entries = wire.parse_files(self._get(prefix))
-        if not entries:
+        return self._download_all([(f"{prefix}/{entry.index}", entry.name) for entry in entries],
+                                  dest_dir)
+
+    def _download_all(self, files: list[tuple[str, str]], dest_dir: str | Path) -> list[Path]:
+        """Each (path, name) into `dest_dir`; the folder is made only when there are files, and
+        a folder this call made is removed again when a download fails."""
+        if not files:
             return []
         dest = Path(dest_dir)
         new_folder = _first_missing(dest)
         dest.mkdir(parents=True, exist_ok=True)
         try:
-            return [self._download(f"{prefix}/{entry.index}", dest, entry.name)
-                    for entry in entries]
+            return [self._download(path, dest, name) for path, name in files]
         except BaseException:
             if new_folder is not None:
                 shutil.rmtree(new_folder, ignore_errors=True)
@@ -403,6 +423,14 @@ class DSSClient:
 
     def download(self, ticket_id: int, area: str, dest_dir: str | Path) -> list[Path]:
         return self._download_area(f"api/tickets/{ticket_id}/files/{area}", dest_dir)
+
+    def download_attachments(self, ticket_id: int, dest_dir: str | Path) -> list[Path]:
+        """Every attachment of the ticket's log (reports, previews) into `dest_dir`, named
+        `<id>-<description><extension of its type>`; the folder is made only when there are any."""
+        attachments = [attachment for entry in self.log(ticket_id) if entry.attachments
+                       for attachment in self.log_attachments(entry.id)]
+        return self._download_all([(_blob_path(a.url), _attachment_name(a)) for a in attachments],
+                                  dest_dir)
 
     def delete(self, ticket_id: int) -> str:
         return wire.parse_text(self._get(f"api/tickets/{ticket_id}/delete"))

@@ -145,9 +145,17 @@ def _percent(progress: float) -> str:
     return f"{round(float(progress) * 100)} %"
 
 
+def _download_results(client: DSSClient, ticket_id: int, dest: str) -> list[Path]:
+    """The result files into `dest`, and the log's attachments (reports, previews) into
+    `dest/attachments`."""
+    paths = client.download(ticket_id, "results", dest)
+    return paths + client.download_attachments(ticket_id, Path(dest) / "attachments")
+
+
 def cmd_download(args, client: DSSClient) -> int:
     status = _require_downloadable(client, args)
-    paths = client.download(args.id, args.area, args.dir)
+    paths = (_download_results(client, args.id, args.dir) if args.area == "results"
+             else client.download(args.id, args.area, args.dir))
     if paths:
         _print_paths(paths)
         return 0
@@ -187,7 +195,7 @@ def _wait(client: DSSClient, ticket_id: int, timeout: float | None) -> tuple[str
 def _wait_and_download(client: DSSClient, ticket_id: int,
                        args) -> tuple[str, list[dict], list[Path]]:
     status, log = _wait(client, ticket_id, args.timeout)
-    paths = client.download(ticket_id, "results", args.download) if (
+    paths = _download_results(client, ticket_id, args.download) if (
         status == "success" and args.download) else []
     return status, log, paths
 
@@ -305,7 +313,7 @@ def _user_verbs(verbs) -> None:
     submit.add_argument("file", help="an image (NIfTI, NRRD, MHA, ...) or an .itksnap workspace")
     submit.add_argument("--service", required=True, help="service name or 40-hex githash")
     submit.add_argument("--wait", action="store_true", help="show progress until the ticket ends")
-    submit.add_argument("--download", metavar="DIR", help="after success, download results here")
+    submit.add_argument("--download", metavar="DIR", help="after success, download results (and attachments) here")
     submit.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
     _add(verbs, "tickets", cmd_tickets, "list your tickets", json_flag=True)
     for name, handler, text in (("status", cmd_status, "status, progress, queue position"),
@@ -317,9 +325,10 @@ def _user_verbs(verbs) -> None:
     log.add_argument("--since", type=int, default=0, help="only entries after this log id")
     wait = _add(verbs, "wait", cmd_wait, "show progress until a ticket ends")
     wait.add_argument("id", type=int)
-    wait.add_argument("--download", metavar="DIR", help="after success, download results here")
+    wait.add_argument("--download", metavar="DIR", help="after success, download results (and attachments) here")
     wait.add_argument("--timeout", type=float, help="give up after this many seconds")
-    download = _add(verbs, "download", cmd_download, "download a ticket's files")
+    download = _add(verbs, "download", cmd_download,
+                    "download a ticket's files (results: with the log's attachments)")
     download.add_argument("id", type=int)
     download.add_argument("dir")
     download.add_argument("--area", choices=("results", "input"), default="results")

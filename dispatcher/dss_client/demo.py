@@ -4,6 +4,7 @@ A fresh clone has no CT of its own, so the phantom generator of the inference pa
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from .terminal import CLIError, ProgressBar, wait_for_ticket
 PHANTOM_NAME = "phantom_chest_ct.nii.gz"
 
 
-def _write_phantom(out_dir: Path) -> Path:
+def _write_phantom(out_dir: Path):
     """Write the phantom CT and print its truth, to compare with what the services find."""
     try:
         from dss_inference.phantom import make_phantom, write_phantom
@@ -30,7 +31,33 @@ def _write_phantom(out_dir: Path) -> Path:
     print(f"  truth: right lung {right:.2f} l, left lung {left:.2f} l, "
           f"{len(phantom.nodules)} nodules of " +
           ", ".join(f"{nodule.diameter_mm:g}" for nodule in phantom.nodules) + " mm")
-    return path
+    return path, phantom
+
+
+def _matches(finding: dict, nodule) -> bool:
+    """A finding whose centre lies within the true nodule's radius (at least 3 mm) plus 2 mm."""
+    distance = float(np.linalg.norm(np.subtract(finding["center_mm"], nodule.center_mm)))
+    return distance <= max(nodule.diameter_mm / 2, 3.0) + 2.0
+
+
+def compare_with_truth(findings: list[dict], nodules) -> str:
+    """'found k of n nodules (...), m false positives' for a nodule report against the truth."""
+    found = [n for n in nodules if any(_matches(f, n) for f in findings)]
+    false = [f for f in findings if not any(_matches(f, n) for n in nodules)]
+    missed = [n for n in nodules if n not in found]
+    return (f"found {len(found)} of {len(nodules)} nodules" +
+            (f" (missed {', '.join(f'{n.diameter_mm:g} mm' for n in missed)})" if missed else "") +
+            f", {len(false)} false positive{'s' if len(false) != 1 else ''}")
+
+
+def _nodule_findings(paths: list[Path]) -> list[dict] | None:
+    """The findings of the nodule report among the downloaded attachments, if there is one."""
+    for path in paths:
+        if path.suffix == ".json":
+            report = json.loads(path.read_text())
+            if isinstance(report, dict) and isinstance(report.get("nodules"), list):
+                return report["nodules"]
+    return None
 
 
 def _describe_workspace(paths: list[Path]) -> list[str]:
@@ -46,7 +73,7 @@ def _describe_workspace(paths: list[Path]) -> list[str]:
     return lines
 
 
-def _report(service: str, ticket_id: int, log: list[dict], paths: list[Path]) -> None:
+def _report(service: str, ticket_id: int, log: list[dict], paths: list[Path], phantom) -> None:
     print(f"\n{service} (ticket {ticket_id}): success")
     for path in paths:
         print(f"  {path}")
@@ -55,12 +82,15 @@ def _report(service: str, ticket_id: int, log: list[dict], paths: list[Path]) ->
         print(f"  [{entry['category']}] {entry['message']}")
         for attachment in entry.get("attachments", []):
             print(f"    @ {attachment['url']} : {attachment['description']}")
+    findings = _nodule_findings(paths)
+    if findings is not None:
+        print(f"  against the phantom's truth: {compare_with_truth(findings, phantom.nodules)}")
 
 
 def run_demo(client: DSSClient, out_dir: Path, segmentation_service: str,
              nodule_service: str) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
-    image = _write_phantom(out_dir)
+    image, phantom = _write_phantom(out_dir)
     tickets = {service: client.submit_workspace(image, service)
                for service in (segmentation_service, nodule_service)}
     for service, ticket_id in tickets.items():
@@ -75,7 +105,8 @@ def run_demo(client: DSSClient, out_dir: Path, segmentation_service: str,
                           (f" ({errors[-1]})" if errors else ""))
             continue
         paths = client.download(ticket_id, "results", out_dir / service)
-        _report(service, ticket_id, log, paths)
+        paths += client.download_attachments(ticket_id, out_dir / service / "attachments")
+        _report(service, ticket_id, log, paths, phantom)
     if failed:
         raise CLIError("; ".join(failed))
     return 0

@@ -45,6 +45,12 @@ def test_provider_verbs_process_a_ticket(stack, dss, ct_image, tmp_path):
     code, out = dss("submitter@example.org", "log", ticket, "--json")
     [entry] = [e for e in json.loads(out) if e["message"] == "Found 0 nodules"]
     assert entry["attachments"][0]["description"] == "Nodule report"
+    attachment_id = entry["attachments"][0]["id"]
+    code, out = dss("submitter@example.org", "download", ticket, str(tmp_path / "out"))
+    fetched = tmp_path / "out" / "attachments" / f"{attachment_id}-nodule-report.csv"
+    assert code == 0 and str(fetched) in out.split()
+    assert fetched.read_bytes() == report.read_bytes()
+    assert (tmp_path / "out" / "report.csv").read_bytes() == report.read_bytes()  # the result
 
     second = dss("submitter@example.org", "submit", str(ct_image), "--service", hashes)[1].strip()
     assert dss(robot, "provider", "claim", hashes, "--provider", PROVIDER)[0] == 0

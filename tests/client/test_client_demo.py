@@ -1,4 +1,6 @@
 """`dss demo` against the real web server, with a provider thread standing in for the dispatcher."""
+import functools
+import json
 import threading
 
 import pytest
@@ -7,6 +9,14 @@ from client_cli import one_line_error, run_dss
 from client_stack import PROVIDER, drain_ready
 from dss_client import DSSClient
 from dss_client.workspace import Workspace
+from dss_inference.phantom import make_phantom
+
+
+
+@functools.cache
+def truth():
+    """The nodules of the phantom dss demo submits; the provider "finds" the first one."""
+    return make_phantom().nodules
 
 
 def _serve_tickets(stack, count: int, work_dir, fail: bool = False):
@@ -22,6 +32,10 @@ def _serve_tickets(stack, count: int, work_dir, fail: bool = False):
             inputs = provider.provider_download(ticket_id, work_dir / f"in{ticket_id}")
             workspace = Workspace.load(next(p for p in inputs if p.suffix == ".itksnap"))
             workspace.add_segmentation(workspace.main_layer().path, "Lungs")
+            report = work_dir / f"nodules{ticket_id}.json"
+            report.write_text(json.dumps({"nodules": [{"center_mm": truth()[0].center_mm},
+                                                      {"center_mm": [999.0, 999.0, 999.0]}]}))
+            provider.attach(ticket_id, report, "Nodule report (JSON)", "application/json")
             provider.log_message(ticket_id, "info", f"Lung volumes: right 2.1 L (ticket {ticket_id})")
             for file in workspace.export(work_dir / f"out{ticket_id}", f"ticket_{ticket_id:08d}_results"):
                 provider.upload_result(ticket_id, file)
@@ -54,6 +68,9 @@ def test_demo_submits_the_phantom_waits_downloads_and_reports(stack, tmp_path):
         assert [layer.role for layer in Workspace.load(workspace).layers] == ["MainRole", "SegmentationRole"]
     assert result.stdout.count("Lung volumes: right 2.1 L") == 2
     assert "layer SegmentationRole 'Lungs'" in result.stdout
+    missed = ", ".join(f"{nodule.diameter_mm:g} mm" for nodule in truth()[1:])
+    assert result.stdout.count(f"against the phantom's truth: found 1 of {len(truth())} nodules "
+                               f"(missed {missed}), 1 false positive\n") == 2
     assert "100% success" in result.stderr
 
 
