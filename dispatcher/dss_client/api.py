@@ -17,7 +17,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import urllib3
 from urllib3.exceptions import (HTTPError, NewConnectionError, ProtocolError, ProxyError,
@@ -29,6 +29,9 @@ from .multipart import MultipartFile
 from .wire import (AdminTicket, Attachment, AvailableService, Claim, FileEntry, LogEntry,
                    ProviderService, ProviderUser, Service, Ticket)
 from .workspace import CONVERT_DICOM
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
 
 SESSION_COOKIE = "webpy_session_id"
 CONNECT_TIMEOUT = 10.0
@@ -182,6 +185,19 @@ def _submittable(source: Path) -> None:
                                 f"if it holds a DICOM series, {CONVERT_DICOM}")
     if not source.is_file():
         raise FileNotFoundError(f"no such file: {source}")
+
+
+def load_submission(workspace_or_image: str | Path) -> "Workspace":
+    """The workspace to submit for an .itksnap file or an image, with every image checked: a file
+    that is no image fails here, before a ticket exists."""
+    from .workspace import Workspace
+
+    source = Path(workspace_or_image)
+    _submittable(source)
+    workspace = (Workspace.load(source) if source.suffix == ".itksnap"
+                 else Workspace.for_image(source))
+    workspace.check_images()
+    return workspace
 
 
 def _first_missing(folder: Path) -> Path | None:
@@ -366,21 +382,18 @@ class DSSClient:
     def mark_ready(self, ticket_id: int) -> str:
         return wire.parse_text(self._post(f"api/tickets/{ticket_id}/status", status="ready"))
 
-    def submit_workspace(self, workspace_or_image: str | Path, service: str,
+    def submit_workspace(self, workspace_or_image: "str | Path | Workspace", service: str,
                          on_upload: Callable[[Path], None] | None = None) -> int:
         """Create a ticket, upload the exported workspace (an image gets one made), mark it ready.
+
+        `workspace_or_image` is a path, or a Workspace from `load_submission` (already checked).
 
         `on_upload(path)` is called before each file is sent (the command line shows it). The
         ticket is deleted again if anything fails before it is ready, so no `init` ticket is
         left counting against the user's open-ticket limit.
         """
-        from .workspace import Workspace
-
-        source = Path(workspace_or_image)
-        _submittable(source)
-        workspace = (Workspace.load(source) if source.suffix == ".itksnap"
-                     else Workspace.for_image(source))
-        workspace.check_images()  # a file that is no image fails here, before a ticket exists
+        workspace = (workspace_or_image if hasattr(workspace_or_image, "export")
+                     else load_submission(workspace_or_image))
         ticket_id = self.create_ticket(service)
         try:
             with tempfile.TemporaryDirectory(prefix="dss_export_") as export_dir:

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from . import config
-from .api import DSSClient
+from .api import DSSClient, load_submission
 from .errors import DSSError
 from .terminal import (TERMINAL_STATES, CLIError, ProgressBar, print_rows, print_value,
-                       wait_for_ticket)
+                       wait_for_tickets)
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -175,58 +175,94 @@ def cmd_retry(args, client: DSSClient) -> int:
     return 0
 
 
-def _keeps_running(ticket_id: int) -> str:
-    return (f"ticket {ticket_id} keeps running on the server: follow it with dss wait {ticket_id}, "
-            f"or cancel it with dss delete {ticket_id}")
+def _keeps_running(ticket_ids: list[int]) -> str:
+    if len(ticket_ids) == 1:
+        [ticket_id] = ticket_ids
+        return (f"ticket {ticket_id} keeps running on the server: follow it with "
+                f"dss wait {ticket_id}, or cancel it with dss delete {ticket_id}")
+    return (f"tickets {', '.join(map(str, ticket_ids))} keep running on the server: follow each "
+            "with dss wait ID, or cancel it with dss delete ID")
 
 
-def _wait(client: DSSClient, ticket_id: int, timeout: float | None) -> tuple[str, list[dict]]:
-    """`wait_for_ticket`; giving up (--timeout, Ctrl-C) says the ticket goes on without us."""
-    bar = ProgressBar(f"ticket {ticket_id}")
+def _wait(client: DSSClient, ticket_ids: list[int],
+          timeout: float | None) -> dict[int, tuple[str, list[dict]]]:
+    """`wait_for_tickets` with one bar; giving up (--timeout, Ctrl-C) says the tickets go on
+    without us."""
+    bar = ProgressBar(f"ticket {ticket_ids[0]}" if len(ticket_ids) == 1
+                      else f"{len(ticket_ids)} tickets")
     try:
-        return wait_for_ticket(client, ticket_id, bar, timeout=timeout)
+        return wait_for_tickets(client, ticket_ids, bar, timeout=timeout)
     except TimeoutError as exc:
-        raise CLIError(f"{exc}; {_keeps_running(ticket_id)}") from None
+        raise CLIError(f"{exc}; {_keeps_running(ticket_ids)}") from None
     except KeyboardInterrupt:
         bar.close()  # end the bar's line: the message gets its own
-        raise KeyboardInterrupt(_keeps_running(ticket_id)) from None
+        raise KeyboardInterrupt(_keeps_running(ticket_ids)) from None
 
 
-def _wait_and_download(client: DSSClient, ticket_id: int,
-                       args) -> tuple[str, list[dict], list[Path]]:
-    status, log = _wait(client, ticket_id, args.timeout)
-    paths = _download_results(client, ticket_id, args.download) if (
-        status == "success" and args.download) else []
-    return status, log, paths
+def _wait_and_download(client: DSSClient, ticket_ids: list[int], args,
+                       print_status: bool = False) -> int:
+    """Wait for the tickets, print the downloaded paths (several tickets: each in DIR/ID), then
+    the exit code: 0 when all succeeded, else one line naming each that did not."""
+    ended = _wait(client, ticket_ids, args.timeout)
+    for ticket_id, (status, _) in ended.items():
+        if status == "success" and args.download:
+            dest = Path(args.download) / (str(ticket_id) if len(ticket_ids) > 1 else "")
+            _print_paths(_download_results(client, ticket_id, dest))
+    if print_status:
+        print(ended[ticket_ids[0]][0])
+    failures = [_ending(ticket_id, status, log) for ticket_id, (status, log) in ended.items()
+                if status != "success"]
+    if failures:
+        raise CLIError("; ".join(failures))
+    return 0
 
 
-def _finish(ticket_id: int, status: str, log: list[dict]) -> int:
-    if status == "success":
-        return 0
+def _ending(ticket_id: int, status: str, log: list[dict]) -> str:
     errors = [entry["message"] for entry in log if entry["category"] == "error"]
-    reason = f": {errors[-1]}" if errors else ""
-    raise CLIError(f"ticket {ticket_id} ended {status}{reason}")
+    return f"ticket {ticket_id} ended {status}" + (f": {errors[-1]}" if errors else "")
 
 
 def _show_upload(path: Path) -> None:
     print(f"uploading {path.name} ({path.stat().st_size / 1e6:.1f} MB)", file=sys.stderr, flush=True)
 
 
+def _submission_files(names: list[str]) -> list[Path]:
+    """The files named; a folder stands for its .itksnap workspaces or, without any, for every
+    other file in it (not hidden ones). A folder of DICOM files stays a folder, for the advice
+    that a DICOM series must be converted first."""
+    files: list[Path] = []
+    for name in names:
+        path = Path(name)
+        inside = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) \
+            if path.is_dir() else []
+        if not inside or all(p.suffix.lower() == ".dcm" for p in inside):
+            files.append(path)
+        else:
+            files += [p for p in inside if p.suffix == ".itksnap"] or inside
+    return files
+
+
 def cmd_submit(args, client: DSSClient) -> int:
-    ticket_id = client.submit_workspace(Path(args.file), args.service, on_upload=_show_upload)
-    print(ticket_id, flush=True)
+    files = _submission_files(args.files)
+    workspaces = [load_submission(file) for file in files]  # all checked before any ticket
+    ticket_ids: list[int] = []
+    try:
+        for workspace in workspaces:
+            ticket_ids.append(client.submit_workspace(workspace, args.service,
+                                                      on_upload=_show_upload))
+            print(ticket_ids[-1], flush=True)
+    except BaseException:
+        if ticket_ids:
+            print(f"dss: {len(ticket_ids)} of {len(files)} files were submitted before the "
+                  f"error below: {_keeps_running(ticket_ids)}", file=sys.stderr)
+        raise
     if not (args.wait or args.download):
         return 0
-    status, log, paths = _wait_and_download(client, ticket_id, args)
-    _print_paths(paths)
-    return _finish(ticket_id, status, log)
+    return _wait_and_download(client, ticket_ids, args)
 
 
 def cmd_wait(args, client: DSSClient) -> int:
-    status, log, paths = _wait_and_download(client, args.id, args)
-    _print_paths(paths)
-    print(status)
-    return _finish(args.id, status, log)
+    return _wait_and_download(client, [args.id], args, print_status=True)
 
 
 # -- provider and admin: mostly one client call each -----------------------------------------
@@ -309,11 +345,15 @@ def _user_verbs(verbs) -> None:
     _add(verbs, "services", cmd_services, "list the services", json_flag=True)
     _add(verbs, "service", cmd_service, "a service's service.json and statistics (JSON)") \
         .add_argument("githash")
-    submit = _add(verbs, "submit", cmd_submit, "submit an image or .itksnap workspace")
-    submit.add_argument("file", help="an image (NIfTI, NRRD, MHA, ...) or an .itksnap workspace")
+    submit = _add(verbs, "submit", cmd_submit,
+                  "submit images or .itksnap workspaces, one ticket each")
+    submit.add_argument("files", nargs="+", metavar="FILE",
+                        help="an image (NIfTI, NRRD, MHA, ...), an .itksnap workspace, or a folder "
+                             "of them")
     submit.add_argument("--service", required=True, help="service name or 40-hex githash")
     submit.add_argument("--wait", action="store_true", help="show progress until the ticket ends")
-    submit.add_argument("--download", metavar="DIR", help="after success, download results (and attachments) here")
+    submit.add_argument("--download", metavar="DIR", help="after success, download results (and attachments) here "
+                             "(several tickets: each in DIR/ID)")
     submit.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
     _add(verbs, "tickets", cmd_tickets, "list your tickets", json_flag=True)
     for name, handler, text in (("status", cmd_status, "status, progress, queue position"),

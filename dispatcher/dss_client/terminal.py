@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 import sys
 import time
 from typing import Any, Sequence, TextIO
@@ -104,31 +105,57 @@ def _poll(client: DSSClient, ticket_id: int, since: int, bar: ProgressBar,
 
 
 def wait_for_ticket(client: DSSClient, ticket_id: int, bar: ProgressBar,
-                    poll_seconds: float = 1.0, timeout: float | None = None,
-                    echo_log: bool = True,
-                    max_downtime: float = MAX_POLL_DOWNTIME_SECONDS) -> tuple[str, list[dict]]:
-    """Poll `/detail` until the ticket reaches a terminal state; returns it and the whole log.
+                    **options) -> tuple[str, list[dict]]:
+    """`wait_for_tickets` for one ticket: its final status and whole log."""
+    return wait_for_tickets(client, [ticket_id], bar, **options)[ticket_id]
 
-    echo_log: show log messages above the bar as they arrive.
+
+def wait_for_tickets(client: DSSClient, ticket_ids: Sequence[int], bar: ProgressBar,
+                     poll_seconds: float = 1.0, timeout: float | None = None,
+                     echo_log: bool = True, max_downtime: float = MAX_POLL_DOWNTIME_SECONDS
+                     ) -> dict[int, tuple[str, list[dict]]]:
+    """Poll `/detail` of each running ticket until all reach a terminal state, with one bar
+    (mean progress; the status, or how many tickets are in each); returns each final status
+    and whole log.
+
+    echo_log: show log messages above the bar as they arrive (with the ticket id when several).
     max_downtime: seconds of failed polls in a row tolerated (the server may restart).
 
     Log entries are fetched incrementally with `since`.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    log: list[dict] = []
+    logs: dict[int, list[dict]] = {ticket_id: [] for ticket_id in ticket_ids}
+    states: dict[int, str] = {}
+    progress: dict[int, float] = {}
+    tag = (lambda ticket_id: "") if len(ticket_ids) == 1 else (lambda ticket_id: f" #{ticket_id}")
     while True:
-        detail = _poll(client, ticket_id, log[-1]["id"] if log else 0, bar, poll_seconds,
-                       max_downtime)
-        for entry in detail.get("log", []):
-            log.append(entry)
-            if echo_log:
-                bar.message(f"  [{entry['category']}] {entry['message']}")
-        status = detail["status"]
-        bar.update(float(detail.get("progress", 0.0)), status)
-        if status in TERMINAL_STATES:
+        for ticket_id in ticket_ids:
+            if states.get(ticket_id) in TERMINAL_STATES:
+                continue
+            log = logs[ticket_id]
+            detail = _poll(client, ticket_id, log[-1]["id"] if log else 0, bar, poll_seconds,
+                           max_downtime)
+            for entry in detail.get("log", []):
+                log.append(entry)
+                if echo_log:
+                    bar.message(f" {tag(ticket_id)} [{entry['category']}] {entry['message']}")
+            states[ticket_id] = detail["status"]
+            progress[ticket_id] = float(detail.get("progress", 0.0))
+        bar.update(sum(progress.values()) / len(ticket_ids), _status_summary(states))
+        running = [ticket_id for ticket_id in ticket_ids if states[ticket_id] not in TERMINAL_STATES]
+        if not running:
             bar.close()
-            return status, log
+            return {ticket_id: (states[ticket_id], logs[ticket_id]) for ticket_id in ticket_ids}
         if deadline is not None and time.monotonic() > deadline:
             bar.close()
-            raise TimeoutError(f"ticket {ticket_id} still {status} after {timeout:g} s")
+            what = (f"ticket {running[0]} still {states[running[0]]}" if len(ticket_ids) == 1
+                    else f"tickets {', '.join(map(str, running))} still running")
+            raise TimeoutError(f"{what} after {timeout:g} s")
         time.sleep(poll_seconds)
+
+
+def _status_summary(states: dict[int, str]) -> str:
+    """One ticket's status, or how many tickets are in each status (`2 success, 1 claimed`)."""
+    if len(states) == 1:
+        return next(iter(states.values()))
+    return ", ".join(f"{count} {status}" for status, count in Counter(states.values()).items())
