@@ -175,9 +175,10 @@ class Workspace:
         if path.stat().st_size > MAX_WORKSPACE_BYTES:
             raise WorkspaceError(f"{path.name} is too large to be a workspace")
         registry = Registry.from_xml(path.read_bytes())
-        if registry.get("SaveLocation") is None or registry.get("Version") is None:
-            raise WorkspaceError(f"{path.name} is not an ITK-SNAP workspace "
-                                 "(no SaveLocation/Version entries)")
+        # ITK-SNAP's loader reads a file without Version as the current format (the official
+        # itksnap-dss library writes none); only SaveLocation is needed for its layer paths
+        if registry.get("SaveLocation") is None:
+            raise WorkspaceError(f"{path.name} is not an ITK-SNAP workspace (no SaveLocation entry)")
         return cls(registry, path)
 
     @classmethod
