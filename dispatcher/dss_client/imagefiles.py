@@ -19,7 +19,8 @@ IMAGE_IOS = {".nii.gz": "NiftiImageIO", ".nii": "NiftiImageIO", ".nrrd": "NrrdIm
              ".mha": "MetaImageIO", ".dcm": "GDCMImageIO"}
 # headers whose voxels are in another file (Analyze and two-file NIfTI: .hdr + .img)
 DETACHED = (".mhd", ".nhdr", ".hdr", ".hdr.gz", ".img", ".img.gz")
-SINGLE_FILE = "save the image as a single .nii.gz, .nrrd or .mha file (e.g. with ITK-SNAP: File > Save Image)"
+SINGLE_FILE = ("save the image as a single .nii.gz, .nrrd or .mha file "
+               "(e.g. with ITK-SNAP: File > Save Image)")
 CONVERT_DICOM = ("convert the DICOM series to NIfTI or NRRD first "
                  "(e.g. with ITK-SNAP: File > Save Image)")
 HEADER_BYTES = 1024 * 1024

@@ -43,7 +43,8 @@ class LabelServer:
                 if self.path.endswith("/report"):
                     self.reply(200, b'{"lungs": {"right_ml": 1.0, "left_ml": 1.0}}')
                 else:
-                    self.reply(200, label, {"Content-Disposition": 'attachment; filename="l.nii.gz"'})
+                    self.reply(200, label,
+                               {"Content-Disposition": 'attachment; filename="l.nii.gz"'})
 
         self.server, self.url = serve_in_thread(Handler)
 

@@ -244,7 +244,8 @@ def _mha_named_nii(path: Path) -> bytes:
 
 @pytest.mark.parametrize("name, content, reason", [
     ("outside.nrrd", lambda _: b"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 8 8 4\nencoding: "
-                               b"raw\nData File: /proc/self/environ\n\n", "its NRRD header names a separate"),
+                               b"raw\nData File: /proc/self/environ\n\n",
+     "its NRRD header names a separate"),
     ("cr.nrrd", lambda _: b"NRRD0004\rtype: uchar\rdimension: 3\rsizes: 8 8 4\rencoding: raw\r"
                           b"datafile: /proc/self/environ\r\r", "its NRRD header names a separate"),
     ("pair.nii", _pair_nifti, "not a single-file NIfTI image"),
