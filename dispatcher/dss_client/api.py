@@ -28,7 +28,7 @@ from .errors import DSSError, DSSLocalError, DSSTransientError
 from .multipart import MultipartFile
 from .wire import (AdminTicket, Attachment, AvailableService, Claim, FileEntry, LogEntry,
                    ProviderService, ProviderUser, Service, Ticket)
-from .workspace import CONVERT_DICOM
+from .imagefiles import CONVERT_DICOM
 
 if TYPE_CHECKING:
     from .workspace import Workspace

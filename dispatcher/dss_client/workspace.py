@@ -17,6 +17,8 @@ import xml.parsers.expat
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import imagefiles
+
 WORKSPACE_VERSION = "20230925"
 HEADER = ("ITK-SNAP (itksnap.org) Project File\n\n"
           "This file can be moved/copied along with the images that it references\n"
@@ -34,8 +36,6 @@ ROLES = ("MainRole", "OverlayRole", "SegmentationRole")
 LAYER_KEY = re.compile(r"^Layer\[(\d{3,})\]$")
 EXPORTED_NAME = re.compile(r"^layer_\d{3}_([0-9a-f]{32})\.nii\.gz$")
 MAX_WORKSPACE_BYTES = 16 * 1024 * 1024  # a real workspace is a few KB; refuse anything absurd
-CONVERT_DICOM = ("convert the DICOM series to NIfTI or NRRD first "
-                 "(e.g. with ITK-SNAP: File > Save Image)")
 _XML_ESCAPES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;"}
 
 
@@ -175,9 +175,10 @@ class Workspace:
         if path.stat().st_size > MAX_WORKSPACE_BYTES:
             raise WorkspaceError(f"{path.name} is too large to be a workspace")
         registry = Registry.from_xml(path.read_bytes())
-        if registry.get("SaveLocation") is None or registry.get("Version") is None:
-            raise WorkspaceError(f"{path.name} is not an ITK-SNAP workspace "
-                                 "(no SaveLocation/Version entries)")
+        # ITK-SNAP's loader reads a file without Version as the current format (the official
+        # itksnap-dss library writes none); only SaveLocation is needed for its layer paths
+        if registry.get("SaveLocation") is None:
+            raise WorkspaceError(f"{path.name} is not an ITK-SNAP workspace (no SaveLocation entry)")
         return cls(registry, path)
 
     @classmethod
@@ -318,13 +319,20 @@ class Workspace:
                 element.set(entry, value)
         array.set("ArraySize", start + len(points))
 
-    def check_images(self) -> None:
-        """Every layer's header reads as a 3-D image ITK accepts (a WorkspaceError says which
-        does not)."""
+    def check_layer_files(self) -> list:
+        """Every layer's header, read as `imagefiles` allows (voxels unread); a WorkspaceError
+        names the first layer refused by number and file name."""
+        headers = []
         for index, layer in enumerate(self.layers):
             if not layer.path.is_file():
                 raise WorkspaceError(self._missing_layer(index, layer))
-            header = _read_submitted(layer.path)
+            headers.append(_read_layer(index, layer, imagefiles.read_information))
+        return headers
+
+    def check_images(self) -> None:
+        """Every layer's header reads as a 3-D image ITK accepts (a WorkspaceError says which
+        does not)."""
+        for layer, header in zip(self.layers, self.check_layer_files()):
             _require_volume(header, layer.path)
             _header_image(header, layer.path)
 
@@ -401,7 +409,7 @@ class Workspace:
         exported = Workspace(copy.deepcopy(self.registry), self.path)
         files = []
         for index, layer in enumerate(self.layers):
-            image = _sitk_read(sitk.ReadImage, layer.path)
+            image = _read_layer(index, layer, imagefiles.read_image)
             digest = hashlib.md5(sitk.GetArrayViewFromImage(image).tobytes()).hexdigest()
             target = out_dir / f"layer_{index:03d}_{digest}.nii.gz"
             exported_before = EXPORTED_NAME.match(layer.path.name)
@@ -438,27 +446,19 @@ def _file_in_folder(stored: str, save_location: str, folder: Path) -> Path:
 
 def _read_header(path: Path):
     """The image's geometry without reading its voxels."""
-    return _header_image(_read_information(path), path)
-
-
-def _read_information(path: Path):
-    """A SimpleITK reader holding the file's header (size, spacing, ...), voxels unread."""
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    _sitk_read(lambda _: reader.ReadImageInformation(), path)
-    return reader
-
-
-def _read_submitted(path: Path):
-    """`_read_information`; a zip (a DICOM series, most likely) is refused with what to do."""
     try:
-        return _read_information(path)
-    except WorkspaceError as exc:
-        if path.suffix.lower() == ".zip":
-            raise WorkspaceError(f"{exc}: {CONVERT_DICOM}") from None
-        raise
+        return _header_image(imagefiles.read_information(path), path)
+    except imagefiles.ImageFileError as exc:
+        raise WorkspaceError(f"{path.name}: {exc}") from None
+
+
+def _read_layer(index: int, layer: Layer, read):
+    """`read(layer.path)`; a refusal names the layer by number and file name (no folder: on
+    the dispatcher that is the server's)."""
+    try:
+        return read(layer.path)
+    except imagefiles.ImageFileError as exc:
+        raise WorkspaceError(f"layer {index} ({layer.path.name}): {exc}") from None
 
 
 def _require_volume(header, path: Path) -> None:
@@ -493,13 +493,3 @@ def _itk_reason(message: str) -> str:
     found = re.search(r"ITK ERROR: \S+: ([^.\n]+?)(?: and may result in undefined behavior)?[.\n]",
                       message)
     return found.group(1).strip() if found else message.strip().splitlines()[-1]
-
-
-def _sitk_read(read, path: Path):
-    """`read(str(path))`; SimpleITK's multi-line error, which names its own C++ sources, made
-    one WorkspaceError with just its reason (the `sitk::ERROR:` line)."""
-    try:
-        return read(str(path))
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[-1].removeprefix("sitk::ERROR: ")
-        raise WorkspaceError(f"cannot read {path} as an image ({reason})") from None

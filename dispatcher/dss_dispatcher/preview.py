@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from dss_client.imagefiles import read_image
 
 WINDOW_HU = (-1000.0, 400.0)      # lung window
 OVERLAY_ALPHA = 0.45
@@ -35,7 +36,7 @@ def write_png(path: Path, rgb: np.ndarray) -> Path:
 
 
 def _as_lps_array(path: Path, pixel_type) -> tuple[np.ndarray, tuple[float, ...]]:
-    image = sitk.DICOMOrient(sitk.ReadImage(str(path), pixel_type), "LPS")
+    image = sitk.DICOMOrient(read_image(path, pixel_type), "LPS")
     return sitk.GetArrayFromImage(image), image.GetSpacing()
 
 

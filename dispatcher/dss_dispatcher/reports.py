@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from dss_client.imagefiles import read_image
 
 LUNG_LABELS = {1: ("right lung", (230, 80, 80)), 2: ("left lung", (80, 140, 230))}
 NODULE_COLOURS = [(255, 215, 0), (255, 120, 0), (220, 40, 200), (0, 200, 160), (160, 255, 60),
@@ -25,7 +26,7 @@ def lung_volumes_ml(report: dict, label_path: Path) -> tuple[float, float]:
     lungs = report.get("lungs") or {}
     if "right_ml" in lungs and "left_ml" in lungs:
         return float(lungs["right_ml"]), float(lungs["left_ml"])
-    image = sitk.ReadImage(str(label_path))
+    image = read_image(label_path)
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
     array = sitk.GetArrayViewFromImage(image)
     return float((array == 1).sum() * voxel_ml), float((array == 2).sum() * voxel_ml)

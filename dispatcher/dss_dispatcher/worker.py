@@ -215,6 +215,10 @@ class TicketJob:
         for missing in (each for each in workspace.layers if not each.path.is_file()):
             raise TicketFailed(f"The image of layer {missing.key} ({missing.path.name}) was not "
                                "uploaded with the workspace. Submit the ticket again.")
+        try:   # before ITK reads a voxel: a header may name another file as its data
+            workspace.check_layer_files()
+        except WorkspaceError as exc:
+            raise TicketFailed(f"The submitted workspace cannot be used: {exc}.") from None
         how = f"tag {self.spec.input_tag}" if self.spec.input_tag in layer.tags else "main image"
         self.dss.call("log_message", self.id, "info",
                       f"Files received: {len(files)} files; processing {layer.path.name} ({how}).")

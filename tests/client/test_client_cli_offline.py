@@ -3,6 +3,7 @@ import json
 import stat
 import zipfile
 
+import pytest
 import SimpleITK as sitk
 
 from client_cli import one_line_error, run_dss
@@ -77,7 +78,9 @@ def test_bad_server_url_folder_and_non_image_are_one_clear_line(tmp_path):
     text.write_text("not an image\n")
     not_image = one_line_error(run_dss(config, "--server", down, "submit", str(text),
                                        "--service", "LungSegmentation"))
-    assert not_image.startswith(f"dss: cannot read {text} as an image (Unable to determine")
+    assert not_image == ("dss: layer 0 (notes.txt): not an image format the services take (.nii.gz, "
+                         ".nii, .nrrd, .mha, .dcm): save the image as a single .nii.gz, .nrrd or "
+                         ".mha file (e.g. with ITK-SNAP: File > Save Image)")
 
 
 def _submit_offline(config, image) -> str:
@@ -110,9 +113,33 @@ def test_zip_says_to_convert_the_dicom_series_first(tmp_path):
     with zipfile.ZipFile(series, "w") as archive:
         archive.writestr("IM0001.dcm", b"DICM")
     line = _submit_offline(tmp_path / "c.json", series)
-    assert line.startswith(f"dss: cannot read {series} as an image (")
-    assert line.endswith("): convert the DICOM series to NIfTI or NRRD first "
-                         "(e.g. with ITK-SNAP: File > Save Image)")
+    assert line == ("dss: layer 0 (series.zip): a zip file is not an image: convert the DICOM "
+                    "series to NIfTI or NRRD first (e.g. with ITK-SNAP: File > Save Image)")
+
+
+@pytest.mark.parametrize("name, header", [
+    ("outside.mhd", b"ObjectType = Image\nNDims = 3\nDimSize = 8 8 4\nElementType = MET_UCHAR\n"
+                    b"ElementDataFile = {target}\n"),
+    ("smuggled.mha", b"ObjectType = Image\nComment = x\rElementDataFile = LOCAL\nNDims = 3\n"
+                     b"DimSize = 8 8 4\nElementType = MET_UCHAR\nElementDataFile = {target}\n"),
+    ("outside.nhdr", b"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 8 8 4\nencoding: raw\n"
+                     b"data file: {target}\n\n"),
+])
+def test_a_layer_naming_another_file_as_its_voxels_is_refused_before_any_ticket(
+        tmp_path, name, header):
+    """`dss submit` reads every layer to export it: a header naming another file as its voxels
+    would upload that file (here, another patient's CT) as the layer."""
+    other = tmp_path / "other_patient.raw"
+    other.write_bytes(b"OTHER-PATIENT" * 40)
+    (tmp_path / name).write_bytes(header.replace(b"{target}", str(other).encode()))
+    ct = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(sitk.Image([8, 8, 4], sitk.sitkInt16), str(ct))
+    workspace = Workspace.for_image(ct)
+    workspace.add_layer(tmp_path / name, "OverlayRole")
+    line = _submit_offline(tmp_path / "c.json", workspace.save(tmp_path / "case.itksnap"))
+    assert line.startswith(f"dss: layer 1 ({name}): ")
+    assert "separate" in line and line.endswith("save the image as a single .nii.gz, .nrrd or "
+                                                ".mha file (e.g. with ITK-SNAP: File > Save Image)")
 
 
 def test_workspace_moved_without_its_images_names_the_layer_and_workspace(tmp_path):

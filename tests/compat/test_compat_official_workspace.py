@@ -144,17 +144,22 @@ def test_our_reader_opens_what_the_official_writer_saves(compat_stack, finished_
     assert ours.label_table()[1][0] == "right lung"
 
 
-def test_a_workspace_the_official_writer_builds_from_scratch_lacks_version(small_ct, tmp_path):
-    """itksnap_ws never writes `Version`; ITK-SNAP's loader (and ours, e.1) then refuses the file,
-    with a clear error rather than a crash. Once `Version` is present, ours reads it."""
+def test_a_workspace_the_official_writer_builds_from_scratch_opens_without_version(small_ct,
+                                                                                  tmp_path):
+    """itksnap_ws never writes `Version`; ITK-SNAP reads such a file as the current format, and
+    so do we: as saved, and as its export arrives on the dispatcher (a ticket's input)."""
     ws = WorkspaceWrapper()
     ws.add_layer("MainRole", str(small_ct))
     path = tmp_path / "scratch.itksnap"
     ws.save_workspace(str(path))
-    with pytest.raises(WorkspaceError, match="Version"):
-        Workspace.load(path)
-    ws.registry.entry("Version").set("20230925")
-    ws.save_workspace(str(path))
+    assert "Version" not in path.read_text()
     ours = Workspace.load(path)
     ours.validate()
     assert ours.main_layer().path == Path(small_ct).resolve()
+
+    ws.export_workspace(str(tmp_path / "export" / "ticket_00000009.itksnap"))
+    received = (tmp_path / "export").rename(tmp_path / "received")   # the dispatcher's copy
+    arrived = Workspace.load_received(received / "ticket_00000009.itksnap")
+    arrived.validate()
+    assert arrived.main_layer().path.parent == received
+    assert len(arrived.check_layer_files()) == 1

@@ -226,3 +226,36 @@ def test_re_export_copies_already_exported_layers_unchanged(saved_workspace, tmp
     ws.registry.set("Layers.Layer[000].AbsolutePath", str(wrong))
     third = ws.export(tmp_path / "c", "x")
     assert third[1].name == first[1].name
+
+
+def _pair_nifti(path: Path) -> bytes:
+    """A .nii whose header says its voxels are in a .img beside it (magic ni1)."""
+    sitk.WriteImage(sitk.Image([8, 8, 4], sitk.sitkInt16), str(path))
+    data = bytearray(path.read_bytes())
+    data[344:348] = b"ni1\0"
+    return bytes(data)
+
+
+def _mha_named_nii(path: Path) -> bytes:
+    """A MetaImage under a NIfTI name: ITK would pick the MetaImage reader from the content."""
+    sitk.WriteImage(sitk.Image([8, 8, 4], sitk.sitkInt16), str(path.with_suffix(".mha")))
+    return path.with_suffix(".mha").read_bytes()
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("outside.nrrd", lambda _: b"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 8 8 4\nencoding: "
+                               b"raw\nData File: /proc/self/environ\n\n",
+     "its NRRD header names a separate"),
+    ("cr.nrrd", lambda _: b"NRRD0004\rtype: uchar\rdimension: 3\rsizes: 8 8 4\rencoding: raw\r"
+                          b"datafile: /proc/self/environ\r\r", "its NRRD header names a separate"),
+    ("pair.nii", _pair_nifti, "not a single-file NIfTI image"),
+    ("meta.nii.gz", _mha_named_nii, "not a single-file NIfTI image"),
+    ("analyze.hdr", lambda _: b"\0" * 348, "a .hdr header keeps its voxels in a separate file"),
+])
+def test_layers_are_read_only_as_single_files_of_their_suffix(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content(path))
+    with pytest.raises(WorkspaceError, match=f"^layer 0 \\({name}\\): {reason}"):
+        Workspace.for_image(path).check_images()
+    with pytest.raises(WorkspaceError, match=f"^layer 0 \\({name}\\): {reason}"):
+        Workspace.for_image(path).export(tmp_path / "export", "x")
