@@ -51,11 +51,20 @@ def test_tokens_are_stored_hashed(harness):
     assert token not in stored and auth.digest(token) in stored
 
 
-def test_session_id_is_kept_on_relogin(harness):
-    client = harness.client("keep@example.org")
-    first = client.get_cookie("webpy_session_id").value
-    client.post("/api/login", data={"token": harness.token("keep@example.org")})
-    assert client.get_cookie("webpy_session_id").value == first
+def test_login_gives_a_new_session_and_ends_the_one_sent(harness):
+    """Session fixation: an attacker's session id planted in a victim's client must not become
+    the victim's session when the victim logs in."""
+    planted = harness.client("attacker@example.org").get_cookie("webpy_session_id").value
+    victim = harness.app.test_client()
+    victim.set_cookie("webpy_session_id", planted)
+    assert victim.post("/api/login", data={"token": harness.token("victim@example.org")}
+                       ).data == b"logged in as victim@example.org \n"
+    issued = victim.get_cookie("webpy_session_id").value
+    assert re.fullmatch(r"[0-9a-f]{40}", issued) and issued != planted
+    assert victim.get("/api/login").data == b"logged in as victim@example.org \n"
+    attacker = harness.app.test_client()
+    attacker.set_cookie("webpy_session_id", planted)
+    assert attacker.get("/api/login").status_code == 401
 
 
 def test_not_logged_in_is_401_with_the_original_text(harness):

@@ -123,7 +123,7 @@ def token_login():
     if not token:
         return error_page(400, "Enter a login token.")
     try:
-        user, _ = auth.login(db(), token, None)
+        user = auth.redeem(db(), token)
     except DSSError:
         return error_page(401, "This login token is not valid (tokens work once; get a new "
                                "one from /token or your administrator).")
@@ -133,9 +133,8 @@ def token_login():
 def _signed_in_as(user, target: str | None):
     """A fresh session id and form token for the browser (no fixation); the anonymous ones are
     dropped."""
-    auth.logout(db(), session_id())
     session.clear()
-    new_session = auth.login_session(db(), user, None)
+    new_session = auth.login_session(db(), user, session_id())
     response = redirect(safe_next(target), code=303)
     set_session_cookie(response, new_session)
     flash(f"Signed in as {user.email}.", "ok")
