@@ -171,7 +171,7 @@ def _pattern_regex(pattern: str) -> re.Pattern:
 
 def env_vars_read(path: Path) -> set[str]:
     """Names passed as a literal to os.environ.get / os.getenv / os.environ[...] / _env(...),
-    or to the config modules' parsing readers (_number, _flag, _port)."""
+    or to the config modules' parsing readers (_number, _flag, _port, _domains)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     names = set()
     for node in ast.walk(tree):
@@ -195,7 +195,7 @@ def _dotted(node: ast.AST) -> str:
 
 def _is_env_reader(func: ast.AST) -> bool:
     return _dotted(func) in ("os.environ.get", "os.getenv", "environ.get", "getenv", "_env",
-                             "_number", "_flag", "_port")
+                             "_number", "_flag", "_port", "_domains")
 
 
 def component_env_reads(component: Component) -> set[str] | None:

@@ -51,11 +51,43 @@ def test_tokens_are_stored_hashed(harness):
     assert token not in stored and auth.digest(token) in stored
 
 
-def test_session_id_is_kept_on_relogin(harness):
-    client = harness.client("keep@example.org")
-    first = client.get_cookie("webpy_session_id").value
-    client.post("/api/login", data={"token": harness.token("keep@example.org")})
-    assert client.get_cookie("webpy_session_id").value == first
+def test_login_gives_a_new_session_and_ends_the_one_sent(harness):
+    """Session fixation: an attacker's session id planted in a victim's client must not become
+    the victim's session when the victim logs in."""
+    planted = harness.client("attacker@example.org").get_cookie("webpy_session_id").value
+    victim = harness.app.test_client()
+    victim.set_cookie("webpy_session_id", planted)
+    assert victim.post("/api/login", data={"token": harness.token("victim@example.org")}
+                       ).data == b"logged in as victim@example.org \n"
+    issued = victim.get_cookie("webpy_session_id").value
+    assert re.fullmatch(r"[0-9a-f]{40}", issued) and issued != planted
+    assert victim.get("/api/login").data == b"logged in as victim@example.org \n"
+    attacker = harness.app.test_client()
+    attacker.set_cookie("webpy_session_id", planted)
+    assert attacker.get("/api/login").status_code == 401
+
+
+def test_a_token_in_the_url_is_refused_and_not_used_up(harness):
+    """URLs end up in access logs: the token is accepted in the body only (as every client
+    sends it); `format=json` in the query still works (the GUI's login)."""
+    token = harness.token("query@example.org")
+    client = harness.app.test_client()
+    refused = client.post(f"/api/login?token={token}")
+    assert refused.status_code == 400 and b"request body" in refused.data
+    assert client.post(f"/api/login?format=json&token={token}", data={"token": token}
+                       ).status_code == 400
+    assert client.post("/api/login?format=json", data={"token": token}).json == {
+        "result": {"email": "query@example.org"}}
+
+
+def test_every_api_answer_forbids_content_sniffing(harness):
+    client = harness.client("sniff@example.org")
+    answers = [client.get("/api/login"), client.get("/api/tickets"),
+               client.get("/api/tickets/999999/detail"), client.get("/api/no-such-route"),
+               harness.app.test_client().get("/api/tickets"),
+               harness.app.test_client().post("/api/login", data={})]
+    assert [a.headers.get("X-Content-Type-Options") for a in answers] == ["nosniff"] * 6
+    assert {a.status_code for a in answers} >= {200, 400, 401, 404}
 
 
 def test_not_logged_in_is_401_with_the_original_text(harness):

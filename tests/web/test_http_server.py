@@ -15,6 +15,7 @@ from dss_server import db as database
 from helpers import PYTHON, ServerProcess, free_port, wait_for_http
 
 CLAIMERS, TICKETS = 20, 200
+LOGIN_RACERS = 16
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,31 @@ def test_twenty_claimers_over_two_hundred_tickets_claim_each_once(gunicorn_serve
         thread.join(120)
     assert errors == []
     assert sorted(claimed) == ticket_ids, "every ticket claimed exactly once"
+
+
+def test_concurrent_logins_with_one_single_use_token_let_exactly_one_in(gunicorn_server):
+    """Two worker processes, many threads: the token is consumed atomically, not read and then
+    deleted (which let several of the racing logins in)."""
+    email = f"racer-{uuid.uuid4().hex[:8]}@example.org"
+    with gunicorn_server.sessions() as db:
+        token = auth.issue_token(db, auth.ensure_user(db, email))
+        db.commit()
+    start, answers = threading.Barrier(LOGIN_RACERS), []
+
+    def log_in():
+        with requests.Session() as session:  # its own connection, ready before the race
+            session.get(f"{gunicorn_server.url}/healthz")
+            start.wait()
+            response = session.post(f"{gunicorn_server.url}/api/login", data={"token": token})
+            answers.append((response.status_code, response.text))
+
+    threads = [threading.Thread(target=log_in) for _ in range(LOGIN_RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(answers) == [(200, f"logged in as {email} \n")] + \
+        [(401, "unauthorized")] * (LOGIN_RACERS - 1)
 
 
 def multipart_chunks(name, payload, boundary="dssboundary"):

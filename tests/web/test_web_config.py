@@ -15,6 +15,8 @@ BAD_VALUES = [
     ("DSS_MAX_ATTEMPTS", "0"), ("DSS_MAX_ATTEMPTS", "1.5"),
     ("DSS_MAX_UPLOAD_BYTES", "-5"), ("DSS_MAX_UPLOAD_BYTES", "inf"),
     ("DSS_LOG_JSON", "maybe"), ("ITK_SNAP_SERVER_NOAUTH", "enabled"),
+    ("DSS_OIDC_ALLOWED_DOMAINS", "@example.org"), ("DSS_OIDC_ALLOWED_DOMAINS", "a.org,,b.org"),
+    ("DSS_OIDC_ALLOWED_DOMAINS", "a.org; b.org"),
 ]
 
 
@@ -23,7 +25,7 @@ def environment(monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
     monkeypatch.setenv("DSS_SECRET_KEY", "config-test")
     for name in ("PORT", "DSS_CLAIM_LEASE", "DSS_MAX_ATTEMPTS", "DSS_MAX_UPLOAD_BYTES",
-                 "DSS_LOG_JSON", "ITK_SNAP_SERVER_NOAUTH"):
+                 "DSS_LOG_JSON", "ITK_SNAP_SERVER_NOAUTH", "DSS_OIDC_ALLOWED_DOMAINS"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -51,6 +53,12 @@ def test_numbers_in_range_and_empty_values_take_the_default(environment):
     environment.setenv("PORT", " 9000 ")
     config = load_config()
     assert (config.max_upload_bytes, config.claim_lease, config.port) == (4_000_000_000, 600, 9000)
+
+
+def test_oidc_allowed_domains_are_a_lower_case_list_and_unset_is_any(environment):
+    assert load_config().oidc_allowed_domains == ()
+    environment.setenv("DSS_OIDC_ALLOWED_DOMAINS", " Hospital.Example , lab.hospital.example")
+    assert load_config().oidc_allowed_domains == ("hospital.example", "lab.hospital.example")
 
 
 def test_the_server_refuses_to_start_with_one_clear_line(tmp_path):

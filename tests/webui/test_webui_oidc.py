@@ -1,12 +1,14 @@
-"""OIDC sign-in end to end against a provider on loopback; forged id_tokens are refused."""
+"""OIDC sign-in end to end against a provider on loopback (PKCE); forged id_tokens, unverified
+addresses and addresses outside DSS_OIDC_ALLOWED_DOMAINS are refused."""
 from __future__ import annotations
 
+import uuid
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import requests
 from webui_support import Site, form_token, page_text, post_form, settings_for
-from webui_oidc_provider import FORGERIES, OIDCProvider
+from webui_oidc_provider import FORGERIES, MISSING, OIDCProvider
 
 from dss_server import create_app
 from dss_server.config import ConfigError
@@ -31,7 +33,7 @@ def oidc_app(webui_db, tmp_path_factory, provider):
 
 @pytest.fixture
 def oidc_site(oidc_app, provider):
-    provider.forge, provider.email = None, "alice@example.org"
+    provider.forge, provider.email, provider.email_verified = None, "alice@example.org", True
     return oidc_app
 
 
@@ -42,6 +44,7 @@ def sign_in(client, next_path="/token"):
     authorize = start.headers["Location"]
     query = parse_qs(urlsplit(authorize).query)
     assert query["client_id"] == ["dss-web"] and query["nonce"][0] and query["state"][0]
+    assert query["code_challenge_method"] == ["S256"] and query["code_challenge"][0]
     back = requests.get(authorize, allow_redirects=False, timeout=10)
     assert back.status_code == 302
     callback = urlsplit(back.headers["Location"])
@@ -90,6 +93,62 @@ def test_forged_id_tokens_are_refused(oidc_site, provider, forgery):
     assert "Traceback" not in page_text(response)
     assert not user_exists(oidc_site, provider.email)
     assert client.get("/api/login").status_code == 401
+
+
+def test_an_intercepted_code_is_useless_without_the_pkce_verifier(oidc_site, provider):
+    """The verifier stays in the server's signed session: whoever sees the redirect back (a
+    proxy log, a browser extension) cannot redeem its code."""
+    start = oidc_site.app.test_client().get("/login/oidc")
+    back = requests.get(start.headers["Location"], allow_redirects=False, timeout=10)
+    code = parse_qs(urlsplit(back.headers["Location"]).query)["code"][0]
+    stolen = requests.post(f"{provider.issuer}/token", timeout=10,
+                           data={"grant_type": "authorization_code", "code": code},
+                           auth=(provider.client_id, provider.client_secret))
+    assert stolen.status_code == 400
+
+
+@pytest.mark.parametrize("verified", [False, "false", MISSING], ids=["false", "string", "missing"])
+def test_an_unverified_email_opens_no_account(oidc_site, provider, verified):
+    """Accounts are found by email, and anyone may give a provider any address: one the provider
+    has not verified must open neither its owner's account nor a new one (which would hold the
+    address once the owner arrives)."""
+    owner = f"owner-{uuid.uuid4().hex[:8]}@example.org"
+    newcomer = f"new-{uuid.uuid4().hex[:8]}@example.org"
+    with oidc_site.sessions() as db:
+        auth.ensure_user(db, owner)
+        db.commit()
+    provider.email_verified = verified
+    for provider.email in (owner, newcomer):
+        client = oidc_site.app.test_client()
+        response = sign_in(client)
+        assert response.status_code == 403
+        assert f"has not verified that {provider.email}" in page_text(response)
+        assert client.get("/api/login").status_code == 401
+    assert not user_exists(oidc_site, newcomer)
+
+
+def test_a_verified_flag_sent_as_a_string_is_understood(oidc_site, provider):
+    provider.email, provider.email_verified = "stringly@example.org", "true"
+    client = oidc_site.app.test_client()
+    assert sign_in(client).status_code == 303
+    assert client.get("/api/login").data == b"logged in as stringly@example.org \n"
+
+
+def test_only_addresses_at_the_allowed_domains_sign_in(make_site, provider):
+    site = make_site(oidc_issuer=provider.issuer, oidc_client_id=provider.client_id,
+                     oidc_client_secret=provider.client_secret,
+                     oidc_allowed_domains=("hospital.example",))
+    provider.forge, provider.email_verified = None, True
+    provider.email = "Doctor@Hospital.Example"
+    assert sign_in(site.app.test_client()).status_code == 303
+    for provider.email in ("intruder@example.org", "x@lab.hospital.example",
+                           "x@hospital.example.evil.org"):
+        client = site.app.test_client()
+        response = sign_in(client)
+        assert response.status_code == 403
+        assert "accepts addresses at hospital.example only" in page_text(response)
+        assert client.get("/api/login").status_code == 401
+        assert not user_exists(site, provider.email)
 
 
 def test_a_callback_without_a_matching_state_is_refused(oidc_site):

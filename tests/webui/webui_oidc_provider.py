@@ -2,11 +2,14 @@
 
 Discovery document, JWKS, an authorize endpoint that approves at once (redirecting back with a
 code) and a token endpoint answering an RS256-signed id_token (joserfc, authlib's JOSE library).
-`forge` makes the next id_tokens wrong in one way, to check the web server refuses them.
+Like a strict provider it demands PKCE (S256): a code is redeemed only with its verifier.
+`forge` makes the next id_tokens wrong in one way, to check the web server refuses them;
+`email_verified` is the claim's value (MISSING: left out).
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 import threading
 import time
@@ -20,7 +23,8 @@ from werkzeug.serving import make_server
 from helpers import free_port
 
 FORGERIES = ("bad_signature", "wrong_audience", "expired", "wrong_issuer", "wrong_nonce",
-             "unverified_email", "no_email")
+             "no_email")
+MISSING = object()
 
 
 class OIDCProvider:
@@ -31,8 +35,9 @@ class OIDCProvider:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "signing-key"})
         self.impostor_key = RSAKey.generate_key(2048, parameters={"kid": "signing-key"})
         self.email, self.name, self.forge = "alice@example.org", "Alice Example", None
+        self.email_verified = True
         self.discovery_leaves_out: tuple[str, ...] = ()  # keys of a broken discovery document
-        self._codes: dict[str, str] = {}  # code -> nonce
+        self._codes: dict[str, tuple[str, str]] = {}  # code -> nonce, PKCE code challenge
         self._server = make_server("127.0.0.1", self.port, self._app(), threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -66,10 +71,11 @@ class OIDCProvider:
 
     def _authorize(self):
         args = request.args
-        if args.get("client_id") != self.client_id or args.get("response_type") != "code":
+        if (args.get("client_id") != self.client_id or args.get("response_type") != "code"
+                or args.get("code_challenge_method") != "S256" or not args.get("code_challenge")):
             abort(400)
         code = secrets.token_urlsafe(16)
-        self._codes[code] = args.get("nonce", "")
+        self._codes[code] = (args.get("nonce", ""), args["code_challenge"])
         query = urlencode({"code": code, "state": args.get("state", "")})
         return redirect(f"{args['redirect_uri']}?{query}")
 
@@ -77,8 +83,9 @@ class OIDCProvider:
         expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
         if request.headers.get("Authorization") != f"Basic {expected}":
             return jsonify(error="invalid_client"), 401
-        nonce = self._codes.pop(request.form.get("code", ""), None)
-        if nonce is None:
+        nonce, challenge = self._codes.pop(request.form.get("code", ""), (None, None))
+        verifier = request.form.get("code_verifier", "").encode()
+        if nonce is None or challenge != s256(verifier):
             return jsonify(error="invalid_grant"), 400
         return jsonify(access_token=secrets.token_urlsafe(16), token_type="Bearer",
                        expires_in=3600, id_token=self.id_token(nonce))
@@ -86,8 +93,9 @@ class OIDCProvider:
     def id_token(self, nonce: str) -> str:
         now = int(time.time())
         claims = {"iss": self.issuer, "sub": self.email, "aud": self.client_id, "iat": now,
-                  "exp": now + 600, "nonce": nonce, "email": self.email, "email_verified": True,
-                  "name": self.name}
+                  "exp": now + 600, "nonce": nonce, "email": self.email, "name": self.name}
+        if self.email_verified is not MISSING:
+            claims["email_verified"] = self.email_verified
         key = self.key
         if self.forge == "bad_signature":
             key = self.impostor_key
@@ -99,8 +107,11 @@ class OIDCProvider:
             claims["iss"] = "http://evil.example"
         elif self.forge == "wrong_nonce":
             claims["nonce"] = "replayed-nonce"
-        elif self.forge == "unverified_email":
-            claims["email_verified"] = False
         elif self.forge == "no_email":
             del claims["email"]
         return jwt.encode({"alg": "RS256", "kid": "signing-key"}, claims, key)
+
+
+def s256(verifier: bytes) -> str:
+    """The PKCE S256 code challenge of a verifier (RFC 7636)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=").decode()

@@ -81,6 +81,13 @@ def _init_request_cycle(app: Flask) -> None:
             refuse_cross_site()
 
     @app.after_request
+    def _api_not_sniffed(response):
+        # A browser must not take an API answer (a log message, a file name) for HTML
+        if request.path.startswith(API_PREFIX):
+            response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.after_request
     def _finish_transaction(response):
         session = g.get("db")
         if session is not None and session.in_transaction():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 GIB = 1024 ** 3
 MAX_PORT = 65535
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -45,6 +47,18 @@ def _flag(name: str) -> bool:
     return text in TRUE_WORDS
 
 
+def _domains(name: str) -> tuple[str, ...]:
+    """A comma-separated list of email domains (`example.org, hospital.example`), lower case;
+    unset or empty: none. A typo must not silently let everyone in or no one."""
+    text = (_env(name) or "").strip()
+    domains = tuple(part.strip().lower() for part in text.split(",")) if text else ()
+    wrong = [domain for domain in domains if not _DOMAIN.match(domain)]
+    if wrong:
+        raise ConfigError(f"{name}={text!r}: expected comma-separated domain names such as "
+                          f"'example.org,example.com' (not {', '.join(map(repr, wrong))})")
+    return domains
+
+
 @dataclass(frozen=True)
 class Config:
     database_url: str
@@ -65,6 +79,7 @@ class Config:
     oidc_issuer: str | None = None  # OpenID Connect sign-in of the web pages (unset: off)
     oidc_client_id: str | None = None
     oidc_client_secret: str | None = None
+    oidc_allowed_domains: tuple[str, ...] = ()  # email domains OIDC may sign in (empty: any)
 
     def with_overrides(self, **overrides) -> "Config":
         return replace(self, **overrides)
@@ -132,6 +147,7 @@ def load_config(**overrides) -> Config:
         oidc_issuer=_env("DSS_OIDC_ISSUER") or None,
         oidc_client_id=_env("DSS_OIDC_CLIENT_ID") or None,
         oidc_client_secret=_env("DSS_OIDC_CLIENT_SECRET") or None,
+        oidc_allowed_domains=_domains("DSS_OIDC_ALLOWED_DOMAINS"),
     )
     if "datastore" in overrides:
         overrides["datastore"] = Path(overrides["datastore"]).resolve()

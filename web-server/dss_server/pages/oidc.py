@@ -1,8 +1,9 @@
 """Sign-in: OpenID Connect through authlib's Flask client, or a DSS login token; sign-out.
 
-authlib reads the provider's discovery document (DSS_OIDC_ISSUER), keeps state and nonce in
-the signed Flask session and verifies the id_token's signature (JWKS), issuer, audience, expiry
-and nonce. The first sign-in creates the user. Signing in gives the browser a fresh
+authlib reads the provider's discovery document (DSS_OIDC_ISSUER), keeps state, nonce and the
+PKCE verifier in the signed Flask session and verifies the id_token's signature (JWKS), issuer,
+audience, expiry and nonce. Only a verified email address signs in (and with
+DSS_OIDC_ALLOWED_DOMAINS, one at those domains); the first sign-in creates the user. Signing in gives the browser a fresh
 `webpy_session_id`, the same session the DSS API uses.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ def init_app(app) -> None:
                    client_secret=settings.oidc_client_secret,
                    server_metadata_url=discovery_url(settings.oidc_issuer),
                    client_kwargs={"scope": "openid email profile",
+                                  "code_challenge_method": "S256",  # PKCE
                                   "default_timeout": PROVIDER_TIMEOUT})
     app.extensions["dss_oidc"] = oauth.oidc
 
@@ -107,12 +109,28 @@ def callback():
     if not claims:
         return error_page(401, "Sign-in failed: the identity provider sent no id_token.")
     email = claims.get("email")
-    # Some providers send the flag as the string "false".
-    if not email or str(claims.get("email_verified", True)).lower() == "false":
-        return error_page(401, "Sign-in failed: the identity provider gave no verified email "
-                               "address.")
+    if not email:
+        return error_page(401, "Sign-in failed: the identity provider gave no email address.")
+    refusal = _refusal(email, claims.get("email_verified"))
+    if refusal:
+        return error_page(403, refusal)
     user = auth.ensure_user(db(), email, claims.get("name"))
     return _signed_in_as(user, session.pop(NEXT_KEY, None))
+
+
+def _refusal(email: str, verified) -> str | None:
+    """Why this email may not sign in, or None. Accounts are found by email, so an address the
+    provider has not verified (anyone may type one) would open the account of its owner; a new
+    account is refused as well, or it would hold the address once its owner arrives."""
+    if str(verified).lower() != "true":  # some providers send the string "true"
+        return (f"Sign-in refused: your identity provider has not verified that {email} is "
+                "your address. Verify it with the provider (or ask its administrator to send "
+                "the email_verified claim), then sign in again.")
+    allowed = config().oidc_allowed_domains
+    if allowed and email.rpartition("@")[2].lower() not in allowed:
+        return (f"Sign-in refused: this server accepts addresses at {', '.join(allowed)} "
+                f"only, not {email}.")
+    return None
 
 
 @bp.post("/login/token")
@@ -123,7 +141,7 @@ def token_login():
     if not token:
         return error_page(400, "Enter a login token.")
     try:
-        user, _ = auth.login(db(), token, None)
+        user = auth.redeem(db(), token)
     except DSSError:
         return error_page(401, "This login token is not valid (tokens work once; get a new "
                                "one from /token or your administrator).")
@@ -133,9 +151,8 @@ def token_login():
 def _signed_in_as(user, target: str | None):
     """A fresh session id and form token for the browser (no fixation); the anonymous ones are
     dropped."""
-    auth.logout(db(), session_id())
     session.clear()
-    new_session = auth.login_session(db(), user, None)
+    new_session = auth.login_session(db(), user, session_id())
     response = redirect(safe_next(target), code=303)
     set_session_cookie(response, new_session)
     flash(f"Signed in as {user.email}.", "ok")

@@ -175,19 +175,28 @@ def revoke_provider_tokens(db: DB, user_ids: list[int]) -> None:
 
 
 def login(db: DB, token: str, session_id: str | None) -> tuple[User, str]:
-    """Log a session in with a token; returns the user and the (kept or new) session id.
-
-    A login token is used up (replaced by a fresh one the user can fetch from /api/token); a
-    provider token stays valid. An existing session keeps its id: clients never re-read cookies.
-    """
-    found = db.scalar(select(Token).where(Token.token_hash == digest(token.strip())))
-    if found is None:
-        raise DSSError(401, "unauthorized")
-    user = db.get(User, found.user_id)
-    if found.kind == "login":
-        db.delete(found)
-        issue_token(db, user)
+    """Log a session in with a token; returns the user and the new session id."""
+    user = redeem(db, token)
     return user, login_session(db, user, session_id)
+
+
+def redeem(db: DB, token: str) -> User:
+    """The token's user. A login token is used up (replaced by a fresh one the user can fetch
+    from /api/token) in the statement that finds it, so of concurrent logins with it only one
+    succeeds (PostgreSQL makes the others wait for the row, then see it gone); a provider token
+    stays valid."""
+    token_hash = digest(token.strip())
+    user_id = db.scalar(delete(Token).where(Token.token_hash == token_hash, Token.kind == "login")
+                        .returning(Token.user_id))
+    if user_id is not None:
+        user = db.get(User, user_id)
+        issue_token(db, user)
+        return user
+    user_id = db.scalar(select(Token.user_id).where(Token.token_hash == token_hash,
+                                                    Token.kind == "reusable"))
+    if user_id is None:
+        raise DSSError(401, "unauthorized")
+    return db.get(User, user_id)
 
 
 def logout(db: DB, session_id: str | None) -> None:
@@ -205,13 +214,14 @@ def set_accept_terms(db: DB, session_id: str | None, accepted: bool) -> None:
         db.flush()
 
 
-def login_session(db: DB, user: User, session_id: str | None) -> str:
-    """Log a browser session in as `user` (OAuth callback); returns the session id to set."""
-    session = find_session(db, session_id)
-    if session is None:
-        session_id = new_session_id()
-        session = Session(session_hash=digest(session_id))
-        db.add(session)
-    session.user_id, session.atime = user.id, utcnow()
+def login_session(db: DB, user: User, old_session_id: str | None) -> str:
+    """End the session the client sent and start a new one as `user`; returns its id.
+
+    Never the client's id: one planted in a victim's client must not become their session
+    (fixation). Clients store the cookie of the login answer (protocol rule 4): no rotation.
+    """
+    logout(db, old_session_id)
+    session_id = new_session_id()
+    db.add(Session(session_hash=digest(session_id), user_id=user.id, atime=utcnow()))
     db.flush()
     return session_id
