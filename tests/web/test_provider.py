@@ -167,12 +167,43 @@ def test_terminal_status_repeat_is_noop_change_is_409(harness):
     claim(provider, [githash])
     url = f"/api/pro/tickets/{ticket}/status"
     assert provider.post(url, data={"status": "failed"}).data == b"failed"
-    assert provider.post(f"/api/pro/tickets/{ticket}/error", data={"message": "again"}).status_code == 200
     assert provider.post(url, data={"status": "failed"}).data == b"failed"
     changed = provider.post(url, data={"status": "success"})
     assert changed.status_code == 409 and b"failed" in changed.data
     wrong = provider.post(url, data={"status": "claimed"})
     assert (wrong.status_code, wrong.data) == (400, b"Cannot set status of ticket to claimed")
+
+
+@pytest.mark.parametrize("final", ["success", "failed"])
+def test_a_finished_ticket_takes_no_more_writes_from_its_provider(harness, final):
+    """Logs, files, attachments and progress after the final status are 409 with the reason,
+    and change nothing the user sees; the status may be repeated, inputs still read."""
+    githash = harness.service(provider="donelab")
+    provider, owner = harness.provider_client("donelab"), harness.client()
+    ticket = harness.submit(owner, githash)
+    claim(provider, [githash], provider="donelab")
+    base = f"/api/pro/tickets/{ticket}"
+    assert upload(provider, f"{base}/files/results", "r.itksnap", b"<r/>").data == b"success"
+    assert provider.post(f"{base}/status", data={"status": final}).data == final.encode()
+    seen = [owner.get(f"/api/tickets/{ticket}/{what}").data
+            for what in ("log", "files/results", "progress")]
+    reason = (f"Ticket {ticket} is {final}: its provider can no longer write to it (logs, "
+              f"files, attachments and progress are taken only while it is claimed)").encode()
+    writes = [
+        provider.post(f"{base}/info", data={"message": "late"}),
+        provider.post(f"{base}/progress", data={"chunk_start": "0", "chunk_end": "1",
+                                                "progress": "0.5"}),
+        upload(provider, f"{base}/files/results", "r.itksnap", b"<overwritten/>"),
+        upload(provider, f"{base}/files/results", "extra.nii.gz", b"IMG"),
+        upload(provider, f"{base}/attachments", "late.png", b"PNG", desc="late"),
+    ]
+    assert [(w.status_code, w.data) for w in writes] == [(409, reason)] * len(writes)
+    assert [owner.get(f"/api/tickets/{ticket}/{what}").data
+            for what in ("log", "files/results", "progress")] == seen
+    assert owner.get(f"/api/tickets/{ticket}/files/results/0").data == b"<r/>"
+    assert provider.post(f"{base}/status", data={"status": final}).data == final.encode()
+    assert provider.get(f"{base}/files/input").status_code == 200
+    assert provider.get(f"{base}/status").data == final.encode()
 
 
 def test_blob_not_found(harness):
