@@ -33,7 +33,8 @@ from dss_client import DSSClient
 from dss_server.models import Ticket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from webstack import children_cpu_seconds, machine_note, postgres_cpu_seconds, web_stack  # noqa: E402
+from webstack import (PROVIDER, children_cpu_seconds, machine_note,  # noqa: E402
+                      postgres_cpu_seconds, web_stack)
 
 
 def claim_select_sql() -> str:
@@ -49,7 +50,7 @@ def claim_select_sql() -> str:
 def http_claimer(url: str, githash: str, name: str, out) -> None:
     client = DSSClient(url)
     claimed = []
-    while (claim := client.claim([githash], provider="bench", code=name)) is not None:
+    while (claim := client.claim([githash], provider=PROVIDER, code=name)) is not None:
         claimed.append(claim.ticket_id)
     out.put(claimed)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from dss_client import DSSClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from webstack import machine_note, percentile, web_stack  # noqa: E402
+from webstack import PROVIDER, machine_note, percentile, web_stack  # noqa: E402
 
 WAIT_SECONDS = 30
 
@@ -32,7 +32,7 @@ def provider_loop(url: str, githash: str, name: str, wait: float | None, poll_in
     """Claim until stopped; put (ticket id, monotonic time the claim answered) on `claims`."""
     client = DSSClient(url, timeout=WAIT_SECONDS + 30)
     while not stop.is_set():
-        claim = client.claim([githash], provider="bench", code=name, wait=wait)
+        claim = client.claim([githash], provider=PROVIDER, code=name, wait=wait)
         answered = time.monotonic()
         if claim is not None:
             claims.put((claim.ticket_id, answered))

@@ -85,6 +85,40 @@ def test_registration_errors(harness, admin, tmp_path):
     assert unknown_provider.status_code == 400
 
 
+def commit_symlink(repo, link, target):
+    """Replace or add `link` in the repository as a symbolic link to `target`; commit all."""
+    (repo / link).unlink(missing_ok=True)
+    (repo / link).symlink_to(target)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e.org",
+           "-c", "commit.gpgsign=false"]
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", f"link {link}"], check=True)
+
+
+@pytest.mark.parametrize("link, target", [
+    ("service.json", "{secret}"),  # read straight through the link
+    ("service.json", "docs/descriptor.json"),  # a link inside the tree is refused all the same
+    ("etc", "/etc"),  # a folder leading out of the checkout
+])
+def test_a_symbolic_link_in_a_service_repository_is_refused(harness, admin, tmp_path, link,
+                                                            target):
+    """A descriptor outside the checkout (here a file of the server that looks like one) must
+    never be read: the repository is refused, naming the link, and nothing is registered."""
+    secret = tmp_path / "server-secret.json"
+    secret.write_text(json.dumps({"name": "Leaked", "version": "1.0.0", "shortdesc": "secret"}))
+    repo, _ = git_service_repo(tmp_path, name="Linked")
+    (repo / "docs").mkdir()
+    (repo / "docs" / "descriptor.json").write_text(secret.read_text())
+    commit_symlink(repo, link, target.format(secret=secret))
+    admin.post("/api/admin/providers", data={"name": "LINK-LAB"})
+    response = admin.post("/api/admin/providers/LINK-LAB/services", data={"repo": str(repo)})
+    assert (response.status_code, response.data.decode()) == (
+        400, f"Service repository refused: {link} is a symbolic link (links are not allowed in "
+             f"a service's tree)")
+    assert admin.get("/api/admin/providers/LINK-LAB/services").data == b""
+    assert not (harness.datastore / "services").exists()
+
+
 def test_retire_service_and_provider(harness, admin, tmp_path):
     repo, commit = git_service_repo(tmp_path, name="Retiring")
     admin.post("/api/admin/providers", data={"name": "RET-LAB"})

@@ -94,7 +94,7 @@ def test_non_utf8_form_bytes(ticket_setup):
     with harness.sessions() as db:
         from dss_server.models import Ticket
         githash = db.get(Ticket, ticket).service_githash
-    provider.post("/api/pro/services/claims", data={"services": githash, "provider": "p"})
+    provider.post("/api/pro/services/claims", data={"services": githash, "provider": "badlab"})
     response = provider.post(f"/api/pro/tickets/{ticket}/info", data=b"message=caf\xe9 ok",
                              content_type="application/x-www-form-urlencoded")
     assert response.status_code == 200
@@ -184,7 +184,7 @@ def test_names_over_255_bytes_are_400_and_long_attachment_extensions_are_dropped
     assert upload(user, f"/api/tickets/{ticket}/files/input", "\u00e9" * 127 + ".",
                   b"data").data == b"success"
     user.post(f"/api/tickets/{ticket}/status", data={"status": "ready"})
-    provider.post("/api/pro/services/claims", data={"services": githash, "provider": "p"})
+    provider.post("/api/pro/services/claims", data={"services": githash, "provider": "longlab"})
     attached = upload(provider, f"/api/pro/tickets/{ticket}/attachments", "a." + "b" * 250,
                       b"note", desc="long name")
     assert attached.status_code == 200, attached.data

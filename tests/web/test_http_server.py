@@ -73,7 +73,7 @@ def test_twenty_claimers_over_two_hundred_tickets_claim_each_once(gunicorn_serve
     def claimer(session):
         while True:
             response = session.post(f"{gunicorn_server.url}/api/pro/services/claims",
-                                    data={"services": githash, "provider": "race", "code": "x"})
+                                    data={"services": githash, "provider": provider, "code": "x"})
             if response.status_code != 200:
                 errors.append((response.status_code, response.text))
                 return
@@ -191,7 +191,7 @@ def test_a_streaming_upload_holds_no_lock_on_its_ticket(gunicorn_server):
         db.add(ProviderAccess(user_id=auth.find_user(db, email).id, provider=provider))
         db.commit()
     url = gunicorn_server.url
-    session.post(f"{url}/api/pro/services/claims", data={"services": githash, "provider": "s"})
+    session.post(f"{url}/api/pro/services/claims", data={"services": githash, "provider": provider})
     body_half_sent, finish_body = threading.Event(), threading.Event()
 
     def slow_body():

@@ -16,7 +16,8 @@ LEASE = 60
 
 def claim(client, githash, **extra):
     return client.post("/api/pro/services/claims",
-                       data={"services": githash, "provider": "lab", "code": "c", **extra})
+                       data={"services": githash, "provider": client.provider, "code": "c",
+                             **extra})
 
 
 def age_claim(harness, ticket, seconds):

@@ -30,7 +30,7 @@ def bring_to(world, state):
         owner.get(f"/api/tickets/{ticket}/delete")
         return ticket
     claimed = provider.post("/api/pro/services/claims",
-                            data={"services": world["githash"], "provider": "walk"})
+                            data={"services": world["githash"], "provider": "walkers"})
     assert claimed.data.startswith(f"{ticket},".encode())
     if state in ("success", "failed"):
         provider.post(f"/api/pro/tickets/{ticket}/status", data={"status": state})
@@ -71,7 +71,7 @@ def test_every_api_event_from_every_state(world, state):
 def test_only_ready_tickets_are_claimed(world, state):
     ticket = bring_to(world, state)
     response = world["provider"].post("/api/pro/services/claims",
-                                      data={"services": world["githash"], "provider": "walk"})
+                                      data={"services": world["githash"], "provider": "walkers"})
     assert response.data == b"None"
     assert world["owner"].get(f"/api/tickets/{ticket}/status").data == state.encode()
 

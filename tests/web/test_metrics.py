@@ -93,14 +93,14 @@ def test_database_figures_follow_the_tickets(server):
     assert value(samples, "dss_queue_depth", service=githash) == 2
     assert 0 <= value(samples, "dss_oldest_ready_age_seconds", service=githash) < 600
 
-    claim = client.claim([githash], provider="metrics-test")
+    claim = client.claim([githash], provider=PROVIDER)
     assert claim.ticket_id == ready[0]
     samples = scrape(url)
     assert value(samples, "dss_tickets", service=githash, status="ready") == 1
     assert value(samples, "dss_tickets", service=githash, status="claimed") == 1
     assert value(samples, "dss_queue_depth", service=githash) == 1
 
-    client.claim([githash], provider="metrics-test")
+    client.claim([githash], provider=PROVIDER)
     samples = scrape(url)
     assert value(samples, "dss_queue_depth", service=githash) == 0
     assert value(samples, "dss_oldest_ready_age_seconds", service=githash) == 0
@@ -112,7 +112,7 @@ def test_claims_and_finished_tickets_are_observed(server):
     before = scrape(url)
     ticket_id = client.create_ticket(githash)
     client.mark_ready(ticket_id)
-    assert client.claim([githash], provider="metrics-test").ticket_id == ticket_id
+    assert client.claim([githash], provider=PROVIDER).ticket_id == ticket_id
     client.set_status(ticket_id, "failed")
 
     after = scrape(url)

@@ -105,7 +105,7 @@ def fuzz_server(make_database, tmp_path_factory):
             ticket_id = client.create_ticket(githash)
             client.upload_input(ticket_id, sample)
             client.mark_ready(ticket_id)
-        claimed = client.claim([githash], provider="fuzz")
+        claimed = client.claim([githash], provider=PROVIDER)
         client.log_message(claimed.ticket_id, "info", "started")
         yield url, server
 

@@ -11,10 +11,11 @@ from dss_server import create_app
 from web_support import Harness, make_config, upload
 
 
-def claim(client, githashes, provider="IBM-LAB", code="01", **extra):
+def claim(client, githashes, provider=None, code="01", **extra):
+    """A claim naming `provider`, else the provider the client is a member of."""
     return client.post("/api/pro/services/claims",
-                       data={"services": ",".join(githashes), "provider": provider, "code": code,
-                             **extra})
+                       data={"services": ",".join(githashes),
+                             "provider": provider or client.provider, "code": code, **extra})
 
 
 def test_provider_services_listing(harness):
@@ -35,7 +36,7 @@ def test_claim_exact_body_then_none(harness):
     assert claim(provider, [githash]).data == b"None"
     assert user.get(f"/api/tickets/{ticket}/status").data == b"claimed"
     log = user.get(f"/api/tickets/{ticket}/log").data.decode()
-    assert log.endswith(",info,0,Ticket claimed by provider IBM-LAB instance 01\r\n")
+    assert log.endswith(",info,0,Ticket claimed by provider lab2 instance 01\r\n")
 
 
 def test_claim_is_fifo_across_services_and_json(harness):
@@ -59,18 +60,44 @@ def test_claim_needs_services_provider_and_rights(harness):
     assert (missing.status_code, missing.data) == (400, b"Missing 'services' parameter")
     no_provider = provider.post("/api/pro/services/claims", data={"services": githash})
     assert (no_provider.status_code, no_provider.data) == (400, b"Missing 'provider' parameter")
-    refused = claim(stranger, [githash])
+    refused = claim(stranger, [githash], provider="lab4")
     assert (refused.status_code, refused.data) == (
         401, f"You are not a provider for service {githash} ".encode())
+
+
+def test_a_claim_must_name_a_current_provider_of_the_account(harness):
+    """`provider` goes into the claim's records and the user's log: a name the account is not a
+    member of, or a retired provider's, is 401 naming it, and nothing is claimed."""
+    from dss_server.models import Provider, ProviderAccess
+    githash = harness.service(provider="memberlab")
+    provider = harness.provider_client("memberlab")
+    harness.service(provider="otherlab")  # exists, but the account is not a member
+    harness.service(provider="oldlab")
+    with harness.sessions() as db:
+        db.add(ProviderAccess(user_id=provider.user_id, provider="oldlab"))
+        db.get(Provider, "oldlab").current = False
+        db.commit()
+    owner = harness.client()
+    ticket = harness.submit(owner, githash)
+    refusals = {"otherlab": "You are not a member of provider otherlab",
+                "no-such-lab": "You are not a member of provider no-such-lab",
+                "oldlab": "Provider oldlab is retired"}
+    for name, reason in refusals.items():
+        for response in (claim(provider, [githash], provider=name),
+                         provider.post(f"/api/pro/services/{githash}/claims",
+                                       data={"provider": name})):
+            assert (response.status_code, response.data.decode()) == (401, reason)
+    assert owner.get(f"/api/tickets/{ticket}/status").data == b"ready"
+    assert claim(provider, [githash]).data == f"{ticket},{githash},claimed\r\n".encode()
 
 
 def test_single_service_claim_answers_id_or_minus_one(harness):
     githash = harness.service(provider="lab5")
     provider = harness.provider_client("lab5")
     url = f"/api/pro/services/{githash}/claims"
-    assert provider.post(url, data={"provider": "p", "code": "c"}).data == b"-1"
+    assert provider.post(url, data={"provider": "lab5", "code": "c"}).data == b"-1"
     ticket = harness.submit(harness.client(), githash)
-    assert provider.post(url, data={"provider": "p", "code": "c"}).data == str(ticket).encode()
+    assert provider.post(url, data={"provider": "lab5", "code": "c"}).data == str(ticket).encode()
     assert provider.get(url).status_code == 405
 
 
@@ -167,12 +194,43 @@ def test_terminal_status_repeat_is_noop_change_is_409(harness):
     claim(provider, [githash])
     url = f"/api/pro/tickets/{ticket}/status"
     assert provider.post(url, data={"status": "failed"}).data == b"failed"
-    assert provider.post(f"/api/pro/tickets/{ticket}/error", data={"message": "again"}).status_code == 200
     assert provider.post(url, data={"status": "failed"}).data == b"failed"
     changed = provider.post(url, data={"status": "success"})
     assert changed.status_code == 409 and b"failed" in changed.data
     wrong = provider.post(url, data={"status": "claimed"})
     assert (wrong.status_code, wrong.data) == (400, b"Cannot set status of ticket to claimed")
+
+
+@pytest.mark.parametrize("final", ["success", "failed"])
+def test_a_finished_ticket_takes_no_more_writes_from_its_provider(harness, final):
+    """Logs, files, attachments and progress after the final status are 409 with the reason,
+    and change nothing the user sees; the status may be repeated, inputs still read."""
+    githash = harness.service(provider="donelab")
+    provider, owner = harness.provider_client("donelab"), harness.client()
+    ticket = harness.submit(owner, githash)
+    claim(provider, [githash])
+    base = f"/api/pro/tickets/{ticket}"
+    assert upload(provider, f"{base}/files/results", "r.itksnap", b"<r/>").data == b"success"
+    assert provider.post(f"{base}/status", data={"status": final}).data == final.encode()
+    seen = [owner.get(f"/api/tickets/{ticket}/{what}").data
+            for what in ("log", "files/results", "progress")]
+    reason = (f"Ticket {ticket} is {final}: its provider can no longer write to it (logs, "
+              f"files, attachments and progress are taken only while it is claimed)").encode()
+    writes = [
+        provider.post(f"{base}/info", data={"message": "late"}),
+        provider.post(f"{base}/progress", data={"chunk_start": "0", "chunk_end": "1",
+                                                "progress": "0.5"}),
+        upload(provider, f"{base}/files/results", "r.itksnap", b"<overwritten/>"),
+        upload(provider, f"{base}/files/results", "extra.nii.gz", b"IMG"),
+        upload(provider, f"{base}/attachments", "late.png", b"PNG", desc="late"),
+    ]
+    assert [(w.status_code, w.data) for w in writes] == [(409, reason)] * len(writes)
+    assert [owner.get(f"/api/tickets/{ticket}/{what}").data
+            for what in ("log", "files/results", "progress")] == seen
+    assert owner.get(f"/api/tickets/{ticket}/files/results/0").data == b"<r/>"
+    assert provider.post(f"{base}/status", data={"status": final}).data == final.encode()
+    assert provider.get(f"{base}/files/input").status_code == 200
+    assert provider.get(f"{base}/status").data == final.encode()
 
 
 def test_blob_not_found(harness):
@@ -250,7 +308,8 @@ def test_cookieless_noauth_provider_like_the_ibm_dispatcher(make_harness):
         db.commit()
     anonymous = harness.app.test_client()  # never logs in, never keeps a cookie
     ticket = harness.submit(anonymous, githash)
-    assert claim(anonymous, [githash]).data == f"{ticket},{githash},claimed\r\n".encode()
+    assert claim(anonymous, [githash], provider="IBM-LAB").data == \
+        f"{ticket},{githash},claimed\r\n".encode()
     assert harness.app.test_client().post(f"/api/pro/tickets/{ticket}/info",
                                           data={"message": "Starting inference"}).status_code == 200
     done = harness.app.test_client().post(f"/api/pro/tickets/{ticket}/status", data={"status": "success"})
@@ -323,20 +382,20 @@ def test_claim_records_history_claim_row_and_links_orphan_attachments(harness):
         db.add(attachment)
         db.commit()
         attachment_id = attachment.id
-    claim(provider, [githash], provider="ROWS", code="07")
+    claim(provider, [githash], code="07")
     with harness.sessions() as db:
         row = db.get(Ticket, ticket)
         record = db.get(ClaimHistory, row.claim_id)
         assert (row.status, row.attempts, record.ticket_id) == ("claimed", 1, ticket)
         assert (record.provider, record.provider_code, record.puser_id) == (
-            "ROWS", "07", harness.user_id(provider.email))
+            "rowlab", "07", harness.user_id(provider.email))
         assert row.claimed_at == row.last_activity == record.atime
         history = db.scalars(select(TicketHistory.status).where(TicketHistory.ticket_id == ticket)
                              .order_by(TicketHistory.id)).all()
         assert history[-1] == "claimed"
         log = db.scalars(select(TicketLog).where(TicketLog.ticket_id == ticket)
                          .order_by(TicketLog.id.desc())).first()
-        assert log.message == "Ticket claimed by provider ROWS instance 07"
+        assert log.message == "Ticket claimed by provider rowlab instance 07"
         links = db.execute(select(TicketLogAttachment.log_id)
                            .where(TicketLogAttachment.attachment_id == attachment_id)).scalars().all()
         assert links == [log.id]
@@ -349,11 +408,14 @@ def test_claims_in_embedded_sqlite_mode(tmp_path):
     provider = harness.provider_client("litelab")
     user = harness.client()
     ticket = harness.submit(user, githash)
+    not_member = claim(provider, [githash], provider="otherlab")
+    assert (not_member.status_code, not_member.data) == (
+        401, b"You are not a member of provider otherlab")
     assert claim(provider, [githash]).data == f"{ticket},{githash},claimed\r\n".encode()
     assert claim(provider, [githash]).data == b"None"
-    assert claim(user, [githash]).status_code == 401
+    assert claim(user, [githash], provider="litelab").status_code == 401
     log = user.get(f"/api/tickets/{ticket}/log").data.decode()
-    assert log.endswith(",info,0,Ticket claimed by provider IBM-LAB instance 01\r\n")
+    assert log.endswith(",info,0,Ticket claimed by provider litelab instance 01\r\n")
 
 
 def test_a_claim_reads_one_ready_ticket_per_service_however_long_the_queue(harness):
@@ -381,7 +443,7 @@ def test_a_claim_reads_one_ready_ticket_per_service_however_long_the_queue(harne
         connection = db.connection()
         connection.exec_driver_sql(claims._PREPARE_SQL)
         plan = connection.exec_driver_sql(
-            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE dss_claim (%(g)s, 2, 'p', 'c', %(u)s, NULL, "
+            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE dss_claim (%(g)s, 2, 'qlab', 'c', %(u)s, NULL, "
             "now(), 'claimed', 'm')", {"g": [first, second], "u": provider.user_id}).scalar()
         connection.exec_driver_sql("DEALLOCATE dss_claim")  # the server prepares its own
         db.rollback()

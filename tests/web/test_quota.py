@@ -1,5 +1,13 @@
 """Per-user ticket quota (issue 6): `users.max_tickets` overrides the tier's; NULL falls back."""
-from dss_server.models import User, UserTier
+import threading
+import uuid
+
+import requests
+from sqlalchemy import func, select
+
+from dss_server.models import Ticket, User, UserTier
+
+from test_http_server import gunicorn_server, login, seed_ready_tickets  # noqa: F401 (fixture)
 
 GUEST_QUOTA = 10  # seeded by the initial migration
 
@@ -72,3 +80,36 @@ def test_deleted_tickets_free_the_override(harness):
     assert client.post("/api/tickets", data={"githash": githash}).status_code == 400
     assert client.get(f"/api/tickets/{ticket}/delete").data == b"deleted"
     assert client.post("/api/tickets", data={"githash": githash}).status_code == 200
+
+
+def test_racing_creates_through_gunicorn_never_exceed_the_quota(gunicorn_server):
+    """Many creates of one user at once, through two gunicorn workers on PostgreSQL: each one
+    counts the open tickets only once the one before it committed, so exactly the quota is
+    created and every other create is refused."""
+    quota, racers = 3, 40
+    githash, _, _ = seed_ready_tickets(gunicorn_server, 0)
+    email = f"racer-{uuid.uuid4().hex[:8]}@example.org"
+    cookies = login(gunicorn_server, email).cookies.get_dict()
+    with gunicorn_server.sessions() as db:
+        user = db.scalar(select(User).where(User.email == email))
+        user.max_tickets = quota
+        db.commit()
+        user_id = user.id
+    start, answers = threading.Barrier(racers), []
+
+    def create():
+        start.wait()
+        answers.append(requests.post(f"{gunicorn_server.url}/api/tickets",
+                                     data={"githash": githash}, cookies=cookies))
+
+    threads = [threading.Thread(target=create) for _ in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    refusal = f"Maximum allowed number of open tickets ({quota}) exceeded."
+    assert sorted((a.status_code, a.text if a.status_code != 200 else "") for a in answers) == \
+        [(200, "")] * quota + [(400, refusal)] * (racers - quota)
+    with gunicorn_server.sessions() as db:
+        assert db.scalar(select(func.count()).select_from(Ticket)
+                         .where(Ticket.user_id == user_id)) == quota

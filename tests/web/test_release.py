@@ -12,7 +12,8 @@ from dss_server.services import notify
 
 def claim(client, githash, **extra):
     return client.post("/api/pro/services/claims",
-                       data={"services": githash, "provider": "lab", "code": "c1", **extra})
+                       data={"services": githash, "provider": client.provider, "code": "c1",
+                             **extra})
 
 
 def release(client, ticket, **form):
@@ -47,7 +48,7 @@ def test_release_puts_the_ticket_back_in_the_queue(claimed):
     assert notify.generation() > woken_before, "waiting claimers are woken on commit"
     assert user.get(f"/api/tickets/{ticket}/status").data == b"ready"
     log = user.get(f"/api/tickets/{ticket}/log").data.decode()
-    assert "Released by provider lab (instance c1 is shutting down); back in the queue" in log
+    assert "Released by provider releasers (instance c1 is shutting down); back in the queue" in log
     assert user.get(f"/api/tickets/{ticket}/files/results").data == b"", "results are wiped"
     detail = user.get(f"/api/tickets/{ticket}/detail").json["result"]
     assert [entry["attachments"] for entry in detail["log"] if entry["attachments"]] == [], \
@@ -70,7 +71,7 @@ def test_release_puts_the_ticket_back_in_the_queue(claimed):
 def test_release_without_message(claimed):
     assert release(claimed["provider"], claimed["ticket"]).data == b"ready"
     log = claimed["user"].get(f"/api/tickets/{claimed['ticket']}/log").data.decode()
-    assert "Released by provider lab; back in the queue" in log
+    assert "Released by provider releasers; back in the queue" in log
 
 
 def test_released_ticket_is_written_by_the_old_claim_no_more(claimed):

@@ -63,6 +63,7 @@ class Harness:
             ensure_provider(db, provider)
             db.add(ProviderAccess(user_id=client.user_id, provider=provider))
             db.commit()
+        client.provider = provider  # the name its claims give
         return client
 
     def submit(self, client, githash, files=(("ws.itksnap", b"<registry/>"),)):

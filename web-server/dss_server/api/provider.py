@@ -18,9 +18,13 @@ def _active(ticket_id: int):
     return provider_tickets.active_ticket(db(), identity(), ticket_id, claim_policy())
 
 
+def _writable(ticket_id: int):
+    return provider_tickets.writable_ticket(db(), identity(), ticket_id, claim_policy())
+
+
 def _receive_while_claimed(ticket_id: int):
     """A provider's upload, renewing the claim four times a lease while its body arrives."""
-    return receive_upload(lambda: _active(ticket_id), renew_every=config().claim_lease / 4)
+    return receive_upload(lambda: _writable(ticket_id), renew_every=config().claim_lease / 4)
 
 
 @bp.get("/api/pro/services")
@@ -127,7 +131,7 @@ def set_progress(ticket_id):
     start = tickets.parse_fraction("chunk_start", param("chunk_start"))
     end = tickets.parse_fraction("chunk_end", param("chunk_end"))
     value = tickets.parse_fraction("progress", param("progress"))
-    ticket = _active(ticket_id)
+    ticket = _writable(ticket_id)
     tickets.set_progress(db(), ticket.id, start, end, value)
     catalog.touch(db(), [ticket.service_githash])
     return wire.text("success")
@@ -140,5 +144,5 @@ def append_log(ticket_id, category):
     message = param("message")
     if message is None:
         raise DSSError(400, "Missing 'message' parameter")
-    ticket = _active(ticket_id)
+    ticket = _writable(ticket_id)
     return wire.text(tickets.append_log(db(), ticket.id, category, message))

@@ -21,7 +21,7 @@ from .. import lifecycle
 from ..db import Lender, Query
 from ..errors import DSSError
 from ..metrics import observe_claim
-from ..models import ClaimHistory, Ticket, utcnow
+from ..models import ClaimHistory, Provider, ProviderAccess, Ticket, utcnow
 from ..throttle import Throttle
 from . import catalog, leases, notify, tickets
 from .access import not_a_provider, require_provider
@@ -42,26 +42,31 @@ class Claimed(NamedTuple):
 
 
 # `allowed`: the listed services the user provides (access.require_provider's rule); nothing is
-# taken unless that is all of them. `picked`: the first ready ticket of each allowed service, at
-# the head of its run in ix_tickets_ready, then the lowest of them (a single search over all the
-# services' ready tickets would sort them all on every claim). The githash is matched as a range
-# of one value, not with `=`: with `=` the planner counts it as a constant, drops it from the
-# ORDER BY, and may walk the primary key past every claimed ticket (claimed tickets sit at the
-# front of the table, which its statistics cannot tell); (service_githash, id) order only the
-# partial index gives. The log row takes the ticket's attachments that no log row has yet, as
-# tickets.append_log does.
+# taken unless that is all of them. `member`: the `current` of the provider named, if the user
+# is one of its members (no row: not a member); nothing is taken unless it is true. `picked`:
+# the first ready ticket of each allowed service, at the head of its run in ix_tickets_ready,
+# then the lowest of them (a single search over all the services' ready tickets would sort
+# them all on every claim). The githash is matched as a range of one value, not with `=`: with
+# `=` the planner counts it as a constant, drops it from the ORDER BY, and may walk the primary
+# key past every claimed ticket (claimed tickets sit at the front of the table, which its
+# statistics cannot tell); (service_githash, id) order only the partial index gives. The log
+# row takes the ticket's attachments that no log row has yet, as tickets.append_log does.
 _CLAIM_SQL = """
 WITH allowed AS (
     SELECT DISTINCT link.service_githash FROM provider_services link
     JOIN provider_access access ON access.provider = link.provider_name
     WHERE access.user_id = :user_id AND link.service_githash = ANY(:githashes)
+), member AS (
+    SELECT provider.current FROM provider_access access
+    JOIN providers provider ON provider.name = access.provider
+    WHERE access.user_id = :user_id AND access.provider = :provider
 ), picked AS (
     SELECT first.id FROM allowed, LATERAL (
         SELECT id FROM tickets
         WHERE status = 'ready' AND service_githash >= allowed.service_githash
           AND service_githash <= allowed.service_githash
         ORDER BY service_githash, id LIMIT 1 FOR UPDATE SKIP LOCKED) AS first
-    WHERE (SELECT count(*) FROM allowed) = :wanted
+    WHERE (SELECT count(*) FROM allowed) = :wanted AND (SELECT current FROM member)
     ORDER BY first.id LIMIT 1
 ), claim AS (
     INSERT INTO claim_history (ticket_id, provider, puser_id, provider_code, session_hash, atime)
@@ -86,7 +91,7 @@ WITH allowed AS (
                       WHERE link.attachment_id = attachment.id)
 )
 SELECT (SELECT array_agg(service_githash) FROM allowed) AS allowed,
-       taken.id, taken.service_githash, taken.status
+       (SELECT current FROM member) AS member, taken.id, taken.service_githash, taken.status
 FROM (SELECT 1) AS one LEFT JOIN taken ON true
 """
 # The statement's parameters, in the order of PREPARE's $1..$9.
@@ -155,15 +160,33 @@ def _take(db: DB, identity: Identity, githashes: list[str], provider: str,
               "message": f"Ticket claimed by provider {provider} instance {code}"}
     if db.get_bind().dialect.name != "postgresql":
         require_provider(db, identity, githashes)
+        _require_member(provider, _membership(db, identity, provider))
         return _take_with_orm(db, values)
     if db.in_transaction():
         db.commit()  # what the session did (a sweep) must be seen by the claim, and unlocked
     with autocommit() as connection:
-        allowed, *taken = _execute(db, connection, values)
+        allowed, member, *taken = _execute(db, connection, values)
     for githash in githashes:
         if githash not in (allowed or ()):
             raise not_a_provider(githash)
+    _require_member(provider, member)
     return Claimed(*taken) if taken[0] is not None else None
+
+
+def _membership(db: DB, identity: Identity, provider: str) -> bool | None:
+    """The `member` of the claim statement: the provider's `current` if the user is a member."""
+    return db.scalar(select(Provider.current)
+                     .join(ProviderAccess, ProviderAccess.provider == Provider.name)
+                     .where(ProviderAccess.user_id == identity.user_id,
+                            ProviderAccess.provider == provider))
+
+
+def _require_member(provider: str, current: bool | None) -> None:
+    """`provider` is recorded with the claim and shown to the user: it must be the caller's."""
+    if current is None:
+        raise DSSError(401, f"You are not a member of provider {provider}")
+    if not current:
+        raise DSSError(401, f"Provider {provider} is retired")
 
 
 def _execute(db: DB, connection, values: dict) -> tuple:

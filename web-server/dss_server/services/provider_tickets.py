@@ -5,7 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
-from ..errors import DSSError
+from ..errors import DSSError, conflict
 from ..models import Ticket, TicketHistory
 from . import leases, tickets
 from .access import claimed_ticket, parse_id
@@ -27,6 +27,17 @@ def active_ticket(db: DB, identity: Identity, ticket_id, policy: leases.ClaimPol
     ticket = claimed_ticket(db, identity, ticket_id)
     if ticket.status == "claimed":
         leases.touch(ticket)
+    return ticket
+
+
+def writable_ticket(db: DB, identity: Identity, ticket_id, policy: leases.ClaimPolicy) -> Ticket:
+    """active_ticket, for a log line, file, attachment or progress: a final status keeps its
+    claim (the provider may repeat it), but what the user was shown as done must not change."""
+    ticket = active_ticket(db, identity, ticket_id, policy)
+    if ticket.status != "claimed":
+        raise conflict(f"Ticket {ticket.id} is {ticket.status}: its provider can no longer "
+                       f"write to it (logs, files, attachments and progress are taken only "
+                       f"while it is claimed)")
     return ticket
 
 

@@ -59,6 +59,21 @@ def fetch(repo: str, ref: str, workdir: Path) -> str:
     return _git(["rev-parse", "HEAD"], workdir)
 
 
+def refuse_symlinks(workdir: Path) -> None:
+    """A symbolic link in the checkout could point anywhere on the server (service.json ->
+    /etc/passwd, or a folder -> /): a service's tree with one is refused whole, so nothing read
+    from it, now or from its kept copy later, lies outside it. os.walk does not follow links."""
+    for folder, dirs, names in os.walk(workdir):
+        if Path(folder) == workdir:
+            dirs.remove(".git")  # git's own, made by `git init` here
+        for name in dirs + names:
+            path = Path(folder, name)
+            if path.is_symlink():
+                raise DSSError(400, f"Service repository refused: {path.relative_to(workdir)} "
+                                    f"is a symbolic link (links are not allowed in a service's "
+                                    f"tree)")
+
+
 def read_descriptor(workdir: Path) -> dict:
     try:
         descriptor = json.loads((workdir / "service.json").read_text(encoding="utf-8"))
@@ -79,6 +94,7 @@ def register(db: DB, datastore: Path, provider: str, repo: str, ref: str = "") -
     workdir = Path(tempfile.mkdtemp(prefix="service-", dir=datastore / "tmp"))
     try:
         githash = fetch(repo.strip(), (ref or "").strip(), workdir)
+        refuse_symlinks(workdir)
         descriptor = read_descriptor(workdir)
         _save(db, provider, githash, descriptor)
         _keep_clone(workdir, datastore / "services" / githash)

@@ -53,9 +53,18 @@ def ticket_quota(db: DB, user: User) -> int:
     return db.scalar(select(UserTier.max_tickets).where(UserTier.tier == user.tier)) or 0
 
 
+def _lock_user(db: DB, user_id: int) -> User:
+    """The user's row, locked until the transaction ends: concurrent creates of one user queue
+    here, so each counts the tickets the one before it committed and the quota holds. NO KEY
+    UPDATE does not block the rows that merely reference the user (sessions, tokens, tickets).
+    SQLite ignores it: its BEGIN IMMEDIATE (db.py) already serialises every transaction."""
+    return db.scalar(select(User).where(User.id == user_id)
+                     .with_for_update(key_share=True).execution_options(populate_existing=True))
+
+
 def create(db: DB, identity: Identity, datastore, githash: str | None, name: str | None) -> int:
     service = catalog.resolve(db, githash, name)
-    user = identity.user
+    user = _lock_user(db, identity.user_id)
     limit = ticket_quota(db, user)
     open_tickets = db.scalar(select(func.count()).select_from(Ticket)
                              .where(Ticket.user_id == user.id, Ticket.status != "deleted"))
