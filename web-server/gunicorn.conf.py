@@ -6,11 +6,11 @@ count is right).
 from dss_server.config import listen_port
 
 bind = f"0.0.0.0:{listen_port()}"
-worker_class = "gthread"
-threads = 16
+worker_class = "dss_server.gworker.ThreadWorker"  # gthread; reads time out (DSS_BODY_TIMEOUT)
+threads = 16  # DSS_CLAIM_WAITS (8) of them at most hold `wait=` claims
 timeout = 600  # 1 GB uploads and `wait=` claims must not be taken for hung workers
 graceful_timeout = 30
-keepalive = 75
+keepalive = 75  # idle kept-alive connections wait in the poller, not in a thread
 accesslog = "-"
 wsgi_app = "dss_server.wsgi:app"
 

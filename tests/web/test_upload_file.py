@@ -1,4 +1,4 @@
-"""UploadFile, the datastore's target of one streamed upload part: space reserved up front."""
+"""UploadFile, the datastore's target of one streamed upload part: space reserved as data arrives."""
 import hashlib
 import os
 
@@ -6,7 +6,9 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from dss_server.services import files
-from dss_server.services.files import PREALLOCATE_MIN_BYTES, UploadFile
+from dss_server.errors import DSSError
+from dss_server.services.bootstrap import remove_stale_uploads
+from dss_server.services.files import PREALLOCATE_MIN_BYTES, RESERVE_STEP_BYTES, UploadFile
 
 MIB = 1 << 20
 
@@ -15,11 +17,13 @@ def allocated_bytes(path) -> int:
     return os.stat(path).st_blocks * 512
 
 
-def test_a_large_upload_reserves_its_length_and_keeps_only_what_was_written(tmp_path):
+def test_a_large_upload_reserves_ahead_of_its_writes_and_keeps_only_what_was_written(tmp_path):
     content = os.urandom(MIB) * 17 + b"tail"
-    upload = UploadFile(tmp_path / "tmp", max_bytes=1 << 30, expected_bytes=64 * MIB)
-    assert allocated_bytes(upload.path) >= 64 * MIB
-    for offset in range(0, len(content), MIB):
+    upload = UploadFile(tmp_path / "tmp", max_bytes=1 << 40, expected_bytes=1 << 30)
+    assert allocated_bytes(upload.path) == 0, "nothing reserved before the body arrives"
+    upload.write(content[:MIB])
+    assert MIB + RESERVE_STEP_BYTES <= allocated_bytes(upload.path) < (1 << 30) // 4
+    for offset in range(MIB, len(content), MIB):
         upload.write(content[offset:offset + MIB])
     stored = tmp_path / "stored.bin"
     upload.move_to(stored)
@@ -31,15 +35,38 @@ def test_a_large_upload_reserves_its_length_and_keeps_only_what_was_written(tmp_
 def test_small_uploads_and_unknown_lengths_reserve_nothing(tmp_path):
     for expected in (None, PREALLOCATE_MIN_BYTES - 1):
         upload = UploadFile(tmp_path, max_bytes=1 << 30, expected_bytes=expected)
-        assert allocated_bytes(upload.path) == 0
+        upload.write(b"x")
+        assert allocated_bytes(upload.path) <= 64 * 1024
         upload.discard()
         assert not upload.path.exists()
 
 
 def test_the_reserve_never_exceeds_the_upload_cap(tmp_path):
     upload = UploadFile(tmp_path, max_bytes=20 * MIB, expected_bytes=1 << 40)
+    upload.write(b"x")
     assert 20 * MIB <= allocated_bytes(upload.path) < 21 * MIB
     upload.discard()
+
+
+def test_a_length_the_datastore_cannot_hold_is_507_before_the_body(tmp_path):
+    status = os.statvfs(tmp_path)
+    too_big = status.f_bavail * status.f_frsize + (1 << 30)
+    with pytest.raises(DSSError) as refused:
+        UploadFile(tmp_path / "tmp", max_bytes=1 << 60, expected_bytes=too_big)
+    assert refused.value.status == 507 and f"an upload of {too_big} bytes" in refused.value.message
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_the_sweep_removes_unlocked_uploads_at_once_and_keeps_live_ones(tmp_path):
+    """A killed process's temp file is no longer locked; a live upload's is."""
+    live = UploadFile(tmp_path / "tmp", max_bytes=MIB)
+    live.write(b"arriving")
+    orphan = tmp_path / "tmp" / "upload-orphan"
+    orphan.write_bytes(b"x")  # fresh, but nobody holds it: its writer was killed
+    assert remove_stale_uploads(tmp_path) == 1
+    assert not orphan.exists() and live.path.exists()
+    live.move_to(tmp_path / "stored")
+    assert (tmp_path / "stored").read_bytes() == b"arriving"
 
 
 def test_a_failed_database_write_leaves_the_datastore_as_it_was(harness):

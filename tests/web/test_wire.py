@@ -39,13 +39,14 @@ def test_timestamps_scalars_none():
         assert body(wire.error(400, "why", True)) == b'{"error": "why"}'
 
 
-def test_stale_uploads_are_removed_fresh_ones_kept(tmp_path):
+def test_half_made_uploads_are_removed_once_old(tmp_path):
+    """An upload's file is made under a hidden name and locked before it gets its own: one
+    left under the hidden name (a process killed in between) goes once old, a fresh one stays."""
     folder = tmp_path / "tmp"
     folder.mkdir()
-    old, fresh = folder / "upload-old", folder / "upload-new"
-    old.write_bytes(b"x")
-    fresh.write_bytes(b"y")
+    old, fresh = folder / ".upload-old", folder / ".upload-new"
+    old.write_bytes(b"")
+    fresh.write_bytes(b"")
     os.utime(old, (time.time() - STALE_UPLOAD_SECONDS - 60,) * 2)
-    os.utime(fresh, (time.time() - STALE_UPLOAD_SECONDS + 60,) * 2)  # a slow upload, alive
     assert remove_stale_uploads(tmp_path) == 1
     assert not old.exists() and fresh.exists()

@@ -74,6 +74,9 @@ class Config:
     public_url: str | None
     log_json: bool
     max_claim_wait: float = 60.0
+    body_timeout: float = 30.0  # a request's headers or body arriving no byte for so long: dropped / 408
+    claim_waits: int = 8  # `wait=` claims one process holds at once (half of gunicorn's threads)
+    claim_waits_per_account: int = 4  # ... of them for one account
     migrate_on_start: bool | None = None  # None: only in embedded mode
     lease_sweep: bool = True  # background expiry of overdue claims (claims also sweep, 1/s)
     oidc_issuer: str | None = None  # OpenID Connect sign-in of the web pages (unset: off)
@@ -144,6 +147,9 @@ def load_config(**overrides) -> Config:
         max_attempts=_number("DSS_MAX_ATTEMPTS", "2", 1, whole=True),
         public_url=(_env("DSS_PUBLIC_URL") or None),
         log_json=_flag("DSS_LOG_JSON"),
+        body_timeout=body_timeout(),
+        claim_waits=_number("DSS_CLAIM_WAITS", "8", 0, whole=True),
+        claim_waits_per_account=_number("DSS_CLAIM_WAITS_PER_ACCOUNT", "4", 0, whole=True),
         oidc_issuer=_env("DSS_OIDC_ISSUER") or None,
         oidc_client_id=_env("DSS_OIDC_CLIENT_ID") or None,
         oidc_client_secret=_env("DSS_OIDC_CLIENT_SECRET") or None,
@@ -157,3 +163,8 @@ def load_config(**overrides) -> Config:
 def listen_port() -> int:
     """PORT alone, for gunicorn.conf.py (which must not need the rest of the configuration)."""
     return _number("PORT", "8080", 1, MAX_PORT, whole=True)
+
+
+def body_timeout() -> float:
+    """DSS_BODY_TIMEOUT alone, for the gunicorn worker (dss_server.gworker) too."""
+    return _number("DSS_BODY_TIMEOUT", "30", 1)

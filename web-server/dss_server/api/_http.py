@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 from flask import Request, current_app, g, request, send_file
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.utils import cached_property
 
@@ -33,7 +34,16 @@ def refuse_nul(values: MultiDict) -> MultiDict:
 class LenientFormParser(FormDataParser):
     """Multipart bodies are read in 1 MiB steps (werkzeug's 64 KiB makes large uploads slow).
     Urlencoded bodies that are not UTF-8 (itksnap-wt sends values raw, e.g. Latin-1 text) are
-    read as Latin-1 instead of being dropped silently."""
+    read as Latin-1 instead of being dropped silently. A body that stops arriving is a 408."""
+
+    def parse(self, stream, mimetype, content_length, options=None):
+        try:
+            return super().parse(stream, mimetype, content_length, options)
+        except ClientDisconnected as exc:
+            if not isinstance(exc.__context__, TimeoutError):  # the socket timeout gworker sets
+                raise
+            raise DSSError(408, "The request body stopped arriving: no data for "
+                                f"{config().body_timeout:g} s") from None
 
     def _parse_multipart(self, stream, mimetype, content_length, options):
         parser = MultiPartParser(stream_factory=self.stream_factory,

@@ -1,6 +1,8 @@
 """The provider API (spec c.4, h.1): claim tickets, fetch inputs, report, deliver results."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from flask import Blueprint
 
 from .. import wire
@@ -8,10 +10,12 @@ from ..errors import DSSError
 from ..models import LOG_CATEGORIES
 from ..services import catalog, claims, files, leases, provider_tickets, release, tickets
 from ..services.access import require_provider, service_provider_ticket
+from ..throttle import Slots
 from ._http import (autocommit, claim_policy, config, db, download, identity, param,
                     receive_upload, wants_json)
 
 bp = Blueprint("provider", __name__)
+_WAITS = Slots()
 
 
 def _active(ticket_id: int):
@@ -27,6 +31,19 @@ def _receive_while_claimed(ticket_id: int):
     return receive_upload(lambda: _writable(ticket_id), renew_every=config().claim_lease / 4)
 
 
+@contextmanager
+def _wait_slot(who, seconds: float):
+    """The seconds a claim may wait: a waiting claim holds a request thread, so beyond the
+    process's share of them (DSS_CLAIM_WAITS) or the account's (DSS_CLAIM_WAITS_PER_ACCOUNT)
+    it answers at once, as without `wait=`; health probes and other requests find a thread."""
+    if not seconds:
+        yield 0.0
+        return
+    cfg = config()
+    with _WAITS.hold(who.user_id, cfg.claim_waits, cfg.claim_waits_per_account) as admitted:
+        yield seconds if admitted else 0.0
+
+
 @bp.get("/api/pro/services")
 def services():
     rows = catalog.provider_services(db(), identity().user_id)
@@ -37,9 +54,9 @@ def services():
 def claim():
     who = identity()
     githashes = claims.parse_services(param("services"))
-    wait = claims.parse_wait(param("wait"), config().max_claim_wait)
-    ticket = claims.claim(db(), who, githashes, param("provider"), param("code"), wait,
-                          claim_policy(), autocommit)
+    with _wait_slot(who, claims.parse_wait(param("wait"), config().max_claim_wait)) as wait:
+        ticket = claims.claim(db(), who, githashes, param("provider"), param("code"), wait,
+                              claim_policy(), autocommit)
     if ticket is None:
         return wire.none()
     return wire.table(("id", "service_githash", "status"),

@@ -10,10 +10,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..throttle import Throttle
 from . import auth, leases
-from .files import upload_dir
+from .files import remove_unlocked, upload_dir
 
-# An upload in progress writes every few milliseconds, and gunicorn ends a request after 600 s
-# of silence: a temporary file unchanged for an hour belongs to a process that died.
+# An upload's temp file is locked while written (files.UploadFile); one being made is not
+# locked for an instant yet, so an unlocked one under its hidden name goes only once old.
 STALE_UPLOAD_SECONDS = 3600
 UPLOAD_SWEEP_SECONDS = 600
 
@@ -66,12 +66,16 @@ def start_lease_sweeper(sessions, config) -> threading.Thread:
 
 
 def remove_stale_uploads(datastore: Path, max_age_seconds: float = STALE_UPLOAD_SECONDS) -> int:
-    """Uploads a crashed process left half-written in <datastore>/tmp; they never became files."""
+    """Uploads a killed process left half-written in <datastore>/tmp (they never became files):
+    every `upload-*` no live process holds locked, and the empty `.upload-*` of one killed in
+    the instant between making and locking its file, once it is old."""
     cutoff = time.time() - max_age_seconds
     removed = 0
-    for leftover in upload_dir(datastore).glob("upload-*"):
+    for leftover in upload_dir(datastore).glob("*upload-*"):
         try:
-            if leftover.stat().st_mtime < cutoff:
+            if leftover.name.startswith("upload-"):
+                removed += remove_unlocked(leftover)
+            elif leftover.stat().st_mtime < cutoff:
                 leftover.unlink()
                 removed += 1
         except FileNotFoundError:  # another worker got there first
