@@ -123,10 +123,10 @@ def test_a_stalled_upload_reserves_what_arrived_and_ends_with_408(server, sessio
     assert user.get(f"{server.url}/api/tickets/{ticket}/files/input").text == ""
 
 
-def claim_in_thread(url, session, githash, results, wait=30):
+def claim_in_thread(url, session, provider, githash, results, wait=30):
     def claim():
         response = session.post(f"{url}/api/pro/services/claims",
-                                data={"services": githash, "provider": "p", "code": "c",
+                                data={"services": githash, "provider": provider, "code": "c",
                                       "wait": str(wait)}, timeout=wait + 30)
         results.append(response.text)
     thread = threading.Thread(target=claim, daemon=True)
@@ -144,7 +144,7 @@ def waiting_claims(server, sessions, accounts, per_account):
         for _ in range(per_account):
             session = requests.Session()
             session.cookies.update(account.cookies)
-            threads.append(claim_in_thread(server.url, session, githash, results))
+            threads.append(claim_in_thread(server.url, session, provider, githash, results))
     return githash, threads, results
 
 
