@@ -57,7 +57,7 @@ def prepare_input(slices: int, quick: bool, directory: Path) -> Path:
 
 def read_input(path: Path, work: Path):
     source = imageio.inspect_input(path, "nifti", work, max_voxels=2_000_000_000,
-                                   max_bytes=8 * 1024**3, max_members=10)
+                                   max_members=10)
     return imageio.read_volume(source)
 
 
