@@ -123,3 +123,23 @@ def test_real_chest_ct_nodule_is_the_top_detection(model):
 @pytest.mark.slow
 def test_full_resolution_chest_ct_nodule_is_the_top_detection(model):
     check_real_ct(model.run(read("chest_ct_4dct_phase00.nii.gz"), no_progress))
+
+
+def test_false_positive_factor_lowers_edge_specks_vessel_pieces_and_single_slices():
+    spacing = (1.0, 1.0, 1.0)
+    box = (slice(0, 12), slice(0, 12), slice(0, 12))
+    lungs = np.ones((12, 12, 12), dtype=bool)
+    blob = np.zeros_like(lungs)
+    blob[4:8, 4:8, 4:8] = True
+    assert nodule_model._false_positive_factor(blob, box, spacing, lungs, 0.9) == 1.0
+    on_the_edge = lungs.copy()
+    on_the_edge[:, :, 5:] = False  # the mediastinum covers most of the speck's surface
+    assert nodule_model._false_positive_factor(blob, box, spacing, on_the_edge, 0.9) == 0.0
+    rod = np.zeros_like(lungs)
+    rod[5:7, 5:7, 1:11] = True  # a vessel piece, 5 times longer than wide
+    assert nodule_model._false_positive_factor(rod, box, spacing, lungs, 0.9) == 0.0
+    assert nodule_model._false_positive_factor(blob, box, spacing, lungs, 0.25) == 0.0
+    one_slice = np.zeros_like(lungs)
+    one_slice[6, 5:8, 5:8] = True  # 3 x 3 mm on one 2 mm slice, as the real CT's specks
+    assert (nodule_model._false_positive_factor(one_slice, box, (2.0, 1.0, 1.0), lungs, 0.9)
+            == nodule_model.SINGLE_SLICE)
