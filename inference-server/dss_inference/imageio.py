@@ -6,6 +6,7 @@ gigavoxels is refused without allocating memory. Problems with the input raise
 """
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 import re
@@ -13,6 +14,7 @@ import shutil
 import stat
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -44,6 +46,13 @@ SOP_INSTANCE_UID, IMAGE_POSITION, IMAGE_ORIENTATION = "0008|0018", "0020|0032", 
 # from the file's content: a header in another format could name a data file never checked.
 IMAGE_IOS = {"nifti": "NiftiImageIO", "nrrd": "NrrdImageIO", "mha": "MetaImageIO",
              "dicom-zip": "GDCMImageIO"}
+# What a DICOM zip may expand to: INFERENCE_MAX_VOXELS voxels of the widest pixel data GDCM
+# reads (32-bit), plus a header per file (the sample Philips slices carry 51 KB; 256 KiB
+# leaves room for private tags). The upload cap allowed a 1000:1 deflate bomb.
+DICOM_MAX_BYTES_PER_VOXEL = 4
+DICOM_HEADER_BYTES = 256 * 1024
+# A .nii.gz may hold this much beyond the header, extensions and pixels it declares.
+NIFTI_TRAILING_BYTES = 1024 * 1024
 _HEADER_BYTES = 1024 * 1024
 _COPY_CHUNK = 1024 * 1024
 
@@ -110,11 +119,11 @@ def upload_suffix(fmt: str) -> str:
 
 
 def inspect_input(path: Path, fmt: str, work_dir: Path, max_voxels: int,
-                  max_bytes: int, max_members: int) -> ImageSource:
+                  max_members: int) -> ImageSource:
     """Check an uploaded file from its header(s) only; extract a DICOM zip into work_dir."""
     if fmt == "dicom-zip":
         dicom_dir = work_dir / "dicom"
-        extract_zip(path, dicom_dir, max_bytes, max_members)
+        extract_zip(path, dicom_dir, max_voxels, max_members)
         paths = _largest_series(dicom_dir)
     else:
         if fmt == "nifti" and _is_gzip(path) and not path.name.endswith(".gz"):
@@ -186,9 +195,10 @@ def result_format(requested: str | None) -> str:
     return fmt
 
 
-def extract_zip(path: Path, target: Path, max_bytes: int, max_members: int) -> list[Path]:
+def extract_zip(path: Path, target: Path, max_voxels: int, max_members: int) -> list[Path]:
     """Extract a zip safely: no traversal, absolute or link names; capped count and size.
 
+    The size cap is what max_voxels voxels of DICOM slices could need (zip_byte_limit).
     Members get flat numbered names, so nothing from the archive chooses a path on disk.
     """
     try:
@@ -204,14 +214,30 @@ def extract_zip(path: Path, target: Path, max_bytes: int, max_members: int) -> l
         if len(members) > max_members:
             raise ImageInputError(413, f"the zip archive holds {len(members)} files, "
                                        f"more than the limit of {max_members}")
+        limit = zip_byte_limit(max_voxels, len(members))
         declared = sum(m.file_size for m in members)
-        if declared > max_bytes:
-            raise ImageInputError(413, f"the zip archive expands to {declared} bytes, "
-                                       f"more than the limit of {max_bytes}")
+        if declared > limit:
+            raise ImageInputError(413, f"the zip archive expands to {declared} bytes, more than "
+                                       f"{limit}, {_zip_limit_words(max_voxels)}")
         target.mkdir(parents=True, exist_ok=True)
-        budget = [max_bytes]
-        return [_extract_member(archive, m, target / f"{i:06d}.dcm", budget)
-                for i, m in enumerate(members)]
+        budget, paths = [limit], []
+        for i, member in enumerate(members):
+            paths.append(_extract_member(archive, member, target / f"{i:06d}.dcm", budget))
+            if budget[0] < 0:
+                raise ImageInputError(413, f"the zip archive expands to more than {limit} "
+                                           f"bytes, {_zip_limit_words(max_voxels)}")
+        return paths
+
+
+def zip_byte_limit(max_voxels: int, members: int) -> int:
+    """The most bytes a zip of DICOM slices holding max_voxels voxels could plausibly need."""
+    return max_voxels * DICOM_MAX_BYTES_PER_VOXEL + members * DICOM_HEADER_BYTES
+
+
+def _zip_limit_words(max_voxels: int) -> str:
+    return (f"the limit that {max_voxels} voxels (INFERENCE_MAX_VOXELS) of DICOM slices could "
+            f"need ({DICOM_MAX_BYTES_PER_VOXEL} bytes a voxel, {DICOM_HEADER_BYTES} bytes of "
+            "header a file)")
 
 
 def _check_member_name(member: zipfile.ZipInfo) -> None:
@@ -225,13 +251,14 @@ def _check_member_name(member: zipfile.ZipInfo) -> None:
 
 def _extract_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, dest: Path,
                     budget: list[int]) -> Path:
-    """Copy one member, counting real bytes: the sizes in a zip header can lie."""
+    """Copy one member, counting real bytes (the sizes in a zip header can lie); stop as soon
+    as the budget is spent, leaving budget[0] negative."""
     try:
         with archive.open(member) as src, open(dest, "wb") as out:
             while chunk := src.read(_COPY_CHUNK):
                 budget[0] -= len(chunk)
                 if budget[0] < 0:
-                    raise ImageInputError(413, "the zip archive expands beyond the size limit")
+                    break
                 out.write(chunk)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError,
             EOFError, OSError) as exc:
@@ -446,25 +473,39 @@ def _mm(values) -> str:
 def _check_nifti_body(path: Path) -> None:
     """ITK fills a NIfTI body shorter than its header declares with zeros; refuse it instead.
 
-    A gzip file's last 4 bytes give its uncompressed size modulo 2**32, enough to compare.
+    A gzip stream is decompressed (and dropped) to count its bytes, stopping once it holds more
+    than the header declares: its size field is only modulo 2**32 and can lie.
     """
     try:
-        header = nibabel.load(str(path)).header
+        # The image's header has its offset reset to 0; the data proxy keeps the file's.
+        body = nibabel.load(str(path)).dataobj
     except Exception as exc:  # nibabel raises many types for broken headers
         raise ImageInputError(422, f"not a readable NIfTI header: {without_paths(str(exc))}") from None
-    dtype = np.dtype(header.get_data_dtype())
-    needed = int(header.get_data_offset()) + dtype.itemsize * math.prod(header.get_data_shape())
+    needed = int(body.offset) + np.dtype(body.dtype).itemsize * math.prod(body.shape)
     if _is_gzip(path):
-        with open(path, "rb") as handle:
-            handle.seek(-4, 2)
-            available = int.from_bytes(handle.read(4), "little")
-        if needed >= 2**32:
-            return
+        available = _gzip_size(path, needed + NIFTI_TRAILING_BYTES)
+        if available > needed + NIFTI_TRAILING_BYTES:
+            raise ImageInputError(413, f"the NIfTI gzip stream expands to more than {needed} "
+                                       f"bytes, what its header declares, plus "
+                                       f"{NIFTI_TRAILING_BYTES}: refused as a decompression bomb")
     else:
         available = path.stat().st_size
     if available < needed:
         raise ImageInputError(422, f"the NIfTI file is truncated: its header declares "
                                    f"{needed} bytes, it holds {available}")
+
+
+def _gzip_size(path: Path, limit: int) -> int:
+    """The decompressed size of a gzip file, or a number over limit once it exceeds it."""
+    total = 0
+    try:
+        with gzip.open(path, "rb") as stream:
+            while total <= limit and (chunk := stream.read(_COPY_CHUNK)):
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ImageInputError(422, f"the NIfTI gzip stream is corrupt: "
+                                   f"{without_paths(str(exc))}") from None
+    return total
 
 
 def _is_gzip(path: Path) -> bool:

@@ -243,6 +243,13 @@ def _draw_sphere(hu, labels, grid, centre, radius, label):
     labels[zs, ys, xs][dist <= radius] = label
 
 
+def detection_matches(center_mm, nodule: PhantomNodule) -> bool:
+    """Whether a detection centred at center_mm (world x, y, z) found the planted nodule:
+    within its radius (at least 3 mm) plus 2 mm."""
+    distance = np.linalg.norm(np.asarray(center_mm, dtype=np.float64) - np.asarray(nodule.center_mm))
+    return bool(distance <= max(nodule.diameter_mm / 2, 3.0) + 2.0)
+
+
 def write_phantom(path, phantom: Phantom, labels: np.ndarray | None = None) -> None:
     """Write the phantom CT (or, given `labels`, that truth image) with its geometry.
 

@@ -33,7 +33,7 @@ def submit_upload(manager: JobManager, registry: ModelRegistry, model: str,
         upload.save(path)
         settings = manager.settings
         source = imageio.inspect_input(path, fmt, directory, settings.max_voxels,
-                                       settings.max_upload_bytes, settings.max_zip_members)
+                                       settings.max_zip_members)
     except BaseException:
         imageio.remove_tree(directory)
         raise

@@ -19,7 +19,7 @@ from dss_inference.config import Settings
 from helpers import CT_SAMPLES
 from inference_testing import ORIGIN, ROTATION, SPACING, ct_like_image, geometry, write_image
 
-LIMITS = {"max_voxels": 10_000_000, "max_bytes": 200 * 1024**2, "max_members": 1000}
+LIMITS = {"max_voxels": 10_000_000, "max_members": 1000}
 DICOM_SUBSET = CT_SAMPLES / "chest_ct_4dct_phase00_dicom_subset"
 DICOM_J2K = CT_SAMPLES / "totalseg_abdomen_dicom_j2k"
 
@@ -321,6 +321,28 @@ def test_a_nifti_body_shorter_than_its_header_declares_is_422(tmp_path, name):
     expect_refusal(422, "truncated", inspect, path, tmp_path)
 
 
+def test_a_nii_gz_holding_far_more_than_its_header_declares_is_413(tmp_path):
+    """A 50 KB gzip of 50 MB: the old check read the size field only and let it through."""
+    path = tmp_path / "bomb.nii.gz"
+    body = nifti_header_declaring((64, 64, 64)) + bytes(2 * 64**3)
+    path.write_bytes(gzip.compress(body + bytes(50 * 1024**2), compresslevel=1))
+    assert path.stat().st_size < 500_000
+    reason = expect_refusal(413, "more than 524640 bytes, what its header declares",
+                            inspect, path, tmp_path)
+    assert "decompression bomb" in reason
+    path.write_bytes(gzip.compress(body + bytes(imageio.NIFTI_TRAILING_BYTES - 1024)))
+    assert inspect(path, tmp_path).size == (64, 64, 64)
+
+
+def test_a_nii_gz_whose_size_field_lies_is_422(tmp_path):
+    """Half the body, with the gzip trailer claiming all of it: ITK would fill in zeros."""
+    data = bytearray(gzip.compress(nifti_header_declaring((64, 64, 64)) + bytes(64**3)))
+    struct.pack_into("<I", data, len(data) - 4, 352 + 2 * 64**3)
+    path = tmp_path / "liar.nii.gz"
+    path.write_bytes(bytes(data))
+    expect_refusal(422, "gzip stream is corrupt", inspect, path, tmp_path)
+
+
 def test_an_itk_failure_is_told_by_its_error_line(tmp_path):
     """ITK's message goes on with the matrices; its last line alone said '0 0 1'."""
     path = tmp_path / "singular.nrrd"
@@ -384,7 +406,7 @@ def test_zip_size_and_member_caps_are_413(tmp_path):
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("zeros.dcm", b"\0" * 5_000_000)
     assert bomb.stat().st_size < 50_000
-    expect_refusal(413, "expands to", inspect, bomb, tmp_path / "a", max_bytes=1_000_000)
+    expect_refusal(413, "expands to", inspect, bomb, tmp_path / "a", max_voxels=100_000)
     many = make_zip(tmp_path / "many.zip", {f"{i}.dcm": b"x" for i in range(20)})
     expect_refusal(413, "holds 20 files", inspect, many, tmp_path / "b", max_members=10)
 
@@ -401,10 +423,31 @@ def test_zip_sizes_that_lie_are_caught_while_extracting(tmp_path):
         struct.pack_into("<I", data, offset + 24, 10)
     archive.write_bytes(bytes(data))
     with pytest.raises(imageio.ImageInputError) as caught:
-        inspect(archive, tmp_path / "job", max_bytes=1_000_000)
+        inspect(archive, tmp_path / "job", max_voxels=100_000)
     assert caught.value.status in (413, 422)
     extracted = tmp_path / "job" / "dicom"
-    assert sum(f.stat().st_size for f in extracted.iterdir()) <= 1_000_000
+    assert sum(f.stat().st_size for f in extracted.iterdir()) <= imageio.zip_byte_limit(100_000, 1)
+
+
+def test_a_small_zip_expanding_far_beyond_its_declared_images_is_413(tmp_path):
+    """Two real 512 x 512 slices and 40 MB of zeros in a 0.6 MB zip: the old budget, the
+    upload cap, let it expand; the images declare 0.5 Mvoxels, 2.8 MB of DICOM at most."""
+    slices = sorted(DICOM_SUBSET.iterdir())[:2]
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in slices:
+            archive.write(path, path.name)
+        archive.writestr("padding.bin", bytes(40 * 1024**2))
+    assert bomb.stat().st_size < 1_000_000
+    max_voxels = 512 * 512 * 2
+    limit = imageio.zip_byte_limit(max_voxels, 3)
+    assert limit < 3_000_000
+    reason = expect_refusal(413, f"more than {limit}, the limit that {max_voxels} voxels "
+                                 "(INFERENCE_MAX_VOXELS)", inspect, bomb, tmp_path / "job",
+                            max_voxels=max_voxels)
+    assert not (tmp_path / "job" / "dicom").exists(), reason
+    without_padding = make_zip(tmp_path / "ok.zip", {p.name: p.read_bytes() for p in slices})
+    assert inspect(without_padding, tmp_path / "ok", max_voxels=max_voxels).size == (512, 512, 2)
 
 
 def _find_all(data: bytes, needle: bytes):

@@ -1,5 +1,6 @@
-"""Classical nodule detection, measured on phantoms (sensitivity 0.93 at 1.2 false positives
-per scan over seeds 0-19 when tuned) and on the real chest CT (its ~24 mm nodule on top)."""
+"""Classical nodule detection, measured on phantoms (sensitivity 0.925 at 0.3 false positives
+per scan over seeds 0-19, bench/inference.py) and on the real chest CT (its ~24 mm nodule on
+top, and at most 2 other findings above the operating point)."""
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -7,7 +8,8 @@ import SimpleITK as sitk
 from dss_inference.imageio import Volume
 from dss_inference.models import LungSegmentation, NoduleDetection
 from dss_inference.models.common import resolve_device
-from dss_inference.phantom import make_phantom
+from dss_inference.models import nodules as nodule_model
+from dss_inference.phantom import detection_matches, make_phantom
 from helpers import CT_SAMPLES
 
 KNOWN_NODULE_MM = np.array([-87.9, 82.1, -8.5])  # LPS, from the sample's README
@@ -29,8 +31,7 @@ def phantom_volume(phantom) -> Volume:
 
 
 def matches(detection: dict, nodule) -> bool:
-    distance = np.linalg.norm(np.array(detection["center_mm"]) - np.array(nodule.center_mm))
-    return distance <= max(nodule.diameter_mm / 2, 3.0) + 2.0
+    return detection_matches(detection["center_mm"], nodule)
 
 
 def check_report(result, shape):
@@ -38,6 +39,7 @@ def check_report(result, shape):
     assert result.labels.shape == shape and result.labels.dtype == np.uint16
     assert [n["label"] for n in nodules] == list(range(1, len(nodules) + 1))
     assert [n["score"] for n in nodules] == sorted((n["score"] for n in nodules), reverse=True)
+    assert all(n["score"] >= nodule_model.OPERATING_POINT for n in nodules)
     for nodule in nodules:
         assert (result.labels == nodule["label"]).any()
         low, high = np.array(nodule["bbox_mm"])
@@ -48,9 +50,10 @@ def check_report(result, shape):
 
 @pytest.mark.slow
 def test_sensitivity_and_false_positives_on_phantoms(model):
-    """Nodules of 4-25 mm, two on the pleura and one lobulated per scan."""
+    """Nodules of 4-25 mm, the 4 and 6 mm ones on the pleura, one lobulated, per scan.
+    Before the false-positive reduction these seeds gave 1.2 false positives per scan."""
     found = total = false_positives = 0
-    seeds = (1, 2, 3, 4)
+    seeds = range(10)
     for seed in seeds:
         phantom = make_phantom(shape=(160, 200, 200), spacing=(1.6, 1.6, 1.6), seed=seed)
         result = model.run(phantom_volume(phantom), no_progress)
@@ -59,8 +62,8 @@ def test_sensitivity_and_false_positives_on_phantoms(model):
         found += sum(any(matches(d, n) for d in detections) for n in phantom.nodules)
         false_positives += sum(not any(matches(d, n) for n in phantom.nodules) for d in detections)
         total += len(phantom.nodules)
-    assert found / total >= 0.8  # measured 0.93 over seeds 0-19; misses: 4-6 mm on the pleura
-    assert false_positives / len(seeds) <= 2.0
+    assert found / total >= 0.9  # measured 0.95; misses: 4-6 mm on the pleura
+    assert false_positives / len(seeds) <= 1.0  # measured 0.3
 
 
 def test_large_nodules_found_and_measured_on_a_small_phantom(model):
@@ -101,19 +104,42 @@ def read(name: str) -> Volume:
                   image.GetOrigin(), image.GetDirection())
 
 
-@needs_samples
-def test_real_chest_ct_nodule_is_the_top_detection(model):
-    result = model.run(read("chest_ct_4dct_phase00_3mm.nii.gz"), no_progress)
+def check_real_ct(result):
+    """The ~24 mm nodule first; vessel sections and specks on the lung edge (7 of the 9
+    other findings before the false-positive reduction) mostly below the operating point."""
     check_report(result, result.labels.shape)
-    top = result.report["nodules"][0]
+    top, *others = result.report["nodules"]
     assert np.linalg.norm(np.array(top["center_mm"]) - KNOWN_NODULE_MM) < 10.0
     assert 15.0 < top["diameter_mm"] < 32.0
+    assert len(others) <= 2, [(n["diameter_mm"], n["score"]) for n in others]
+
+
+@needs_samples
+def test_real_chest_ct_nodule_is_the_top_detection(model):
+    check_real_ct(model.run(read("chest_ct_4dct_phase00_3mm.nii.gz"), no_progress))
 
 
 @needs_samples
 @pytest.mark.slow
 def test_full_resolution_chest_ct_nodule_is_the_top_detection(model):
-    result = model.run(read("chest_ct_4dct_phase00.nii.gz"), no_progress)
-    top = result.report["nodules"][0]
-    assert np.linalg.norm(np.array(top["center_mm"]) - KNOWN_NODULE_MM) < 10.0
-    assert 15.0 < top["diameter_mm"] < 32.0
+    check_real_ct(model.run(read("chest_ct_4dct_phase00.nii.gz"), no_progress))
+
+
+def test_false_positive_factor_lowers_edge_specks_vessel_pieces_and_single_slices():
+    spacing = (1.0, 1.0, 1.0)
+    box = (slice(0, 12), slice(0, 12), slice(0, 12))
+    lungs = np.ones((12, 12, 12), dtype=bool)
+    blob = np.zeros_like(lungs)
+    blob[4:8, 4:8, 4:8] = True
+    assert nodule_model._false_positive_factor(blob, box, spacing, lungs, 0.9) == 1.0
+    on_the_edge = lungs.copy()
+    on_the_edge[:, :, 5:] = False  # the mediastinum covers most of the speck's surface
+    assert nodule_model._false_positive_factor(blob, box, spacing, on_the_edge, 0.9) == 0.0
+    rod = np.zeros_like(lungs)
+    rod[5:7, 5:7, 1:11] = True  # a vessel piece, 5 times longer than wide
+    assert nodule_model._false_positive_factor(rod, box, spacing, lungs, 0.9) == 0.0
+    assert nodule_model._false_positive_factor(blob, box, spacing, lungs, 0.25) == 0.0
+    one_slice = np.zeros_like(lungs)
+    one_slice[6, 5:8, 5:8] = True  # 3 x 3 mm on one 2 mm slice, as the real CT's specks
+    assert (nodule_model._false_positive_factor(one_slice, box, (2.0, 1.0, 1.0), lungs, 0.9)
+            == nodule_model.SINGLE_SLICE)

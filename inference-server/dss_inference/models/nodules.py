@@ -11,8 +11,11 @@
 4. Candidates are de-duplicated across scales (non-maximum suppression in millimetres),
    grown into regions on the input grid (half-way threshold between nodule and lung,
    clipped to a sphere of 2 radii, opened to cut attached vessels), measured and scored
-   (blob strength x blobness x size agreement x compactness); the best `MAX_NODULES` with a
-   score of at least `MIN_SCORE` are reported, one label each.
+   (blob strength x blobness x size agreement x compactness).
+5. False-positive reduction: the score is lowered for specks on the lung edge (much of
+   their surface on the mediastinum, diaphragm or chest wall), vessel pieces (elongated
+   regions, weak Hessian blobness) and findings on a single slice; the best `MAX_NODULES`
+   at or above `OPERATING_POINT` are reported, one label each.
 """
 from __future__ import annotations
 
@@ -42,7 +45,14 @@ PEAKS_PER_SCALE = 5000      # strongest local maxima whose Hessian is examined
 CANDIDATES_PER_SCALE = 300
 MAX_CANDIDATES = 300        # grown and measured, after de-duplication
 MAX_NODULES = 10
-MIN_SCORE = 0.2             # phantoms: sensitivity 0.93 at 1.2 false positives per scan
+# False-positive reduction, calibrated on the phantoms (bench/inference.py, seeds 0-19) and
+# checked on the real chest CT. Each (full, zero) pair maps a measure to a factor of the
+# score: 1 up to `full`, falling linearly to 0 at `zero`.
+WALL_CONTACT = (0.25, 0.6)  # share of the region's outer shell outside the lungs
+ELONGATION = (3.0, 5.0)     # longest / shortest axis of the region (vessel pieces are long)
+BLOBNESS = (0.55, 0.25)     # Hessian blobness at the centre (vessel sections, branchings)
+SINGLE_SLICE = 0.5          # seen on one slice only: a vessel end-on or noise as likely
+OPERATING_POINT = 0.19      # phantoms: sensitivity 0.925 at 0.3 false positives per scan
 MAX_OVERLAP = 0.3           # a region mostly inside a better one is the same nodule
 
 
@@ -82,7 +92,7 @@ def detect_nodules(hu: torch.Tensor, lung_labels: np.ndarray, volume, progress: 
     kept = _suppress(candidates, spacing)
     crop_labels = labels[crop]
     offset = np.array([s.start for s in crop], dtype=np.float64)
-    nodules = _measure(image.cpu().numpy(), kept, spacing, crop_labels)
+    nodules = _measure(image.cpu().numpy(), kept, spacing, crop_labels, lung_labels[crop] > 0)
     for nodule in nodules:
         nodule["center_mm"] = _world(volume, nodule["center_mm"] + offset)
         nodule["bbox_mm"] = [_world(volume, corner) for corner in _world_box(volume, nodule["bbox_mm"] + offset)]
@@ -209,9 +219,11 @@ def _suppress(candidates: list[Candidate], spacing) -> list[Candidate]:
     return kept
 
 
-def _measure(image: np.ndarray, candidates, spacing, labels: np.ndarray) -> list[dict]:
+def _measure(image: np.ndarray, candidates, spacing, labels: np.ndarray,
+             lungs: np.ndarray) -> list[dict]:
     """Grow each candidate on the input grid (crop), paint the best into `labels`, and describe
-    them in index units of the crop (the caller turns them into world mm)."""
+    them in index units of the crop (the caller turns them into world mm). `lungs`: the lung
+    mask on the crop, without the search region's additions."""
     measured = []
     for candidate in candidates:
         region, box, outside = _grow(image, candidate, spacing)
@@ -222,7 +234,9 @@ def _measure(image: np.ndarray, candidates, spacing, labels: np.ndarray) -> list
         if region.sum() < MIN_VOXELS or diameter < MIN_DIAMETER_MM:
             continue  # a noise speck or a vessel seen end-on, not a nodule
         score = _score(candidate, diameter, outside)
-        if score >= MIN_SCORE:
+        if score >= OPERATING_POINT:  # the factor is at most 1: only then can it matter
+            score *= _false_positive_factor(region, box, spacing, lungs, candidate.blobness)
+        if score >= OPERATING_POINT:
             measured.append((score, region, box, volume_mm3, diameter))
     measured.sort(key=lambda item: item[0], reverse=True)
     report = []
@@ -278,6 +292,25 @@ def _component_at_centre(mask: np.ndarray, distance: np.ndarray, core_radius: fl
     near = components[distance <= core_radius]
     near = near[near > 0]
     return None if near.size == 0 else components == np.bincount(near).argmax()
+
+
+def _false_positive_factor(region: np.ndarray, box, spacing, lungs: np.ndarray, blobness: float) -> float:
+    """0..1: how unlike a juxtapleural speck or a vessel piece the grown region is."""
+    shell = ops.dilate(torch.from_numpy(region), (1, 1, 1)).numpy() & ~region
+    wall_contact = float((~lungs[box][shell]).mean()) if shell.any() else 0.0
+    voxels = np.argwhere(region) * np.array(spacing)
+    # each voxel's own extent (spacing^2 / 12) keeps regions of a few voxels from looking flat
+    spread = np.cov(voxels.T) if len(voxels) > 1 else np.zeros((3, 3))
+    axes = np.linalg.eigvalsh(spread + np.diag(np.array(spacing) ** 2 / 12.0))
+    elongation = math.sqrt(axes[2] / axes[0])
+    single_slice = SINGLE_SLICE if np.ptp(voxels[:, 0]) == 0 else 1.0
+    return (_ramp(wall_contact, *WALL_CONTACT) * _ramp(elongation, *ELONGATION)
+            * _ramp(blobness, *BLOBNESS) * single_slice)
+
+
+def _ramp(value: float, full: float, zero: float) -> float:
+    """1 at or beyond `full` (on the side away from `zero`), 0 at or beyond `zero`, linear between."""
+    return min(1.0, max(0.0, (zero - value) / (zero - full)))
 
 
 def _score(candidate: Candidate, diameter: float, outside: float) -> float:
