@@ -12,7 +12,7 @@ import pytest
 from helpers import PYTHON, REPO_ROOT, ServerProcess, free_port
 
 from dss_client import DSSClient
-from dss_dispatcher.devstack import service_repo
+from dss_client.sdk.register import service_repo
 
 CLAIM_LEASE = "4"
 PROVIDER, PROVIDER_EMAIL, USER_EMAIL = "e2e-lab", "robot@e2e.test", "user@e2e.test"
