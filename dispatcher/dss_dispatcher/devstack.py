@@ -45,12 +45,19 @@ def server_cli(*args: str, **environment: str) -> str:
     return result.stdout.strip()
 
 
+def builtin_descriptors() -> list[Path]:
+    """services/<name>/service.json of the dispatcher's services; a folder with a Python
+    module holds an SDK service, which `dss serve` registers itself."""
+    return [descriptor for descriptor in sorted(SERVICES_DIR.glob("*/service.json"))
+            if not any(descriptor.parent.glob("*.py"))]
+
+
 def bootstrap() -> list[tuple[str, str]]:
     """Provider, provider user, services; returns [(service dir name, githash)]."""
     server_cli("add-provider", PROVIDER)
     server_cli("grant", PROVIDER, PROVIDER_EMAIL)
     registered = []
-    for descriptor in sorted(SERVICES_DIR.glob("*/service.json")):
+    for descriptor in builtin_descriptors():
         githash = server_cli("register-service", PROVIDER,
                              str(service_repo(descriptor, VAR / "services")))
         registered.append((descriptor.parent.name, githash.splitlines()[-1]))

@@ -235,7 +235,7 @@ class TicketJob:
         for path in ordered:
             self.dss.call("upload_result", self.id, path)
             sent += path.stat().st_size
-            self._progress("upload", sent / total)
+            self.progress("upload", sent / total)
         for path, description, mime in attachments:
             self.dss.call("attach", self.id, path, description, mime)
         # the attachments are linked to this message (the server links unlinked ones)

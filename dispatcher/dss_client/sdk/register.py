@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import filecmp
 import json
-import logging
 import shutil
 import subprocess
 from pathlib import Path
 
-from .. import DSSError
+from .. import DSSClient
 from .config import child_environment
 from .service import LoadError, Service
-from .session import ProviderSession
 
-log = logging.getLogger(__name__)
 FIXED_DATE = "2026-01-01T00:00:00+00:00"
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "DSS stack", "GIT_AUTHOR_EMAIL": "dss@localhost",
                 "GIT_COMMITTER_NAME": "DSS stack", "GIT_COMMITTER_EMAIL": "dss@localhost",
@@ -53,28 +50,17 @@ def read_descriptor(service: Service) -> dict:
     return descriptor
 
 
-def ensure_registered(session: ProviderSession, service: Service, provider: str,
-                      repos: Path) -> None:
-    """Register the service's descriptor unless the provider serves that version already.
-    Needs an administrator's token; with another, says what an administrator must run."""
+def ensure_registered(admin: DSSClient, service: Service, provider: str, email: str,
+                      repos: Path) -> str:
+    """As an administrator: the provider created, `email` (the provider token's user) allowed
+    to act for it, and the service's descriptor registered unless the provider serves that
+    version already. Returns what was done, for the user."""
     descriptor = read_descriptor(service)
+    admin.add_provider(provider)   # keeps an existing one
+    if email not in {user.email for user in admin.provider_users(provider)}:
+        admin.add_provider_user(provider, email)
     if any(row.name == service.name and row.version == descriptor["version"]
-           and row.provider == provider for row in session.call("provider_services")):
-        return
-    repo = service_repo(service.descriptor, repos)
-    try:
-        session.call("add_provider", provider)
-        if session.email not in {user.email for user in session.call("provider_users", provider)}:
-            session.call("add_provider_user", provider, session.email)
-        githash = session.call("register_service", provider, str(repo))
-    except DSSError as exc:
-        if exc.status != 401:
-            raise
-        log.warning("%s %s is not registered and this token's user is no administrator; an "
-                    "administrator must run: dss admin add-provider %s; dss admin "
-                    "grant %s %s; dss admin register-service %s %s",
-                    service.name, descriptor["version"], provider, provider, session.email,
-                    provider, repo)
-        return
-    log.info("registered %s %s for provider %s: %s", service.name, descriptor["version"],
-             provider, githash.strip()[:8])
+           for row in admin.provider_service_list(provider)):
+        return f"{service.name} {descriptor['version']} was already registered for {provider}"
+    githash = admin.register_service(provider, str(service_repo(service.descriptor, repos)))
+    return f"registered {service.name} {descriptor['version']} for {provider}: {githash.strip()}"

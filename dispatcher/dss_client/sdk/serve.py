@@ -8,14 +8,13 @@ import logging
 import signal
 import sys
 
-from .. import DSSError
+from .. import DSSClient
 from . import metrics
 from .config import ConfigError, Settings, load_settings
 from .daemon import Supervisor
 from .logs import setup_logging
 from .register import ensure_registered
 from .service import LoadError, Service, load
-from .session import ProviderSession
 from .workdirs import remove_stale_workdirs, unwritable_reason
 
 log = logging.getLogger("dss_client.sdk")
@@ -47,32 +46,33 @@ def run(settings: Settings, services: list[Service], name: str = "dispatcher") -
 
 
 def serve(target: str) -> int:
-    """`dss serve module:function`: register the service(s) when the token may, then serve."""
+    """`dss serve module:function`."""
     try:
         settings = load_settings()
         services = load(target)
     except (ConfigError, LoadError) as exc:
         print(f"dss serve: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_json)
-    try:
-        _register(settings, services)
-    except (ConfigError, LoadError, DSSError) as exc:
-        print(f"dss serve: cannot register {target}: {exc}", file=sys.stderr)
-        return 2
     return run(settings, services, "dss serve")
 
 
-def _register(settings: Settings, services: list[Service]) -> None:
-    session = ProviderSession(settings.server_url, settings.provider_token,
-                              settings.retry_budget)
+def register(admin: DSSClient, target: str) -> int:
+    """`dss serve --register module:function`, by an administrator logged in with `dss login`:
+    what `make up` does for the built-in services, for the provider DSS_PROVIDER_NAME and the
+    user of DSS_PROVIDER_TOKEN."""
     try:
+        settings = load_settings()
+        services = [s for s in load(target) if s.descriptor and s.descriptor.exists()]
+        if not services:
+            raise LoadError(f"no service.json next to {target}")
+        email = DSSClient(admin.base_url).login(settings.provider_token)
         for service in services:
-            if service.descriptor is not None and service.descriptor.exists():
-                ensure_registered(session, service, service.provider or settings.provider_name,
-                                  settings.work_dir / "services")
-    finally:
-        session.close()
+            print(ensure_registered(admin, service, service.provider or settings.provider_name,
+                                    email, settings.work_dir / "services"))
+    except (ConfigError, LoadError) as exc:
+        print(f"dss serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
