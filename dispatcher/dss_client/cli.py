@@ -474,7 +474,30 @@ def build_parser() -> argparse.ArgumentParser:
     _user_verbs(verbs)
     _provider_verbs(verbs)
     _admin_verbs(verbs)
+    serve = verbs.add_parser("serve", help="run a provider service written with dss_client.sdk",
+                             description="Run the @service function MODULE:FUNCTION (a module "
+                                         "name or a .py file) as a provider, with the DSS_* "
+                                         "settings of the environment (README: Write your own "
+                                         "service).")
+    serve.add_argument("target", metavar="MODULE:FUNCTION")
+    serve.add_argument("--register", action="store_true",
+                       help="as an administrator (dss login): create the provider "
+                            "DSS_PROVIDER_NAME, let DSS_PROVIDER_TOKEN's user act for it, "
+                            "register the service.json next to the module, and exit")
+    serve.set_defaults(needs_client=False, handler=_serve)
     return parser
+
+
+def _serve(args) -> int:
+    from .sdk import serve   # only a provider needs it
+
+    if not args.register:
+        return serve.serve(args.target)
+    client = _client(args)
+    try:
+        return serve.register(client, args.target)
+    finally:
+        client.close()
 
 
 def _run(args) -> int:

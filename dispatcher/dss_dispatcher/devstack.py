@@ -9,8 +9,6 @@ stays the same on every machine. Safe to run again; Ctrl-C stops everything.
 from __future__ import annotations
 
 import errno
-import filecmp
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +19,7 @@ from pathlib import Path
 import requests
 
 from dss_client import DSSClient, DSSError
+from dss_client.sdk.register import service_repo
 
 from .config import child_environment, load_devstack_settings
 
@@ -30,10 +29,6 @@ VAR = Path("var")      # relative to the working directory, like the embedded we
 PROVIDER, PROVIDER_EMAIL = "local", "dispatcher@localhost"
 ADMIN_EMAIL = "admin@localhost"
 TOKEN_FILE = VAR / "dispatcher" / "provider_token"
-FIXED_DATE = "2026-01-01T00:00:00+00:00"
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "DSS stack", "GIT_AUTHOR_EMAIL": "dss@localhost",
-                "GIT_COMMITTER_NAME": "DSS stack", "GIT_COMMITTER_EMAIL": "dss@localhost",
-                "GIT_AUTHOR_DATE": FIXED_DATE, "GIT_COMMITTER_DATE": FIXED_DATE}
 START_TIMEOUT = 120
 
 
@@ -50,22 +45,11 @@ def server_cli(*args: str, **environment: str) -> str:
     return result.stdout.strip()
 
 
-def service_repo(descriptor: Path, root: Path = VAR / "services") -> Path:
-    """<root>/<name>: a git repo holding the descriptor, committed with fixed dates, so the
-    same descriptor always gives the same githash."""
-    repo = (root / descriptor.parent.name).resolve()
-    git = ["git", "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"]
-    environment = child_environment(**GIT_IDENTITY)
-    if not (repo / ".git").is_dir():
-        repo.mkdir(parents=True, exist_ok=True)
-        subprocess.run(git + ["init", "-q"], cwd=repo, check=True, env=environment)
-    target = repo / "service.json"
-    if not target.exists() or not filecmp.cmp(descriptor, target, shallow=False):
-        shutil.copyfile(descriptor, target)
-        subprocess.run(git + ["add", "service.json"], cwd=repo, check=True, env=environment)
-        subprocess.run(git + ["commit", "-q", "-m", f"{descriptor.parent.name} service"],
-                       cwd=repo, check=True, env=environment)
-    return repo
+def builtin_descriptors() -> list[Path]:
+    """services/<name>/service.json of the dispatcher's services; a folder with a Python
+    module holds an SDK service, which `dss serve` registers itself."""
+    return [descriptor for descriptor in sorted(SERVICES_DIR.glob("*/service.json"))
+            if not any(descriptor.parent.glob("*.py"))]
 
 
 def bootstrap() -> list[tuple[str, str]]:
@@ -73,8 +57,9 @@ def bootstrap() -> list[tuple[str, str]]:
     server_cli("add-provider", PROVIDER)
     server_cli("grant", PROVIDER, PROVIDER_EMAIL)
     registered = []
-    for descriptor in sorted(SERVICES_DIR.glob("*/service.json")):
-        githash = server_cli("register-service", PROVIDER, str(service_repo(descriptor)))
+    for descriptor in builtin_descriptors():
+        githash = server_cli("register-service", PROVIDER,
+                             str(service_repo(descriptor, VAR / "services")))
         registered.append((descriptor.parent.name, githash.splitlines()[-1]))
     return registered
 

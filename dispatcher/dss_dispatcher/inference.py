@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from .retry import TransientError
+from dss_client.sdk import TransientError
 
 CONNECT_TIMEOUT, READ_TIMEOUT = 10.0, 300.0
 CHUNK_BYTES = 1 << 20

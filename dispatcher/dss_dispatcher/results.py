@@ -1,39 +1,37 @@
-"""What a ticket returns: the result workspace, its preview, and the nodule report."""
+"""What a lung ticket returns: the new segmentation layer, nodule landmarks, the preview and
+the nodule report, as the SDK's Result."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from dss_client.workspace import Workspace
+from dss_client.sdk import Result
 
 from . import reports
 from .preview import write_preview
 
 
-def build_result(workspace: Workspace, image: Path, label_path: Path, report: dict, output: str,
-                 ticket_id: int, workdir: Path):
-    """The input workspace plus the new segmentation layer (and nodule landmarks), exported
-    as `ticket_%08d_results.itksnap`; returns (files, attachments, summary line), files with
-    the workspace first, attachments as (path, description, mime type)."""
-    extra = workdir / "attachments"
-    extra.mkdir(parents=True, exist_ok=True)
+def build_result(output: str, image: Path, label_path: Path, report: dict, ticket_id: int,
+                 folder: Path) -> Result:
+    """The label image (labels named and coloured: right/left lung, or nodule 1..n, nodules
+    also as landmarks), a PNG preview and, for nodules, the report as JSON and CSV."""
     if output == "lungs":
         labels = reports.LUNG_LABELS
-        summary = reports.lung_summary(*reports.lung_volumes_ml(report, label_path))
-        workspace.add_segmentation(label_path, "Lungs", labels)
-        attachments = []
+        result = Result(reports.lung_summary(*reports.lung_volumes_ml(report, label_path)))
+        result.add_segmentation(label_path, labels, "Lungs")
     else:
         nodules = list(report.get("nodules") or [])
         labels = reports.nodule_labels(nodules)
-        summary = reports.nodule_summary(nodules)
-        workspace.add_segmentation(label_path, "Nodules", labels)
-        workspace.add_landmarks([(f"nodule {i + 1} ({float(n['diameter_mm']):.1f} mm)",
-                                  n["center_mm"]) for i, n in enumerate(nodules)])
-        json_path, csv_path = reports.write_nodule_report(extra, ticket_id, nodules)
-        attachments = [(json_path, "Nodule report (JSON)", "application/json"),
-                       (csv_path, "Nodule report (CSV)", "text/csv")]
-    preview = write_preview(extra / f"preview_{ticket_id:08d}.png", image, label_path,
+        result = Result(reports.nodule_summary(nodules))
+        result.add_segmentation(label_path, labels, "Nodules")
+        for number, nodule in enumerate(nodules, 1):
+            result.add_landmark(f"nodule {number} ({float(nodule['diameter_mm']):.1f} mm)",
+                                nodule["center_mm"])
+    preview = write_preview(folder / f"preview_{ticket_id:08d}.png", image, label_path,
                             {value: colour for value, (_, colour) in labels.items()},
                             focus_labels=output == "nodules")
-    attachments.insert(0, (preview, "Preview of the segmentation", "image/png"))
-    files = workspace.export(workdir / "results", f"ticket_{ticket_id:08d}_results.itksnap")
-    return files, attachments, summary
+    result.add_attachment(preview, "Preview of the segmentation", "image/png")
+    if output == "nodules":
+        json_path, csv_path = reports.write_nodule_report(folder, ticket_id, nodules)
+        result.add_attachment(json_path, "Nodule report (JSON)", "application/json")
+        result.add_attachment(csv_path, "Nodule report (CSV)", "text/csv")
+    return result

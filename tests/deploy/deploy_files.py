@@ -39,7 +39,7 @@ class Component:
 COMPONENTS = {
     c.name: c for c in (
         Component("web-server", ("dss_server/config.py",)),
-        Component("dispatcher", ("dss_dispatcher/config.py",)),  # dss_client's CLI is not deployed
+        Component("dispatcher", ("dss_dispatcher/config.py", "dss_client/sdk/config.py")),  # not the CLI's
         Component("inference-server", ("dss_inference/config.py",)),
     )
 }

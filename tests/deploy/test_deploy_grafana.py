@@ -13,7 +13,7 @@ from helpers import REPO_ROOT
 DASHBOARD = json.loads(DASHBOARD_FILE.read_text())
 PANELS = [p for p in DASHBOARD["panels"] if p["type"] != "row"]
 # Where each metric prefix is defined.
-PACKAGES = {"dss_inference_": "inference-server/dss_inference", "dss_dispatcher_": "dispatcher/dss_dispatcher",
+PACKAGES = {"dss_inference_": "inference-server/dss_inference", "dss_dispatcher_": "dispatcher/dss_client/sdk",
             "dss_": "web-server/dss_server"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 

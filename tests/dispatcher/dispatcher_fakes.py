@@ -1,4 +1,5 @@
-"""In-process stand-ins for the DSS server as one TicketJob sees it, and the settings to run one."""
+"""In-process stand-ins for the DSS server as one TicketJob sees it, and the settings and
+services to run one."""
 from __future__ import annotations
 
 import shutil
@@ -6,7 +7,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from dss_client.sdk.job import TicketJob
 from dss_dispatcher.config import ServiceSpec, Settings
+from dss_dispatcher.worker import inference_service
 
 SPEC = ServiceSpec("LungSegmentation", "/lung_segmentation/inference", "http://127.0.0.1:9",
                    "lungs", "", "lab")
@@ -67,3 +70,13 @@ class FakeProviderSession:
 
     def named(self, name: str) -> list[tuple]:
         return [call[1:] for call in self.calls if call[0] == name]
+
+
+def lung_job(settings: Settings, spec: ServiceSpec, session, ticket_id: int, stopping) -> TicketJob:
+    """The SDK's ticket job running the dispatcher's service for `spec`."""
+    return TicketJob(settings, inference_service(spec, settings.inference_timeout), session,
+                     ticket_id, stopping)
+
+
+def lung_services(settings: Settings) -> list:
+    return [inference_service(spec, settings.inference_timeout) for spec in settings.services]

@@ -7,9 +7,11 @@ import threading
 import time
 from pathlib import Path
 
-from dispatcher_fakes import QuietHandler, job_settings, serve_in_thread, session_cookie
+from dispatcher_fakes import (QuietHandler, job_settings, lung_services, serve_in_thread,
+                             session_cookie)
 from dss_dispatcher.config import ServiceSpec
-from dss_dispatcher.daemon import Worker
+from dss_dispatcher.worker import inference_service
+from dss_client.sdk.daemon import Worker
 
 GITHASH = "5d482fcb" + "0" * 32
 
@@ -57,7 +59,7 @@ def test_empty_claims_do_not_spin_and_refused_sessions_log_in_again(tmp_path):
     spec = ServiceSpec("LungSegmentation", "/lung_segmentation/inference", "http://x", "lungs",
                        "CT", "lab")
     stopping = threading.Event()
-    worker = Worker(settings, spec, 0, stopping)
+    worker = Worker(settings, inference_service(spec, 60.0), 0, stopping)
     worker.thread.start()
     time.sleep(2.2)
     stopping.set()
@@ -85,13 +87,13 @@ class GarbageServer(OldServer):
 def test_supervisor_restarts_a_crashed_worker(tmp_path):
     from prometheus_client import REGISTRY
 
-    from dss_dispatcher.daemon import Supervisor
+    from dss_client.sdk.daemon import Supervisor
 
     server = GarbageServer()
     spec = ServiceSpec("Crashy", "/x/inference", "http://x", "lungs", "", "lab")
     settings = job_settings(Path(tmp_path), server_url=server.url, provider_code="test",
                             services=(spec,))
-    supervisor = Supervisor(settings)
+    supervisor = Supervisor(settings, lung_services(settings))
     runner = threading.Thread(target=supervisor.run)
     runner.start()
     time.sleep(4.0)
@@ -122,15 +124,15 @@ class RefusingServer(OldServer):
 
 def test_a_refused_token_makes_the_dispatcher_unhealthy_while_it_keeps_trying(tmp_path,
                                                                               monkeypatch):
-    from dss_dispatcher import daemon
-    from dss_dispatcher.daemon import Supervisor
+    from dss_client.sdk import daemon
+    from dss_client.sdk.daemon import Supervisor
 
     monkeypatch.setattr(daemon, "backoff_delay", lambda *args, **kwargs: 0.05)
     server = RefusingServer()
     spec = ServiceSpec("LungSegmentation", "/x/inference", "http://x", "lungs", "", "lab")
     settings = job_settings(Path(tmp_path), server_url=server.url, provider_code="test",
                             services=(spec,))
-    supervisor = Supervisor(settings)
+    supervisor = Supervisor(settings, lung_services(settings))
     runner = threading.Thread(target=supervisor.run)
     runner.start()
     try:

@@ -7,11 +7,10 @@ import errno
 import subprocess
 import threading
 
-from dispatcher_fakes import SPEC, FakeProviderSession, job_settings
+from dispatcher_fakes import SPEC, FakeProviderSession, job_settings, lung_job, lung_services
 from dss_client import DSSLocalError
-from dss_dispatcher import daemon
-from dss_dispatcher.daemon import Supervisor
-from dss_dispatcher.worker import TicketJob
+from dss_client.sdk import daemon
+from dss_client.sdk.daemon import Supervisor
 from helpers import PYTHON
 
 
@@ -19,7 +18,7 @@ def test_a_full_scratch_disk_releases_the_ticket_instead_of_failing_it(tmp_path)
     full = DSSLocalError("cannot save ct.nii.gz in /scratch (No space left on device)",
                          "/api/pro/tickets/5/files/input/0", errno.ENOSPC)
     session = FakeProviderSession([], download=full)
-    job = TicketJob(job_settings(tmp_path / "work"), SPEC, session, 5, threading.Event())
+    job = lung_job(job_settings(tmp_path / "work"), SPEC, session, 5, threading.Event())
     assert job.run() == "released"
     assert session.named("release") == [(5, "instance node cannot store files on its scratch "
                                             "disk (full or read-only)")]
@@ -32,7 +31,7 @@ def test_an_unwritable_folder_found_after_a_failure_is_a_local_fault(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     session = FakeProviderSession([], download=RuntimeError("ITK ERROR: could not write"))
-    job = TicketJob(job_settings(blocker / "work"), SPEC, session, 5, threading.Event())
+    job = lung_job(job_settings(blocker / "work"), SPEC, session, 5, threading.Event())
     assert job.run() == "released"
     assert session.named("set_status") == []
 
@@ -41,7 +40,8 @@ def test_the_worker_pauses_unhealthy_until_the_folder_works(tmp_path, monkeypatc
     monkeypatch.setattr(daemon, "backoff_delay", lambda *args, **kwargs: 0.01)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    supervisor = Supervisor(job_settings(blocker / "work", services=(SPEC,)))
+    settings = job_settings(blocker / "work", services=(SPEC,))
+    supervisor = Supervisor(settings, lung_services(settings))
     [worker] = supervisor.workers
     worker.local_fault, worker.local_faults = "cannot write (No space left on device)", 1
     assert supervisor.health()["ok"] is False

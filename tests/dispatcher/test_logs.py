@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 
-from dss_dispatcher.logs import JSONFormatter, TextFormatter, _ContextFilter, service_var, ticket_var
+from dss_client.sdk.logs import JSONFormatter, TextFormatter, _ContextFilter, service_var, ticket_var
 
 
 def _record(message, **extra):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import requests
 
-from dss_dispatcher import metrics
+from dss_client.sdk import metrics
 from helpers import free_port
 
 

@@ -12,8 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from dss_client.workspace import Workspace
-from dispatcher_fakes import SPEC, FakeProviderSession, job_settings
-from dss_dispatcher.worker import TicketJob
+from dispatcher_fakes import SPEC, FakeProviderSession, job_settings, lung_job
 
 
 def _image(path: Path) -> Path:
@@ -62,7 +61,7 @@ def test_an_uploaded_layer_is_found_by_its_name(tmp_path, secret):
 def test_the_ticket_fails_without_reading_the_outside_file(tmp_path, secret):
     received = _workspace_naming(secret, tmp_path / "upload", "/nonexistent/place")
     session = FakeProviderSession([received])
-    outcome = TicketJob(job_settings(tmp_path / "work"), SPEC, session, 5, threading.Event()).run()
+    outcome = lung_job(job_settings(tmp_path / "work"), SPEC, session, 5, threading.Event()).run()
     assert outcome == "failed"
     errors = [call[3] for call in session.calls if call[0] == "log_message" and call[2] == "error"]
     assert errors == ["The image of layer Layers.Layer[000] (secret_ct.nii.gz) was not uploaded "

@@ -8,7 +8,7 @@ import pytest
 from dispatcher_fakes import QuietHandler, serve_in_thread
 from dss_client import DSSClient, DSSError, DSSTransientError
 from dss_dispatcher.inference import InferenceClient, InferenceFailed
-from dss_dispatcher.retry import TransientError, backoff_delay, retry
+from dss_client.sdk.retry import TransientError, backoff_delay, retry
 
 
 class FlakyServer:

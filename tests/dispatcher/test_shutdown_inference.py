@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from dispatcher_fakes import (SPEC, FakeProviderSession, QuietHandler, job_settings,
+from dispatcher_fakes import (SPEC, FakeProviderSession, QuietHandler, job_settings, lung_job,
                              serve_in_thread)
 from dss_client.workspace import Workspace
-from dss_dispatcher.worker import TicketJob
 
 
 class EndlessInferenceServer:
@@ -52,8 +51,8 @@ def test_shutdown_during_inference_cancels_the_job_and_releases_the_ticket(tmp_p
     session = FakeProviderSession(inputs)
     stopping = threading.Event()
     spec = replace(SPEC, inference_url=inference.url)
-    job = TicketJob(job_settings(tmp_path / "work", inference_timeout=5.0), spec, session, 5,
-                    stopping)
+    job = lung_job(job_settings(tmp_path / "work", inference_timeout=5.0), spec, session, 5,
+                   stopping)
     runner = threading.Thread(target=lambda: setattr(job, "outcome", job.run()))
     runner.start()
     deadline = time.monotonic() + 10

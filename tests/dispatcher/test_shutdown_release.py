@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from dispatcher_fakes import QuietHandler, job_settings, serve_in_thread, session_cookie
+from dispatcher_fakes import QuietHandler, job_settings, lung_job, serve_in_thread, session_cookie
 from dss_client.workspace import Workspace
 from dss_dispatcher.config import ServiceSpec
-from dss_dispatcher.session import ProviderSession
-from dss_dispatcher.worker import TicketJob
+from dss_client.sdk.session import ProviderSession
 
 TICKET = 7
 FILES = re.compile(rf"^/api/pro/tickets/{TICKET}/files/input/(\d+)$")
@@ -90,7 +89,7 @@ def run_job(tmp_path, inputs, release_answer):
     spec = ServiceSpec("LungSegmentation", "/lung_segmentation/inference",
                        "http://127.0.0.1:9", "lungs", "", "lab")
     session = ProviderSession(server.url, settings.provider_token, settings.retry_budget)
-    job = TicketJob(settings, spec, session, TICKET, stopping)
+    job = lung_job(settings, spec, session, TICKET, stopping)
     try:
         outcome = job.run()
     finally:

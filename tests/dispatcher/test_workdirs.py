@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from dss_dispatcher.workdirs import create_locked, new_workdir, remove_stale_workdirs
+from dss_client.sdk.workdirs import create_locked, new_workdir, remove_stale_workdirs
 
 
 def test_unlocked_scratch_folders_are_removed_locked_ones_kept(tmp_path):
@@ -29,7 +29,7 @@ def test_unlocked_scratch_folders_are_removed_locked_ones_kept(tmp_path):
 
 def test_a_killed_process_leaves_its_folder_unlocked(tmp_path):
     script = ("import sys, os; from pathlib import Path; "
-              "from dss_dispatcher.workdirs import create_locked, new_workdir; "
+              "from dss_client.sdk.workdirs import create_locked, new_workdir; "
               "create_locked(new_workdir(Path(sys.argv[1]), 3)); os._exit(0)")
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=60)
     [left] = tmp_path.iterdir()

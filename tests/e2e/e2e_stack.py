@@ -12,7 +12,8 @@ import pytest
 from helpers import PYTHON, REPO_ROOT, ServerProcess, free_port
 
 from dss_client import DSSClient
-from dss_dispatcher.devstack import service_repo
+from dss_client.sdk.register import service_repo
+from dss_dispatcher.devstack import builtin_descriptors
 
 CLAIM_LEASE = "4"
 PROVIDER, PROVIDER_EMAIL, USER_EMAIL = "e2e-lab", "robot@e2e.test", "user@e2e.test"
@@ -42,7 +43,7 @@ class Stack:
         self.cli("grant", PROVIDER, PROVIDER_EMAIL)
         self.provider_token = self.cli("issue-token", PROVIDER_EMAIL, "--reusable")
         self.githashes = {}
-        for descriptor in sorted((REPO_ROOT / "services").glob("*/service.json")):
+        for descriptor in builtin_descriptors():
             repo = service_repo(descriptor, self.tmp / "service-repos")
             self.githashes[descriptor.parent.name] = self.cli("register-service", PROVIDER, str(repo))
         self.processes.append(ServerProcess(

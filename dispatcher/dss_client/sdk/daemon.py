@@ -11,15 +11,15 @@ import re
 import threading
 import time
 
-from dss_client import DSSError
-
+from .. import DSSError
 from . import metrics
-from .config import ServiceSpec, Settings
+from .config import Settings
+from .job import TicketJob
 from .logs import service_var
 from .retry import RETRYABLE, backoff_delay
+from .service import Service
 from .session import ProviderSession
 from .workdirs import unwritable_reason
-from .worker import TicketJob
 
 log = logging.getLogger(__name__)
 GITHASH = re.compile(r"^[0-9a-f]{40}$")
@@ -28,29 +28,32 @@ IDLE_DRAIN_SECONDS = 2.0
 REFUSALS_UNHEALTHY = 3   # logins refused in a row: the token is wrong, not a server hiccup
 
 
-def resolve_githashes(session: ProviderSession, spec: ServiceSpec) -> list[str]:
-    """The githashes this worker claims for: the spec's own, or every registered version of the
-    named service that the provider may provide."""
-    if GITHASH.match(spec.service):
-        return [spec.service]
+def resolve_githashes(session: ProviderSession, service: Service, provider: str) -> list[str]:
+    """The githashes this worker claims for: the service's own, or every registered version
+    (or the one `version`) of the named service that the provider may provide."""
+    if GITHASH.match(service.name):
+        return [service.name]
     return sorted({row.githash for row in session.call("provider_services")
-                   if row.name == spec.service and row.provider == spec.provider})
+                   if row.name == service.name and row.provider == provider
+                   and service.version in ("", row.version)})
 
 
 class Worker:
-    def __init__(self, settings: Settings, spec: ServiceSpec, index: int, stopping: threading.Event):
-        self.settings, self.spec, self.index, self.stopping = settings, spec, index, stopping
+    def __init__(self, settings: Settings, service: Service, index: int, stopping: threading.Event):
+        self.settings, self.service, self.index, self.stopping = settings, service, index, stopping
+        self.provider = service.provider or settings.provider_name
         self.busy_with: int | None = None
         self.heartbeat = time.monotonic()
         self.local_fault: str | None = None   # the scratch folder failed: claim nothing, unhealthy
         self.local_faults = 0                 # in a row: the pause grows with each
         self.refusals = 0                     # logins refused (401) in a row
-        self.thread = threading.Thread(target=self.run, name=f"{spec.label}-{index}", daemon=True)
+        self.thread = threading.Thread(target=self.run, name=f"{service.label}-{index}",
+                                       daemon=True)
 
     def run(self) -> None:
-        service_var.set(self.spec.label)
+        service_var.set(self.service.label)
         session = ProviderSession(self.settings.server_url, self.settings.provider_token,
-                                  self.settings.retry_budget, self.spec.label)
+                                  self.settings.retry_budget, self.service.label)
         githashes: list[str] = []
         failures = 0
         try:
@@ -69,7 +72,7 @@ class Worker:
                     if getattr(exc, "status", None) == 401:
                         log.error("the server refused us (%s): check DSS_PROVIDER_TOKEN and that "
                                   "its user may provide %s for provider %s; trying again in %.1f s",
-                                  exc, self.spec.service, self.spec.provider, delay)
+                                  exc, self.service.name, self.provider, delay)
                     else:
                         log.warning("DSS server problem (%s); trying again in %.1f s", exc, delay)
                     self.stopping.wait(delay)
@@ -79,21 +82,21 @@ class Worker:
             session.close()
 
     def _resolve(self, session: ProviderSession) -> list[str]:
-        githashes = resolve_githashes(session, self.spec)
+        githashes = resolve_githashes(session, self.service, self.provider)
         if githashes:
-            log.info("claiming tickets of %s (%s) as provider %s", self.spec.service,
-                     ", ".join(h[:8] for h in githashes), self.spec.provider)
+            log.info("claiming tickets of %s (%s) as provider %s", self.service.name,
+                     ", ".join(h[:8] for h in githashes), self.provider)
         else:
             log.warning("service %s is not registered for provider %s; waiting",
-                        self.spec.service, self.spec.provider)
+                        self.service.name, self.provider)
             self.stopping.wait(self.settings.poll_interval)
         return githashes
 
     def _claim_and_process(self, session: ProviderSession, githashes: list[str]) -> None:
         started = time.monotonic()
-        claim = session.call_once("claim", githashes, self.spec.provider, self.settings.provider_code,
-                             wait=self.settings.claim_wait or None)
-        metrics.CLAIMS.labels(self.spec.label, "ticket" if claim else "none").inc()
+        claim = session.call_once("claim", githashes, self.provider, self.settings.provider_code,
+                                  wait=self.settings.claim_wait or None)
+        metrics.CLAIMS.labels(self.service.label, "ticket" if claim else "none").inc()
         if claim is None:
             # a server without the long poll answers at once: never spin
             if time.monotonic() - started < min(1.0, self.settings.claim_wait / 2):
@@ -101,12 +104,12 @@ class Worker:
             return
         log.info("claimed ticket %d", claim.ticket_id)
         self.busy_with = claim.ticket_id
-        metrics.BUSY_WORKERS.labels(self.spec.label).inc()
-        job = TicketJob(self.settings, self.spec, session, claim.ticket_id, self.stopping)
+        metrics.BUSY_WORKERS.labels(self.service.label).inc()
+        job = TicketJob(self.settings, self.service, session, claim.ticket_id, self.stopping)
         try:
             job.run()
         finally:
-            metrics.BUSY_WORKERS.labels(self.spec.label).dec()
+            metrics.BUSY_WORKERS.labels(self.service.label).dec()
             self.busy_with = None
         self.local_fault = job.local_fault
         self.local_faults = self.local_faults + 1 if job.local_fault else 0
@@ -129,11 +132,11 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, services: list[Service]):
         self.settings = settings
         self.stopping = threading.Event()
-        self.workers = [Worker(settings, spec, i, self.stopping)
-                        for spec in settings.services for i in range(settings.workers)]
+        self.workers = [Worker(settings, service, i, self.stopping)
+                        for service in services for i in range(settings.workers)]
 
     def run(self) -> None:
         for worker in self.workers:
@@ -150,9 +153,9 @@ class Supervisor:
                     restart_at[position] = time.monotonic() + delay
                     log.error("worker %s died; restarting it in %.1f s", worker.thread.name, delay)
                 elif time.monotonic() >= restart_at[position]:
-                    metrics.DAEMON_RESTARTS.labels(worker.spec.label).inc()
+                    metrics.DAEMON_RESTARTS.labels(worker.service.label).inc()
                     restart_at[position] = 0.0
-                    self.workers[position] = Worker(self.settings, worker.spec, worker.index,
+                    self.workers[position] = Worker(self.settings, worker.service, worker.index,
                                                     self.stopping)
                     self.workers[position].thread.start()
         self._drain()
