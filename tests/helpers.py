@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,12 @@ import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CT_SAMPLES = Path(os.environ.get("DSS_CT_SAMPLES", REPO_ROOT.parent / "shared" / "ct-samples"))
+
+
+def default_sigint() -> None:
+    """preexec_fn of a child the test sends SIGINT (Ctrl-C): a child inherits an ignored SIGINT
+    (`make test &`, nohup), and Python then installs no KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class PgCluster:
