@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REQUIREMENTS := web-server/requirements.txt dispatcher/requirements.txt \
                 inference-server/requirements.txt tests/requirements.txt
 
-.PHONY: install up web dispatcher inference test bench clean
+.PHONY: install up web web-dev dispatcher inference test bench clean
 
 install: $(VENV)/.installed
 
@@ -19,8 +19,11 @@ $(VENV)/.installed: $(REQUIREMENTS) web-server/pyproject.toml dispatcher/pyproje
 up: install
 	$(PY) -m dss_dispatcher.devstack
 
-web: install
+web: install  # migrations, then gunicorn with web-server/gunicorn.conf.py, as in production
 	$(PY) -m dss_server run
+
+web-dev: install
+	$(PY) -m dss_server run --dev
 
 dispatcher: install
 	$(PY) -m dss_dispatcher

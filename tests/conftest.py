@@ -7,18 +7,14 @@ else a throwaway cluster started with initdb/pg_ctl when they are installed.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 import uuid
-from pathlib import Path
 
 import psycopg2
 import pytest
 from psycopg2 import sql
 from sqlalchemy.engine import make_url
 
-from helpers import free_port
+from helpers import PgCluster
 
 
 def _answers(server_url: str) -> bool:
@@ -34,24 +30,13 @@ def _dsn(server_url: str, database: str) -> str:
         .render_as_string(hide_password=False)
 
 
-def _throwaway_cluster(tmp: Path) -> tuple[str, callable]:
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not (initdb and pg_ctl):
+def _throwaway_cluster() -> PgCluster:
+    try:
+        return PgCluster()
+    except FileNotFoundError:
         pytest.exit("No PostgreSQL answers on 127.0.0.1:5432, DSS_TEST_DATABASE_URL is not set, "
                     "and initdb/pg_ctl are not installed: install PostgreSQL "
                     "(apt-get install postgresql) or point DSS_TEST_DATABASE_URL at a server.", 2)
-    data, port = tmp / "pgdata", free_port()
-    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if run_as:
-        shutil.chown(tmp, "postgres")
-    subprocess.run(run_as + [initdb, "-D", str(data), "-U", "postgres", "-A", "trust"],
-                   check=True, capture_output=True)
-    subprocess.run(run_as + [pg_ctl, "-D", str(data), "-w", "-o",
-                             f"-p {port} -k {tmp} -h 127.0.0.1", "start"],
-                   check=True, capture_output=True)
-    stop = lambda: subprocess.run(run_as + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-                                  capture_output=True)
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
 
 
 @pytest.fixture(scope="session")
@@ -61,11 +46,11 @@ def pg_server_url(tmp_path_factory):
     if _answers(url):
         yield url
         return
-    url, stop = _throwaway_cluster(Path(tempfile.mkdtemp(prefix="dss-pg-")))
+    cluster = _throwaway_cluster()
     try:
-        yield url
+        yield cluster.url
     finally:
-        stop()
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

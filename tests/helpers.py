@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +16,47 @@ import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CT_SAMPLES = Path(os.environ.get("DSS_CT_SAMPLES", REPO_ROOT.parent / "shared" / "ct-samples"))
+
+
+def default_sigint() -> None:
+    """preexec_fn of a child the test sends SIGINT (Ctrl-C): a child inherits an ignored SIGINT
+    (`make test &`, nohup), and Python then installs no KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class PgCluster:
+    """A throwaway PostgreSQL server (initdb/pg_ctl, trust auth) on a free port, in a folder of
+    /tmp the postgres user can reach; for tests that restart it or when no server answers. The
+    caller stops it."""
+
+    def __init__(self):
+        self.initdb, self.pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+        if not (self.initdb and self.pg_ctl):
+            raise FileNotFoundError("initdb/pg_ctl are not installed")
+        root = Path(tempfile.mkdtemp(prefix="dss-pg-"))
+        self.root, self.data, self.port = root, root / "pgdata", free_port()
+        self.run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.run_as:
+            shutil.chown(root, "postgres")
+        subprocess.run(self.run_as + [self.initdb, "-D", str(self.data), "-U", "postgres",
+                                      "-A", "trust"], check=True, capture_output=True)
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._pg_ctl("start")
+
+    def _pg_ctl(self, *args: str) -> None:
+        # -l: the server must not hold this process's pipes open (run would wait for EOF)
+        subprocess.run(self.run_as + [self.pg_ctl, "-D", str(self.data), "-w",
+                                      "-l", str(self.root / "server.log"), "-o",
+                                      f"-p {self.port} -k {self.root} -h 127.0.0.1", *args],
+                       check=True, capture_output=True)
+
+    def restart(self, mode: str = "fast") -> None:
+        self._pg_ctl("-m", mode, "restart")
+
+    def stop(self) -> None:
+        subprocess.run(self.run_as + [self.pg_ctl, "-D", str(self.data), "-m", "immediate",
+                                      "stop"], capture_output=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -30,7 +74,7 @@ def wait_for_http(url: str, timeout: float = 60.0, process: subprocess.Popen | N
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # still starting (a busy machine)
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer 200 within {timeout} s")

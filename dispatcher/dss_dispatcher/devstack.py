@@ -1,10 +1,11 @@
 """`make up`: the whole stack on embedded defaults, for a laptop.
 
-Starts the web server (embedded mode: SQLite in var/), the inference server and the dispatcher
-as child processes, after bootstrapping through the server's CLI: a provider `local`, a
+Starts the web server (embedded mode: SQLite in var/; or the database the server's settings
+name, e.g. DATABASE_URL), the inference server and the dispatcher as child processes, after
+migrating and bootstrapping through the server's CLI: a provider `local`, a
 provider user with a reusable token, and the services of `services/<name>/service.json`, each
 turned into a local git repository under var/services/ with fixed commit dates so its githash
-stays the same on every machine. Safe to run again; Ctrl-C stops everything.
+stays the same on every machine. Safe to run again; Ctrl-C, SIGTERM or SIGHUP stops everything.
 """
 from __future__ import annotations
 
@@ -34,6 +35,14 @@ START_TIMEOUT = 120
 
 class StackError(RuntimeError):
     pass
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP (a closed terminal): stop the children as Ctrl-C does."""
+
+
+def _stop_on_signal(signum, _frame):
+    raise Stopped(signum)
 
 
 def server_cli(*args: str, **environment: str) -> str:
@@ -138,12 +147,12 @@ def run() -> int:
     server_url = f"http://127.0.0.1:{settings.web_port}"
     inference_url = f"http://127.0.0.1:{settings.inference_port}"
     children: list[Child] = []
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
     try:
         check_ports_free({"PORT": settings.web_port, "INFERENCE_PORT": settings.inference_port,
                           "DSS_METRICS_PORT": settings.metrics_port})
-        print("bootstrapping (embedded database in var/) ...", flush=True)
+        print(f"bootstrapping: {server_cli('migrate')} ...", flush=True)
         services = bootstrap()
         children.append(Child("web-server", ["dss_server", "run"], f"{server_url}/healthz",
                               PORT=str(settings.web_port)))
@@ -162,19 +171,24 @@ def run() -> int:
         admin_token = server_cli("create-admin", ADMIN_EMAIL).splitlines()[-1]
         print(banner(server_url, inference_url, settings.metrics_port, admin_token, services,
                      children), flush=True)
-        while not stopping:
+        while True:
             for child in children:
                 if child.process.poll() is not None:
                     raise StackError(f"{child.name} stopped (exit {child.process.returncode}); "
                                      f"last lines of {child.log_path}:\n{child.tail()}")
             time.sleep(0.5)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):
         pass
     except StackError as exc:
         print(f"make up: {exc}", file=sys.stderr)
         return 1
     finally:
-        print("\nstopping ...", flush=True)
+        for signum in (signal.SIGTERM, signal.SIGHUP):  # a second one must not cut the stop short
+            signal.signal(signum, signal.SIG_IGN)
+        try:
+            print("\nstopping ...", flush=True)
+        except OSError:  # the terminal is gone (SIGHUP)
+            pass
         for child in reversed(children):
             child.stop()
     return 0

@@ -13,6 +13,7 @@ from client_cli import DSS
 from client_loopback import Answer, LoopbackServer
 from dss_client import DSSClient, DSSTransientError
 from dss_client.terminal import ProgressBar, wait_for_ticket
+from helpers import default_sigint
 
 SUCCESS = json.dumps({"result": {"status": "success", "progress": 1.0, "log": []}}).encode()
 
@@ -56,10 +57,16 @@ def test_ctrl_c_while_waiting_says_the_ticket_keeps_running(tmp_path):
         command = [str(DSS)] if DSS.exists() else [sys.executable, "-m", "dss_client.cli"]
         waiting = subprocess.Popen(command + ["--server", server.url, "wait", "12"],
                                    stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                   env={**os.environ, "DSS_CONFIG": str(tmp_path / "c.json")})
-        assert "claimed" in waiting.stderr.readline()  # the bar's first line: it is polling
-        waiting.send_signal(signal.SIGINT)
-        _, stderr = waiting.communicate(timeout=30)
+                                   env={**os.environ, "DSS_CONFIG": str(tmp_path / "c.json")},
+                                   preexec_fn=default_sigint)
+        try:
+            assert "claimed" in waiting.stderr.readline()  # the bar's first line: it is polling
+            waiting.send_signal(signal.SIGINT)
+            _, stderr = waiting.communicate(timeout=30)
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.wait()
     assert waiting.returncode == 130 and "Traceback" not in stderr
     assert stderr.strip().splitlines() == [
         "dss: interrupted; ticket 12 keeps running on the server: follow it with dss wait 12, "

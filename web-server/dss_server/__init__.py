@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import psycopg2
 from flask import Flask, g, request
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -91,10 +91,15 @@ def _init_request_cycle(app: Flask) -> None:
     def _finish_transaction(response):
         session = g.get("db")
         if session is not None and session.in_transaction():
-            if response.status_code < 400:
-                session.commit()
-            else:
-                session.rollback()
+            try:
+                if response.status_code < 400:
+                    session.commit()
+                else:
+                    session.rollback()
+            except (DBAPIError, psycopg2.Error) as exc:
+                # Flask leaves errors of after_request hooks to its bare 500: answer as a
+                # view's database error would (503 on a lost connection).
+                return app.make_response(app.handle_user_exception(exc))
         return response
 
     @app.teardown_request
@@ -119,28 +124,31 @@ def _init_error_handlers(app: Flask) -> None:
         return wire.error(exc.code or 500, message, _json_safe())
 
     @app.errorhandler(DBAPIError)
-    def _database_error(exc: DBAPIError):
-        # Pooled connections are not pinged before use (a round trip per request); after a
-        # database restart the first request of each worker meets a dead one. SQLAlchemy then
-        # replaces the pool, so that request may simply be tried again.
-        if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+    @app.errorhandler(psycopg2.Error)
+    def _database_error(exc: Exception):
+        if _not_migrated(app, exc):
+            log.error("the database is not migrated: run python -m dss_server migrate")
+            return _unavailable("The database is not migrated: run python -m dss_server migrate")
+        if isinstance(exc, DBAPIError):
+            # Pooled connections are not pinged before use (a round trip per request); after a
+            # database restart the first request of each worker meets a dead one. SQLAlchemy
+            # then replaces the pool, so that request may simply be tried again.
+            if not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+                return _crash(exc)
+        elif isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+            # The same, met on an autocommit connection (straight psycopg2, no SQLAlchemy to
+            # notice; api._http.autocommit drops that connection): both pools start afresh.
+            for name in ("dss_engine", "dss_autocommit"):
+                if app.extensions[name] is not None:
+                    app.extensions[name].dispose()
+        else:
             return _crash(exc)
-        return _database_lost(exc.orig)
-
-    @app.errorhandler(psycopg2.OperationalError)
-    @app.errorhandler(psycopg2.InterfaceError)
-    def _autocommit_connection_lost(exc: psycopg2.Error):
-        # The same, met on an autocommit connection (straight psycopg2, no SQLAlchemy to
-        # notice; api._http.autocommit drops that connection): both pools start afresh.
-        for name in ("dss_engine", "dss_autocommit"):
-            if app.extensions[name] is not None:
-                app.extensions[name].dispose()
-        return _database_lost(exc)
-
-    def _database_lost(exc: Exception):
         log.warning("database unavailable: %s", " ".join(str(exc).split()))
-        response = wire.error(503, "The database connection was lost (the database may be "
-                                   "restarting); try again in a moment", _json_safe())
+        return _unavailable("The database connection was lost (the database may be "
+                            "restarting); try again in a moment")
+
+    def _unavailable(message: str):
+        response = wire.error(503, message, _json_safe())
         response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
         return response
 
@@ -148,6 +156,20 @@ def _init_error_handlers(app: Flask) -> None:
     def _crash(exc: Exception):
         log.exception("unhandled error")
         return wire.error(500, "internal server error", _json_safe())
+
+
+def _not_migrated(app: Flask, exc: Exception) -> bool:
+    """A missing table or column (PostgreSQL: ProgrammingError; SQLite: OperationalError) on a
+    database that answers but is behind the migrations: a fresh database nobody migrated."""
+    if not isinstance(exc, (ProgrammingError, OperationalError, psycopg2.ProgrammingError)) \
+            or getattr(exc, "connection_invalidated", False):
+        return False
+    try:
+        if g.get("db") is not None:
+            g.db.rollback()  # SQLite: the request's write lock would hold the check up
+        return not database.migrations_at_head(app.extensions["dss_engine"])
+    except (DBAPIError, psycopg2.Error):  # unreachable: a lost connection, not a missing table
+        return False
 
 
 def _too_large(app: Flask) -> str:

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError
 
 from . import db as database
 from . import logs
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, shown_url
 from .errors import DSSError
 from .services import auth, bootstrap, providers, registry
 
@@ -15,7 +19,18 @@ def _sessions(config):
     return database.make_session_factory(database.make_engine(config.database_url))
 
 
+# What production runs (the image's CMD): the settings file beside the package (web-server/).
+GUNICORN_CONF = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+
+
 def cmd_run(config, args) -> None:
+    """gunicorn as in production (migrated by main already), or Flask's server with --dev."""
+    if not args.dev:
+        if not GUNICORN_CONF.is_file():
+            raise ConfigError(f"{GUNICORN_CONF} is missing: run gunicorn -c gunicorn.conf.py "
+                              f"from the web server's folder, or run --dev")
+        os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
+                                  "--bind", f"{args.host}:{config.port}"])
     from . import create_app
     logs.configure(config.log_json)
     app = create_app(config)
@@ -33,8 +48,7 @@ def print_welcome_banner(config, sessions=None) -> None:
 
 
 def cmd_migrate(config, args) -> None:
-    database.migrate(database.make_engine(config.database_url))
-    print("database is at the newest migration")
+    print(f"database {shown_url(config.database_url)} is at the newest migration")
 
 
 def _in_session(config, action):
@@ -79,8 +93,10 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m dss_server",
                                   description="DSS web server and its admin commands")
     commands = top.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="development server on PORT")
+    run = commands.add_parser("run", help="migrate, then serve on PORT with gunicorn "
+                                          "(gunicorn.conf.py, as in production)")
     run.add_argument("--host", default="0.0.0.0")
+    run.add_argument("--dev", action="store_true", help="Flask's development server instead")
     run.set_defaults(handler=cmd_run)
     commands.add_parser("migrate", help="create/upgrade the tables").set_defaults(handler=cmd_migrate)
     admin = commands.add_parser("create-admin", help="make EMAIL a sysadmin; prints a login token")
@@ -110,10 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         config = load_config()
-        if config.embedded and args.command != "run":
-            database.migrate(database.make_engine(config.database_url))
+        # Every verb works on a fresh database (idempotent; replicas queue on migrate's lock).
+        database.migrate(database.make_engine(config.database_url))
         args.handler(config, args)
     except (ConfigError, DSSError) as exc:
         print(f"error: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
+    except DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0]
+        print(f"error: cannot use the database: {reason}", file=sys.stderr)
         return 2
     return 0

@@ -8,10 +8,15 @@ import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
 GIB = 1024 ** 3
 MAX_PORT = 65535
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+# The one driver of each backend the server runs on (db.py and the 503 handlers speak psycopg2).
+DRIVERS = {"postgresql": "psycopg2", "postgres": "psycopg2", "sqlite": "pysqlite"}
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -88,10 +93,34 @@ class Config:
         return replace(self, **overrides)
 
 
+def database_url_for_driver(text: str) -> str:
+    """The URL on the project's driver. Platforms hand out postgres:// and postgresql://, which
+    SQLAlchemy 2.1 would give to psycopg 3 (not installed): both run on psycopg2. Any other
+    backend or driver is refused here, in one line, rather than by an import error later."""
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL is not a database URL: expected "
+                          f"postgresql://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH") from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend not in DRIVERS or driver not in ("", DRIVERS[backend]):
+        raise ConfigError(f"DATABASE_URL={shown_url(url)!r}: {url.drivername} is not supported: "
+                          f"expected postgresql://USER:PASSWORD@HOST:PORT/NAME (psycopg2) or "
+                          f"sqlite:///PATH")
+    if backend == "sqlite":
+        return text
+    return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+
+
+def shown_url(url: str | URL) -> str:
+    """The database URL to print: the password as ***."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def _database_url(var_dir: Path) -> tuple[str, bool]:
     url = _env("DATABASE_URL")
     if url:
-        return url, False
+        return database_url_for_driver(url), False
     host = _env("POSTGRES_PORT_5432_TCP_ADDR")
     if host:
         port = _env("POSTGRES_PORT_5432_TCP_PORT", "5432")
@@ -119,7 +148,7 @@ def load_config(**overrides) -> Config:
     var_dir = Path(overrides.pop("var_dir", None) or "var").resolve()
     database_url, embedded = _database_url(var_dir)
     if "database_url" in overrides:
-        database_url = overrides.pop("database_url")
+        database_url = database_url_for_driver(overrides.pop("database_url"))
         embedded = overrides.pop("embedded", database_url.startswith("sqlite"))
     noauth = overrides.pop("noauth", None)
     if noauth is None:
