@@ -1,6 +1,7 @@
 """Tickets on the consumer side: create, mark ready, status, progress, queue, log, retry, delete."""
 from __future__ import annotations
 
+import json
 import math
 
 from sqlalchemy import delete, func, insert, literal, select
@@ -10,7 +11,7 @@ from .. import lifecycle
 from ..errors import DSSError
 from ..models import (Service, Ticket, TicketAttachment, TicketHistory, TicketLog,
                       TicketLogAttachment, TicketProgress, User, UserTier, utcnow)
-from . import catalog, files, notify
+from . import catalog, files, notify, parameters, workspace_info
 from .auth import Identity
 
 FINISHED_PROGRESS = ("failed", "success", "timeout")
@@ -79,12 +80,33 @@ def create(db: DB, identity: Identity, datastore, githash: str | None, name: str
     return ticket.id
 
 
-def mark_ready(db: DB, identity: Identity, ticket: Ticket, requested: str) -> str:
+def mark_ready(db: DB, identity: Identity, datastore, ticket: Ticket, requested: str) -> str:
+    """Queue the ticket, with the parameters and scan name its workspace gives (a refused
+    parameter is a 400 and the ticket stays as it was: the transaction is rolled back)."""
     if requested != "ready":
         raise DSSError(400, f"Changing ticket status to {requested} is not supported")
     status = change_status(db, ticket, "ready", consumer_actors(identity, ticket))
+    info = workspace_info.read(files.workspace_file(db, datastore, ticket.id))
+    values = parameters.resolve(service_parameters(db, ticket), info.parameters)
+    ticket.parameters, ticket.scan_name = json.dumps(values), info.scan_name
     append_log(db, ticket.id, "info", "Ticket received and queued for processing")
     return status
+
+
+def service_parameters(db: DB, ticket: Ticket) -> list[dict]:
+    service = db.get(Service, ticket.service_githash)
+    try:
+        descriptor = json.loads(service.json or "{}")
+    except ValueError:
+        return []
+    return parameters.declared(descriptor) if isinstance(descriptor, dict) else []
+
+
+def ticket_parameters(db: DB, ticket: Ticket) -> dict:
+    """The ticket's typed values; a ticket queued before parameters existed gets the defaults."""
+    if ticket.parameters is None:
+        return parameters.resolve(service_parameters(db, ticket), {})
+    return json.loads(ticket.parameters)
 
 
 def retry(db: DB, identity: Identity, datastore, ticket: Ticket) -> str:
