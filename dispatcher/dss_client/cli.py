@@ -242,6 +242,14 @@ def _submission_files(names: list[str]) -> list[Path]:
     return files
 
 
+def _parameter(text: str) -> tuple[str, str]:
+    """`--param NAME=VALUE`; the server checks the value against the service's declaration."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
+
+
 def cmd_submit(args, client: DSSClient) -> int:
     files = _submission_files(args.files)
     workspaces = [load_submission(file) for file in files]  # all checked before any ticket
@@ -249,7 +257,8 @@ def cmd_submit(args, client: DSSClient) -> int:
     try:
         for workspace in workspaces:
             ticket_ids.append(client.submit_workspace(workspace, args.service,
-                                                      on_upload=_show_upload))
+                                                      on_upload=_show_upload,
+                                                      parameters=dict(args.param)))
             print(ticket_ids[-1], flush=True)
     except BaseException:
         if ticket_ids:
@@ -351,6 +360,9 @@ def _user_verbs(verbs) -> None:
                         help="an image (NIfTI, NRRD, MHA, ...), an .itksnap workspace, or a folder "
                              "of them")
     submit.add_argument("--service", required=True, help="service name or 40-hex githash")
+    submit.add_argument("--param", action="append", type=_parameter, default=[],
+                        metavar="NAME=VALUE", help="a parameter of the service (repeatable; "
+                        "see dss service GITHASH), stored in the workspace it submits")
     submit.add_argument("--wait", action="store_true", help="show progress until the ticket ends")
     submit.add_argument("--download", metavar="DIR", help="after success, download results (and attachments) here "
                              "(several tickets: each in DIR/ID)")
