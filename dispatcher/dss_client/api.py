@@ -417,6 +417,16 @@ class DSSClient:
             raise
         return ticket_id
 
+    def ticket_summaries(self) -> list[dict]:
+        """The tickets with their scan's name and creation time (project extension); from a
+        server without it (the original middleware), the wire list's id, service and status."""
+        try:
+            return wire.parse_json(self._get("api/tickets/summary"))
+        except DSSError as exc:
+            if exc.status not in (400, 404, 405):
+                raise
+        return [ticket._asdict() for ticket in self.tickets()]
+
     def ticket_parameters(self, ticket_id: int) -> dict:
         """The ticket's parameter values, typed (project extension)."""
         return wire.parse_json(self._get(f"api/tickets/{ticket_id}/parameters"))

@@ -92,7 +92,34 @@ def cmd_service(args, client: DSSClient) -> int:
 
 
 def cmd_tickets(args, client: DSSClient) -> int:
-    print_rows(client.tickets(), ("id", "service", "status"), args.json)
+    summaries = client.ticket_summaries()
+    if args.json:
+        print_value(summaries, True)
+        return 0
+    rows = [(row["id"], row["service"], row["status"], row.get("scan_name") or "",
+             _utc_time(row.get("created"))) for row in summaries]
+    print_rows(rows, ("id", "service", "status", "scan", "created"), False)
+    return 0
+
+
+def _utc_time(stamp: str | None) -> str:
+    """`2026-12-05T08:31:12Z` as `2026-12-05 08:31 UTC`."""
+    return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp else ""
+
+
+def _minutes(duration: float | None) -> str:
+    """A duration in minutes with its unit: `5 min`, `2 h 5 min`."""
+    if duration is None:
+        return ""
+    hours, minutes = divmod(round(duration), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def cmd_admin_tickets(args, client: DSSClient) -> int:
+    rows = client.admin_tickets()
+    if not args.json:  # JSON keeps the number of minutes
+        rows = [row._replace(duration=_minutes(row.duration)) for row in rows]
+    print_rows(rows, ("id", "email", "service", "status", "duration"), args.json)
     return 0
 
 
@@ -464,9 +491,7 @@ def _admin_verbs(verbs) -> None:
           "provider", "repo", ("ref", {"nargs": "?", "default": ""}))
     _verb(sub, "retire-service", "retire a provider's service",
           _prints(lambda c, a: c.retire_service(a.provider, a.githash)), "provider", "githash")
-    _verb(sub, "tickets", "all open tickets",
-          _lists(lambda c, a: c.admin_tickets(), ("id", "email", "service", "status", "duration")),
-          json_flag=True)
+    _verb(sub, "tickets", "all open tickets", cmd_admin_tickets, json_flag=True)
     purge = _verb(sub, "purge", "delete old tickets (default: older than 7 days)",
                   _prints(lambda c, a: c.purge(a.scope, days=a.days, hours=a.hours)),
                   ("scope", {"choices": ("completed", "all")}))

@@ -1,13 +1,14 @@
 """Per-ticket parameters and scan names from the client: stored in the workspace's `DSS` folder,
 passed with `dss submit --param`, checked by a real server, read back typed."""
 import json
+import re
 import uuid
 
 import pytest
 
 import helpers
 from client_cli import one_line_error, run_dss
-from client_stack import PROVIDER
+from client_stack import ADMIN_EMAIL, PROVIDER
 from dss_client import DSSClient
 from dss_client.workspace import Registry, Workspace
 
@@ -84,3 +85,33 @@ def test_submit_with_a_refused_param_says_which_and_leaves_no_ticket(stack, para
                         "--param", "min_score")
     assert malformed.returncode == 2
     assert "argument --param: expected NAME=VALUE, got 'min_score'" in malformed.stderr
+
+
+def test_tickets_show_the_scan_name_and_utc_creation_time(stack, parameter_service, ct_image,
+                                                          tmp_path):
+    config = tmp_path / "dss.json"
+    run_dss(config, "login", stack.url, "--token",
+            stack.new_token(f"s-{uuid.uuid4().hex[:6]}@example.org"))
+    image = run_dss(config, "submit", str(ct_image), "--service", parameter_service)
+    saved = Workspace.for_image(ct_image).save(tmp_path / "visit 2.itksnap")
+    workspace = run_dss(config, "submit", str(saved), "--service", parameter_service)
+    ids = [int(image.stdout), int(workspace.stdout)]
+    listed = json.loads(run_dss(config, "tickets", "--json").stdout)
+    assert [(row["id"], row["status"], row["scan_name"]) for row in listed] == [
+        (ids[0], "ready", "small_ct.nii.gz"), (ids[1], "ready", "visit 2.itksnap")]
+    header, *lines = run_dss(config, "tickets").stdout.splitlines()
+    assert header.split() == ["id", "service", "status", "scan", "created"]
+    assert re.search(r"small_ct\.nii\.gz +\d{4}-\d\d-\d\d \d\d:\d\d UTC$", lines[0])
+    assert "visit 2.itksnap" in lines[1]
+
+
+def test_admin_tickets_give_durations_with_units(stack, user, parameter_service, ct_image,
+                                                tmp_path):
+    user.submit_workspace(ct_image, parameter_service)
+    config = tmp_path / "dss.json"
+    run_dss(config, "login", stack.url, "--token", stack.new_token(ADMIN_EMAIL))
+    header, *lines = run_dss(config, "admin", "tickets").stdout.splitlines()
+    assert header.split()[-1] == "duration" and lines
+    assert all(re.search(r" (\d+ h )?\d+ min$", line) for line in lines)
+    assert all(isinstance(row["duration"], float) for row in json.loads(
+        run_dss(config, "admin", "tickets", "--json").stdout))

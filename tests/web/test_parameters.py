@@ -1,6 +1,7 @@
 """Per-ticket parameters (issue 15) and scan names (issue 16): declared in service.json, checked
 at registration, read from the workspace's `DSS` folder at `ready`, answered typed."""
 import json
+import re
 import uuid
 
 import pytest
@@ -179,3 +180,16 @@ def test_the_built_in_services_declare_valid_parameters(folder):
     if folder == "nodule-detection":
         assert parameters.resolve(parameters.declared(descriptor), {}) == {
             "min_score": 0.2, "min_diameter_mm": 3.0, "max_diameter_mm": 30.0}
+
+
+def test_the_summary_extension_lists_scan_names_and_creation_times(harness, nodules):
+    user = harness.client()
+    named, _ = make_ready(user, nodules, workspace(scan_name="chest.nii.gz"))
+    pending = int(user.post("/api/tickets", data={"githash": nodules}).data)
+    harness.client().post("/api/tickets", data={"githash": nodules})  # someone else's
+    answer = user.get("/api/tickets/summary")
+    assert answer.content_type == "application/json"
+    rows = answer.json
+    assert [(r["id"], r["status"], r["scan_name"]) for r in rows] == [
+        (named, "ready", "chest.nii.gz"), (pending, "init", None)]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["created"]) for r in rows)

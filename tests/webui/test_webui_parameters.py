@@ -1,6 +1,8 @@
 """The pages show a service's declared parameters and a ticket's values (issue 15)."""
 from __future__ import annotations
 
+import re
+
 from webui_support import page_text, upload
 
 DECLARED = [{"name": "min_score", "type": "float", "default": 0.2, "min": 0, "max": 1,
@@ -38,3 +40,25 @@ def test_ticket_pages_show_the_tickets_values_with_defaults(site):
     assert values in page_text(owner.get(f"/tickets/{ticket_id}"))
     admin = site.client(admin=True)
     assert values in page_text(admin.get(f"/admin/tickets/{ticket_id}"))
+
+
+def test_scan_names_sizes_and_utc_times_on_the_ticket_pages(site):
+    githash = site.service("ScanSvc")
+    owner = site.client()
+    ticket_id = int(owner.post("/api/tickets", data={"githash": githash}).data)
+    upload(owner, f"/api/tickets/{ticket_id}/files/input", "layer_000_ab.nii.gz", b"v" * 1234567)
+    upload(owner, f"/api/tickets/{ticket_id}/files/input", "ws.itksnap",
+           b'<registry><folder key="DSS"><entry key="ScanName" value="chest &lt;1&gt;.nii"/>'
+           b'</folder></registry>')
+    owner.post(f"/api/tickets/{ticket_id}/status", data={"status": "ready"})
+    page = page_text(owner.get(f"/tickets/{ticket_id}"))
+    assert '· scan <span class="scan">chest &lt;1&gt;.nii</span>' in page
+    assert "layer_000_ab.nii.gz</a> (1.2 MB)" in page and "ws.itksnap</a> (99 B)" in page
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d UTC</td><td>info</td>", page)
+    row = re.search(rf'/tickets/{ticket_id}".*?</tr>', page_text(owner.get("/tickets")),
+                    re.S).group(0)
+    assert '<td class="scan">chest &lt;1&gt;.nii</td>' in row
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d UTC</td>", row)
+    admin = site.client(admin=True)
+    listed = page_text(admin.get("/admin/tickets?service=ScanSvc"))
+    assert '<td class="scan">chest &lt;1&gt;.nii</td>' in listed

@@ -25,6 +25,12 @@ def list_tickets():
     return wire.table(("id", "service", "status"), rows, wants_json())
 
 
+@bp.get("/api/tickets/summary")
+def summary():
+    """Our extension: the list with the scan's name and creation time, as JSON."""
+    return wire.raw_json(tickets.ticket_summaries(db(), identity().user))
+
+
 @bp.post("/api/tickets")
 def create():
     who = identity()
