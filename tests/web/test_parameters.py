@@ -193,3 +193,16 @@ def test_the_summary_extension_lists_scan_names_and_creation_times(harness, nodu
     assert [(r["id"], r["status"], r["scan_name"]) for r in rows] == [
         (named, "ready", "chest.nii.gz"), (pending, "init", None)]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["created"]) for r in rows)
+
+
+def test_a_service_stored_with_a_bad_declaration_takes_no_parameters(harness):
+    """One stored before registration checked declarations: no 500, its values are unknown."""
+    githash = harness.service(provider="paramlab", descriptor={
+        "name": "-", "version": "1", "parameters": [{"name": "k", "type": "float"}, "x"]})
+    user = harness.client()
+    ticket_id, response = make_ready(user, githash, workspace())
+    assert response.status_code == 200
+    assert user.get(f"/api/tickets/{ticket_id}/parameters").json == {}
+    _, refused = make_ready(user, githash, workspace({"k": "1"}))
+    assert (refused.status_code, refused.data) == (
+        400, b"Parameter 'k': unknown to this service (its parameters: none)")

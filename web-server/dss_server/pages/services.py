@@ -89,21 +89,20 @@ def service_page(githash):
 
 
 def _parameter_row(parameter: dict) -> dict:
-    """A declared parameter as the page lists it (declarations were checked at registration;
-    a service inserted otherwise shows what it has)."""
-    kind = parameter.get("type", "")
+    """A declared (and so checked) parameter as the page lists it."""
+    kind = parameter["type"]
     if kind in ("float", "int"):
         bounds = [parameter.get(key) for key in ("min", "max")]
         allowed = " to ".join("…" if b is None else shown(b) for b in bounds) \
             if bounds != [None, None] else "any"
     elif kind == "choice":
-        allowed = ", ".join(map(str, parameter.get("choices") or []))
+        allowed = ", ".join(parameter["choices"])
     elif kind == "string":
         allowed = f"at most {parameter.get('max_length', parameters.STRING_CAP)} characters"
     else:
         allowed = "true or false"
-    return {"name": parameter.get("name"), "type": kind, "allowed": allowed,
-            "default": shown(parameter.get("default")),
+    return {"name": parameter["name"], "type": kind, "allowed": allowed,
+            "default": shown(parameter["default"]),
             "description": parameter.get("description", "")}
 
 

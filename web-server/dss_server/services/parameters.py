@@ -24,9 +24,13 @@ _TYPE_KEYS = {"float": {"min", "max"}, "int": {"min", "max"}, "bool": set(),
 
 
 def declared(descriptor: dict) -> list[dict]:
-    """The service's declared parameters ([] when it declares none)."""
-    found = descriptor.get("parameters")
-    return found if isinstance(found, list) else []
+    """The service's declared parameters: [] when it declares none, or when its declaration
+    is one registration would now refuse (a service stored before the check existed)."""
+    try:
+        check_declaration(descriptor)
+    except DSSError:
+        return []
+    return descriptor.get("parameters", [])
 
 
 def check_declaration(descriptor: dict) -> None:
@@ -103,7 +107,7 @@ def resolve(parameters: list[dict], given: dict[str, str]) -> dict:
     unknown = sorted(set(given) - names)
     if unknown:
         known = ", ".join(sorted(names)) or "none"
-        raise DSSError(400, f"Parameter '{unknown[0]}': unknown to this service "
+        raise DSSError(400, f"Parameter '{unknown[0][:80]}': unknown to this service "
                             f"(its parameters: {known})")
     return {p["name"]: typed(p, given[p["name"]]) if p["name"] in given else typed(p, p["default"])
             for p in parameters}
