@@ -383,10 +383,14 @@ class DSSClient:
         return wire.parse_text(self._post(f"api/tickets/{ticket_id}/status", status="ready"))
 
     def submit_workspace(self, workspace_or_image: "str | Path | Workspace", service: str,
-                         on_upload: Callable[[Path], None] | None = None) -> int:
+                         on_upload: Callable[[Path], None] | None = None,
+                         parameters: dict | None = None) -> int:
         """Create a ticket, upload the exported workspace (an image gets one made), mark it ready.
 
         `workspace_or_image` is a path, or a Workspace from `load_submission` (already checked).
+        `parameters` (name: value) are added to those the workspace stores; the server checks
+        them against the service's declaration when the ticket is marked ready. The workspace
+        carries the scan's file name, as the export renames every layer.
 
         `on_upload(path)` is called before each file is sent (the command line shows it). The
         ticket is deleted again if anything fails before it is ready, so no `init` ticket is
@@ -394,6 +398,9 @@ class DSSClient:
         """
         workspace = (workspace_or_image if hasattr(workspace_or_image, "export")
                      else load_submission(workspace_or_image))
+        workspace.parameters = {**workspace.parameters, **(parameters or {})}
+        if not workspace.scan_name:
+            workspace.scan_name = (workspace.path or workspace.main_layer().path).name
         ticket_id = self.create_ticket(service)
         try:
             with tempfile.TemporaryDirectory(prefix="dss_export_") as export_dir:
@@ -409,6 +416,20 @@ class DSSClient:
                 pass
             raise
         return ticket_id
+
+    def ticket_summaries(self) -> list[dict]:
+        """The tickets with their scan's name and creation time (project extension); from a
+        server without it (the original middleware), the wire list's id, service and status."""
+        try:
+            return wire.parse_json(self._get("api/tickets/summary"))
+        except DSSError as exc:
+            if exc.status not in (400, 404, 405):
+                raise
+        return [ticket._asdict() for ticket in self.tickets()]
+
+    def ticket_parameters(self, ticket_id: int) -> dict:
+        """The ticket's parameter values, typed (project extension)."""
+        return wire.parse_json(self._get(f"api/tickets/{ticket_id}/parameters"))
 
     def tickets(self) -> list[Ticket]:
         return wire.parse_tickets(self._get("api/tickets"))
@@ -500,6 +521,10 @@ class DSSClient:
         fields = {"desc": description, **({"mime_type": mime_type} if mime_type else {})}
         return wire.parse_int(self._upload(f"api/pro/tickets/{ticket_id}/attachments", Path(path),
                                            **fields), "attachment id")
+
+    def provider_parameters(self, ticket_id: int) -> dict:
+        """The claimed ticket's parameter values, typed (project extension)."""
+        return wire.parse_json(self._get(f"api/pro/tickets/{ticket_id}/parameters"))
 
     def set_status(self, ticket_id: int, status: str) -> str:
         return wire.parse_text(self._post(f"api/pro/tickets/{ticket_id}/status", status=status))

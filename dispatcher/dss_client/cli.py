@@ -92,7 +92,34 @@ def cmd_service(args, client: DSSClient) -> int:
 
 
 def cmd_tickets(args, client: DSSClient) -> int:
-    print_rows(client.tickets(), ("id", "service", "status"), args.json)
+    summaries = client.ticket_summaries()
+    if args.json:
+        print_value(summaries, True)
+        return 0
+    rows = [(row["id"], row["service"], row["status"], row.get("scan_name") or "",
+             _utc_time(row.get("created"))) for row in summaries]
+    print_rows(rows, ("id", "service", "status", "scan", "created"), False)
+    return 0
+
+
+def _utc_time(stamp: str | None) -> str:
+    """`2026-12-05T08:31:12Z` as `2026-12-05 08:31 UTC`."""
+    return f"{stamp[:10]} {stamp[11:16]} UTC" if stamp else ""
+
+
+def _minutes(duration: float | None) -> str:
+    """A duration in minutes with its unit: `5 min`, `2 h 5 min`."""
+    if duration is None:
+        return ""
+    hours, minutes = divmod(round(duration), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def cmd_admin_tickets(args, client: DSSClient) -> int:
+    rows = client.admin_tickets()
+    if not args.json:  # JSON keeps the number of minutes
+        rows = [row._replace(duration=_minutes(row.duration)) for row in rows]
+    print_rows(rows, ("id", "email", "service", "status", "duration"), args.json)
     return 0
 
 
@@ -242,6 +269,14 @@ def _submission_files(names: list[str]) -> list[Path]:
     return files
 
 
+def _parameter(text: str) -> tuple[str, str]:
+    """`--param NAME=VALUE`; the server checks the value against the service's declaration."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
+
+
 def cmd_submit(args, client: DSSClient) -> int:
     files = _submission_files(args.files)
     workspaces = [load_submission(file) for file in files]  # all checked before any ticket
@@ -249,7 +284,8 @@ def cmd_submit(args, client: DSSClient) -> int:
     try:
         for workspace in workspaces:
             ticket_ids.append(client.submit_workspace(workspace, args.service,
-                                                      on_upload=_show_upload))
+                                                      on_upload=_show_upload,
+                                                      parameters=dict(args.param)))
             print(ticket_ids[-1], flush=True)
     except BaseException:
         if ticket_ids:
@@ -351,6 +387,9 @@ def _user_verbs(verbs) -> None:
                         help="an image (NIfTI, NRRD, MHA, ...), an .itksnap workspace, or a folder "
                              "of them")
     submit.add_argument("--service", required=True, help="service name or 40-hex githash")
+    submit.add_argument("--param", action="append", type=_parameter, default=[],
+                        metavar="NAME=VALUE", help="a parameter of the service (repeatable; "
+                        "see dss service GITHASH), stored in the workspace it submits")
     submit.add_argument("--wait", action="store_true", help="show progress until the ticket ends")
     submit.add_argument("--download", metavar="DIR", help="after success, download results (and attachments) here "
                              "(several tickets: each in DIR/ID)")
@@ -452,9 +491,7 @@ def _admin_verbs(verbs) -> None:
           "provider", "repo", ("ref", {"nargs": "?", "default": ""}))
     _verb(sub, "retire-service", "retire a provider's service",
           _prints(lambda c, a: c.retire_service(a.provider, a.githash)), "provider", "githash")
-    _verb(sub, "tickets", "all open tickets",
-          _lists(lambda c, a: c.admin_tickets(), ("id", "email", "service", "status", "duration")),
-          json_flag=True)
+    _verb(sub, "tickets", "all open tickets", cmd_admin_tickets, json_flag=True)
     purge = _verb(sub, "purge", "delete old tickets (default: older than 7 days)",
                   _prints(lambda c, a: c.purge(a.scope, days=a.days, hours=a.hours)),
                   ("scope", {"choices": ("completed", "all")}))

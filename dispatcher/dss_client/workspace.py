@@ -35,6 +35,8 @@ DOCTYPE = ("<!DOCTYPE registry [\n"
 ROLES = ("MainRole", "OverlayRole", "SegmentationRole")
 LAYER_KEY = re.compile(r"^Layer\[(\d{3,})\]$")
 EXPORTED_NAME = re.compile(r"^layer_\d{3}_([0-9a-f]{32})\.nii\.gz$")
+PARAMETERS = "DSS.Parameters"
+SCAN_NAME = "DSS.ScanName"
 MAX_WORKSPACE_BYTES = 16 * 1024 * 1024  # a real workspace is a few KB; refuse anything absurd
 _XML_ESCAPES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;"}
 
@@ -140,6 +142,11 @@ def _escape(text: str) -> str:
 
 def _byte_order(key: str) -> bytes:
     return key.encode("utf-8")
+
+
+def _parameter_text(value) -> str:
+    """A value as the server reads it: booleans as true/false (not Python's True)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _split_tags(text: str | None) -> list[str]:
@@ -257,6 +264,29 @@ class Workspace:
                 raise WorkspaceError(f"Layer {index} in a project may not be of type 'Main Image'")
             if not layer.path.is_file():
                 raise WorkspaceError(f"The image file in Layer {index} ({layer.path}) does not exist")
+
+    # ----- the DSS folder: per-ticket parameters and the scan's name (ITK-SNAP ignores it)
+    @property
+    def parameters(self) -> dict[str, str]:
+        """The service parameters stored for submission (`DSS` > `Parameters` entries)."""
+        if not self.registry.has_folder(PARAMETERS):
+            return {}
+        return dict(self.registry.folder(PARAMETERS).entries)
+
+    @parameters.setter
+    def parameters(self, values: dict) -> None:
+        self.registry.remove_folder(PARAMETERS)
+        for name, value in values.items():
+            self.registry.folder(PARAMETERS).set(name, _parameter_text(value))
+
+    @property
+    def scan_name(self) -> str:
+        """The scan's original file name (`DSS` > `ScanName`), kept across exports."""
+        return self.registry.get(SCAN_NAME, "") or ""
+
+    @scan_name.setter
+    def scan_name(self, name: str) -> None:
+        self.registry.set(SCAN_NAME, name)
 
     # ----- label table and annotations
     def label_table(self) -> dict[int, tuple[str, tuple[int, int, int]]]:

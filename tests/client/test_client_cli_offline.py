@@ -38,7 +38,9 @@ def test_login_stores_server_and_session_owner_only_then_reuses_them(tmp_path):
     assert server.requests[0].body == b"token=tok123"
     assert server.requests[1].headers["Cookie"] == f"webpy_session_id={SESSION}"
     header, first, second = listed.stdout.splitlines()
-    assert header.split() == ["id", "service", "status"]
+    assert header.split() == ["id", "service", "status", "scan", "created"]  # an old server:
+    paths = [request.path for request in server.requests]
+    assert paths[-4:] == ["/api/tickets/summary", "/api/tickets"] * 2  # extension refused: CSV
     assert first.split() == ["3", "LungSegmentation", "ready"]
     assert first.index("LungSegmentation") == second.index("LungNoduleDetection")  # aligned
     assert json.loads(as_json.stdout)[1] == {"id": 12, "service": "LungNoduleDetection",

@@ -121,6 +121,10 @@ class Ticket(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_activity: Mapped[datetime | None] = mapped_column(DateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Read from the input workspace when marked ready (NULL before, and for older tickets):
+    # the typed parameter values as a JSON object, and the scan's original file name.
+    parameters: Mapped[str | None] = mapped_column(Text)
+    scan_name: Mapped[str | None] = mapped_column(Text)
 
 
 class TicketHistory(Base):

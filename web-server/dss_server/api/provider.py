@@ -115,6 +115,12 @@ def status(ticket_id):
     return wire.text(ticket.status)
 
 
+@bp.get("/api/pro/tickets/<int:ticket_id>/parameters")
+def parameters(ticket_id):
+    """Our extension: the claimed ticket's parameter values, typed, as one JSON object."""
+    return wire.raw_json(tickets.ticket_parameters(db(), _active(ticket_id)))
+
+
 @bp.post("/api/pro/tickets/<int:ticket_id>/status")
 def set_status(ticket_id):
     ticket = _active(ticket_id)

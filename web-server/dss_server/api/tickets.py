@@ -25,6 +25,12 @@ def list_tickets():
     return wire.table(("id", "service", "status"), rows, wants_json())
 
 
+@bp.get("/api/tickets/summary")
+def summary():
+    """Our extension: the list with the scan's name and creation time, as JSON."""
+    return wire.raw_json(tickets.ticket_summaries(db(), identity().user))
+
+
 @bp.post("/api/tickets")
 def create():
     who = identity()
@@ -72,7 +78,21 @@ def status(ticket_id):
 @bp.post("/api/tickets/<int:ticket_id>/status")
 def set_status(ticket_id):
     ticket = _ticket(ticket_id, for_update=True)
-    return wire.text(tickets.mark_ready(db(), identity(), ticket, param("status") or ""))
+    return wire.text(tickets.mark_ready(db(), identity(), config().datastore, ticket,
+                                        param("status") or ""))
+
+
+@bp.get("/api/tickets/<int:ticket_id>/parameters")
+def parameters(ticket_id):
+    """Our extension: the ticket's parameter values, typed, as one JSON object."""
+    return wire.raw_json(tickets.ticket_parameters(db(), _require_queued(_ticket(ticket_id))))
+
+
+def _require_queued(ticket):
+    if ticket.status == "init":
+        raise DSSError(409, f"Ticket {ticket.id} is init: its parameters are read from its "
+                            f"workspace when it is marked ready")
+    return ticket
 
 
 @bp.get("/api/tickets/<int:ticket_id>/progress")

@@ -25,6 +25,7 @@ def init_app(app: Flask) -> None:
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.session_interface = _SessionCookie()
     app.jinja_env.filters["when"] = _when
+    app.jinja_env.filters["size"] = human_size
     app.context_processor(_template_globals)
 
 
@@ -33,7 +34,17 @@ def _template_globals() -> dict:
 
 
 def _when(value) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+    """Stored times are naive UTC (models.utcnow): say so, a reader may be anywhere."""
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def human_size(size: int) -> str:
+    """Bytes in decimal units, as file managers show them: `532 B`, `1.2 MB`."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
 
 
 class _SessionCookie(SecureCookieSessionInterface):

@@ -44,6 +44,7 @@ def history(ticket_id):
                            history=queries.ticket_history(db(), ticket.id),
                            claims=queries.ticket_claims(db(), ticket.id), entries=entries,
                            attachments=tickets.attachments_of(db(), [e.id for e in entries]),
+                           parameters=queries.shown_parameters(db(), ticket),
                            listing={area: files.listing(db(), ticket.id, area)
                                     for area in ("input", "results")})
 

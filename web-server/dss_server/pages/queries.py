@@ -1,6 +1,7 @@
 """Read and update queries the pages need beyond the core services (lists, filters, figures)."""
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -67,6 +68,17 @@ def visible_ticket(db: DB, who: Identity, ticket_id: int) -> Ticket:
             ticket.user_id != who.user_id and not who.sysadmin):
         raise DSSError(404, f"Ticket {ticket_id} not found")
     return ticket
+
+
+def shown(value) -> str:
+    """A typed value as text: true/false and numbers as JSON writes them, text as it is."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def shown_parameters(db: DB, ticket: Ticket) -> dict[str, str]:
+    """The ticket's parameter values as the ticket pages show them (none before ready)."""
+    values = {} if ticket.status == "init" else tickets.ticket_parameters(db, ticket)
+    return {name: shown(value) for name, value in values.items()}
 
 
 def ticket_row(db: DB, ticket: Ticket) -> TicketRow:

@@ -7,8 +7,9 @@ from flask import abort, render_template
 
 from ..api._http import db
 from ..errors import DSSError
-from ..services import catalog
+from ..services import catalog, parameters
 from ._web import login_required, page_blueprint
+from .queries import shown
 
 bp = page_blueprint("services_page", __name__)
 
@@ -82,7 +83,27 @@ def service_page(githash):
     return render_template("service.html", card=card, pretty=pretty,
                            tags=[tag for tag in card["descriptor"].get("tags") or []
                                  if isinstance(tag, dict)],
-                           extra=_extra_facts(card["descriptor"]))
+                           extra=_extra_facts(card["descriptor"]),
+                           parameters=[_parameter_row(p)
+                                       for p in parameters.declared(card["descriptor"])])
+
+
+def _parameter_row(parameter: dict) -> dict:
+    """A declared (and so checked) parameter as the page lists it."""
+    kind = parameter["type"]
+    if kind in ("float", "int"):
+        bounds = [parameter.get(key) for key in ("min", "max")]
+        allowed = " to ".join("…" if b is None else shown(b) for b in bounds) \
+            if bounds != [None, None] else "any"
+    elif kind == "choice":
+        allowed = ", ".join(parameter["choices"])
+    elif kind == "string":
+        allowed = f"at most {parameter.get('max_length', parameters.STRING_CAP)} characters"
+    else:
+        allowed = "true or false"
+    return {"name": parameter["name"], "type": kind, "allowed": allowed,
+            "default": shown(parameter["default"]),
+            "description": parameter.get("description", "")}
 
 
 # Fields the service page lays out itself; any other plain field is listed by its name.

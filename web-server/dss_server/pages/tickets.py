@@ -34,7 +34,8 @@ def ticket_page(ticket_id):
     listing = {area: files.listing(db(), ticket.id, area) for area in ("input", "results")}
     refresh = REFRESH_SECONDS if ticket.status in LIVE_STATUSES else None
     return render_template("ticket.html", row=queries.ticket_row(db(), ticket), entries=entries,
-                           attachments=attachments, listing=listing, refresh=refresh)
+                           attachments=attachments, listing=listing, refresh=refresh,
+                           parameters=queries.shown_parameters(db(), ticket))
 
 
 @bp.get("/tickets/<int:ticket_id>/files/<area>/<int:index>")

@@ -289,6 +289,12 @@ def listing(db: DB, ticket_id: int, area: str) -> list[TicketFile]:
     return sorted(rows, key=lambda row: row.name.lower().endswith(".itksnap"))
 
 
+def workspace_file(db: DB, datastore: Path, ticket_id: int) -> Path | None:
+    """The ticket's input workspace: the last listed .itksnap file (what the ASHS daemon takes)."""
+    rows = [row for row in listing(db, ticket_id, "input") if row.name.lower().endswith(".itksnap")]
+    return ticket_dir(datastore, ticket_id, "input") / rows[-1].name if rows else None
+
+
 def indexed_file(db: DB, datastore: Path, ticket_id: int, area: str, index: str) -> tuple[Path, TicketFile]:
     try:
         position = int(index)

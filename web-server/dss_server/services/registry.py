@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session as DB
 
 from ..errors import DSSError
 from ..models import ProviderService, Service
-from . import providers
+from . import parameters, providers
 
 GIT_TIMEOUT = 300
 # No prompts, no `ext::` or other command-running transports.
@@ -85,6 +85,7 @@ def read_descriptor(workdir: Path) -> dict:
         raise DSSError(400, "Error parsing service.json file")
     if len(descriptor["name"]) > 40 or len(descriptor["version"]) > 40:
         raise DSSError(400, "Error parsing service.json file")
+    parameters.check_declaration(descriptor)
     return descriptor
 
 

@@ -1,6 +1,7 @@
 """Tickets on the consumer side: create, mark ready, status, progress, queue, log, retry, delete."""
 from __future__ import annotations
 
+import json
 import math
 
 from sqlalchemy import delete, func, insert, literal, select
@@ -10,7 +11,7 @@ from .. import lifecycle
 from ..errors import DSSError
 from ..models import (Service, Ticket, TicketAttachment, TicketHistory, TicketLog,
                       TicketLogAttachment, TicketProgress, User, UserTier, utcnow)
-from . import catalog, files, notify
+from . import catalog, files, notify, parameters, workspace_info
 from .auth import Identity
 
 FINISHED_PROGRESS = ("failed", "success", "timeout")
@@ -46,6 +47,20 @@ def list_tickets(db: DB, user: User) -> list[tuple[int, str, str]]:
     return [tuple(row) for row in db.execute(query)]
 
 
+def ticket_summaries(db: DB, user: User) -> list[dict]:
+    """The user's tickets with what the wire list leaves out (our extension): the scan's name
+    and when the ticket was created (UTC)."""
+    created = (select(TicketHistory.ticket_id, func.min(TicketHistory.atime).label("at"))
+               .group_by(TicketHistory.ticket_id).subquery())
+    query = (select(Ticket.id, Service.name, Ticket.status, Ticket.scan_name, created.c.at)
+             .join(Service, Service.githash == Ticket.service_githash)
+             .join(created, created.c.ticket_id == Ticket.id, isouter=True)
+             .where(Ticket.user_id == user.id, Ticket.status != "deleted").order_by(Ticket.id))
+    return [{"id": tid, "service": name, "status": status, "scan_name": scan,
+             "created": at.strftime("%Y-%m-%dT%H:%M:%SZ") if at else None}
+            for tid, name, status, scan, at in db.execute(query)]
+
+
 def ticket_quota(db: DB, user: User) -> int:
     """The most open tickets the user may have: their own override, else their tier's."""
     if user.max_tickets is not None:
@@ -79,12 +94,33 @@ def create(db: DB, identity: Identity, datastore, githash: str | None, name: str
     return ticket.id
 
 
-def mark_ready(db: DB, identity: Identity, ticket: Ticket, requested: str) -> str:
+def mark_ready(db: DB, identity: Identity, datastore, ticket: Ticket, requested: str) -> str:
+    """Queue the ticket, with the parameters and scan name its workspace gives (a refused
+    parameter is a 400 and the ticket stays as it was: the transaction is rolled back)."""
     if requested != "ready":
         raise DSSError(400, f"Changing ticket status to {requested} is not supported")
     status = change_status(db, ticket, "ready", consumer_actors(identity, ticket))
+    info = workspace_info.read(files.workspace_file(db, datastore, ticket.id))
+    values = parameters.resolve(service_parameters(db, ticket), info.parameters)
+    ticket.parameters, ticket.scan_name = json.dumps(values), info.scan_name
     append_log(db, ticket.id, "info", "Ticket received and queued for processing")
     return status
+
+
+def service_parameters(db: DB, ticket: Ticket) -> list[dict]:
+    service = db.get(Service, ticket.service_githash)
+    try:
+        descriptor = json.loads(service.json or "{}")
+    except ValueError:
+        return []
+    return parameters.declared(descriptor) if isinstance(descriptor, dict) else []
+
+
+def ticket_parameters(db: DB, ticket: Ticket) -> dict:
+    """The ticket's typed values; a ticket queued before parameters existed gets the defaults."""
+    if ticket.parameters is None:
+        return parameters.resolve(service_parameters(db, ticket), {})
+    return json.loads(ticket.parameters)
 
 
 def retry(db: DB, identity: Identity, datastore, ticket: Ticket) -> str:
