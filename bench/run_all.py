@@ -18,6 +18,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 # name -> (script, arguments of a full run, arguments of a quick run)
 BENCHMARKS = {
     "claim": ("claim.py", [], ["--tickets", "1000"]),
+    "fairness": ("fairness.py", [], ["--batch", "100", "--singles", "5"]),
     "dispatch_latency": ("dispatch_latency.py", [], ["--tickets", "50", "--poll-tickets", "5"]),
     "transfer": ("transfer.py", [], ["--size-mb", "128", "--repeat", "1"]),
     "e2e": ("e2e.py", [], ["--tickets", "4", "--baseline-runs", "2"]),

@@ -441,11 +441,12 @@ def test_a_claim_reads_one_ready_ticket_per_service_however_long_the_queue(harne
                                       "AND service_githash IN (:first, :second)"),
                                  {"first": first, "second": second})
         connection = db.connection()
-        connection.exec_driver_sql(claims._PREPARE_SQL)
+        fifo = claims._STATEMENTS["fifo"]  # the fair order's plan: test_claim_order.py
+        connection.exec_driver_sql(fifo.prepare)
         plan = connection.exec_driver_sql(
-            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE dss_claim (%(g)s, 2, 'qlab', 'c', %(u)s, NULL, "
-            "now(), 'claimed', 'm')", {"g": [first, second], "u": provider.user_id}).scalar()
-        connection.exec_driver_sql("DEALLOCATE dss_claim")  # the server prepares its own
+            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {fifo.name} (%(g)s, 2, 'qlab', 'c', %(u)s, "
+            "NULL, now(), 'claimed', 'm')", {"g": [first, second], "u": provider.user_id}).scalar()
+        connection.exec_driver_sql(f"DEALLOCATE {fifo.name}")  # the server prepares its own
         db.rollback()
 
     def nodes(node):

@@ -52,6 +52,14 @@ def _flag(name: str) -> bool:
     return text in TRUE_WORDS
 
 
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (unset or empty: the first), case-insensitive; anything else is refused."""
+    text = (_env(name) or "").strip().lower() or choices[0]
+    if text not in choices:
+        raise ConfigError(f"{name}={text!r}: expected one of {', '.join(choices)}")
+    return text
+
+
 def _domains(name: str) -> tuple[str, ...]:
     """A comma-separated list of email domains (`example.org, hospital.example`), lower case;
     unset or empty: none. A typo must not silently let everyone in or no one."""
@@ -88,6 +96,7 @@ class Config:
     oidc_client_id: str | None = None
     oidc_client_secret: str | None = None
     oidc_allowed_domains: tuple[str, ...] = ()  # email domains OIDC may sign in (empty: any)
+    claim_order: str = "fair"  # services/claims.py CLAIM_ORDERS: fair share, or lowest id first
 
     def with_overrides(self, **overrides) -> "Config":
         return replace(self, **overrides)
@@ -183,6 +192,7 @@ def load_config(**overrides) -> Config:
         oidc_client_id=_env("DSS_OIDC_CLIENT_ID") or None,
         oidc_client_secret=_env("DSS_OIDC_CLIENT_SECRET") or None,
         oidc_allowed_domains=_domains("DSS_OIDC_ALLOWED_DOMAINS"),
+        claim_order=_choice("DSS_CLAIM_ORDER", ("fair", "fifo")),
     )
     if "datastore" in overrides:
         overrides["datastore"] = Path(overrides["datastore"]).resolve()

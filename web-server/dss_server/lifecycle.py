@@ -28,7 +28,7 @@ _ANY_LIVE = ("init", "ready", "claimed", "success", "failed", "timeout")
 TRANSITIONS: tuple[Transition, ...] = (
     _t(None, "create", "init", {OWNER}, "POST /api/tickets"),
     _t("init", "ready", "ready", {OWNER, ADMIN}, "POST /api/tickets/{id}/status status=ready"),
-    _t("ready", "claim", "claimed", {PROVIDER}, "POST /api/pro/services/claims (lowest id first)"),
+    _t("ready", "claim", "claimed", {PROVIDER}, "POST /api/pro/services/claims (fair share, see Behaviour)"),
     _t("claimed", "success", "success", {PROVIDER}, "POST /api/pro/tickets/{id}/status status=success"),
     _t("claimed", "failed", "failed", {PROVIDER}, "POST /api/pro/tickets/{id}/status status=failed"),
     _t("success", "success", "success", {PROVIDER}, "repeated status: no-op, answers the status"),

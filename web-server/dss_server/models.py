@@ -107,6 +107,10 @@ class Ticket(Base):
                       Index("ix_tickets_ready", "service_githash", "id",
                             postgresql_where=text("status = 'ready'"),
                             sqlite_where=text("status = 'ready'")),
+                      # the fair-share claim: each service's owners of ready tickets
+                      Index("ix_tickets_ready_user", "service_githash", "user_id", "id",
+                            postgresql_where=text("status = 'ready'"),
+                            sqlite_where=text("status = 'ready'")),
                       # the lease sweep on every claim reads only overdue claims
                       Index("ix_tickets_lease", "last_activity",
                             postgresql_where=text("status = 'claimed'"),

@@ -92,7 +92,7 @@ def config() -> Config:
 
 def claim_policy() -> leases.ClaimPolicy:
     cfg = config()
-    return leases.ClaimPolicy(cfg.claim_lease, cfg.max_attempts, cfg.datastore)
+    return leases.ClaimPolicy(cfg.claim_lease, cfg.max_attempts, cfg.datastore, cfg.claim_order)
 
 
 def db():

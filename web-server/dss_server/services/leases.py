@@ -19,10 +19,12 @@ from . import files, tickets
 
 class ClaimPolicy(NamedTuple):
     """A claim lapses after `lease` s without provider activity; a ticket gets `max_attempts`
-    claims; a lapsed attempt's files are wiped from `datastore`."""
+    claims; a lapsed attempt's files are wiped from `datastore`; claims take tickets in
+    `order` (claims.CLAIM_ORDERS)."""
     lease: float
     max_attempts: int
     datastore: Path
+    order: str = "fair"
 
 
 def touch(ticket: Ticket) -> None:

@@ -1,0 +1,27 @@
+"""The fair-share claim's index: ready tickets by service, owner and id.
+
+The claim walks each service's owners of ready tickets (a skip scan: one probe per owner, not
+one row per ticket) and takes each owner's lowest ready id; ix_tickets_ready (service, id)
+would make it read every ready ticket on each claim.
+
+Revision ID: 0006
+Revises: 0004 (re-chain to 0005 when 0005_ticket_parameters is merged)
+"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = '0006'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+READY = sa.text("status = 'ready'")
+
+
+def upgrade() -> None:
+    op.create_index("ix_tickets_ready_user", "tickets", ["service_githash", "user_id", "id"],
+                    postgresql_where=READY, sqlite_where=READY)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_tickets_ready_user", "tickets")
