@@ -5,13 +5,13 @@ one row per ticket) and takes each owner's lowest ready id; ix_tickets_ready (se
 would make it read every ready ticket on each claim.
 
 Revision ID: 0006
-Revises: 0004 (re-chain to 0005 when 0005_ticket_parameters is merged)
+Revises: 0005
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0006'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
