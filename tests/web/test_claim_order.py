@@ -12,7 +12,7 @@ from dss_server import create_app
 from dss_server.config import ConfigError, load_config
 from dss_server.models import ClaimHistory, TicketHistory, utcnow
 
-from web_support import Harness, make_config
+from web_support import Harness, explain_claim, make_config
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -142,8 +142,6 @@ def test_concurrent_fair_claims_take_every_ticket_once_in_turns(harness):
 def test_fair_claim_reads_one_probe_per_owner_however_long_the_queue(harness):
     """2,000 ready tickets of three owners: the plan reads one ready row per owner, not the
     queue, and the tickets in flight once."""
-    from dss_server.services import claims
-
     githash, provider = setup(harness, "planlab")
     owners = [harness.client() for _ in range(3)]
     with harness.sessions() as db:
@@ -154,21 +152,7 @@ def test_fair_claim_reads_one_probe_per_owner_however_long_the_queue(harness):
         db.commit()
         db.execute(text("ANALYZE tickets"))
         in_flight = db.scalar(text("SELECT count(*) FROM tickets WHERE status = 'claimed'"))
-        statement = claims._STATEMENTS["fair"]
-        connection = db.connection()
-        connection.exec_driver_sql(statement.prepare)
-        plan = connection.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {statement.name} (%(g)s, 1, 'planlab', 'c', "
-            "%(u)s, NULL, now(), 'claimed', 'm')", {"g": [githash], "u": provider.user_id}).scalar()
-        connection.exec_driver_sql(f"DEALLOCATE {statement.name}")
-        db.rollback()
-
-    def nodes(node):
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-
-    every = list(nodes(plan[0]["Plan"]))
+        every = explain_claim(db, "fair", [githash], "planlab", provider.user_id)
     ready = [node for node in every if node.get("Index Name") == "ix_tickets_ready_user"]
     assert max(node["Actual Rows"] * node["Actual Loops"] for node in ready) <= len(owners) + 1
     tickets = [node for node in every if node.get("Relation Name") == "tickets"]

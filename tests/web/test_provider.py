@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from dss_server import create_app
 
-from web_support import Harness, make_config, upload
+from web_support import Harness, explain_claim, make_config, upload
 
 
 def claim(client, githashes, provider=None, code="01", **extra):
@@ -424,8 +424,6 @@ def test_a_claim_reads_one_ready_ticket_per_service_however_long_the_queue(harne
     partial index it read and sorted all 400 ready ones, or walked past the claimed ones)."""
     from sqlalchemy import text
 
-    from dss_server.services import claims
-
     first, second = harness.service(provider="qlab"), harness.service(provider="qlab")
     provider = harness.provider_client("qlab")
     with harness.sessions() as db:
@@ -440,21 +438,8 @@ def test_a_claim_reads_one_ready_ticket_per_service_however_long_the_queue(harne
         lowest_ready = db.scalar(text("SELECT min(id) FROM tickets WHERE status = 'ready' "
                                       "AND service_githash IN (:first, :second)"),
                                  {"first": first, "second": second})
-        connection = db.connection()
-        fifo = claims._STATEMENTS["fifo"]  # the fair order's plan: test_claim_order.py
-        connection.exec_driver_sql(fifo.prepare)
-        plan = connection.exec_driver_sql(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {fifo.name} (%(g)s, 2, 'qlab', 'c', %(u)s, "
-            "NULL, now(), 'claimed', 'm')", {"g": [first, second], "u": provider.user_id}).scalar()
-        connection.exec_driver_sql(f"DEALLOCATE {fifo.name}")  # the server prepares its own
-        db.rollback()
-
-    def nodes(node):
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-
-    every = list(nodes(plan[0]["Plan"]))
+        # the fair order's plan: test_claim_order.py
+        every = explain_claim(db, "fifo", [first, second], "qlab", provider.user_id)
     assert max(node["Actual Rows"] * node["Actual Loops"] for node in every) <= 2
     assert not any(node.get("Rows Removed by Filter") for node in every
                    if node.get("Relation Name") == "tickets")

@@ -81,3 +81,25 @@ def upload(client, url, name, content, **fields):
     import io
     data = {"myfile": (io.BytesIO(content), name), "filename": name, "submit": "send", **fields}
     return client.post(url, data=data, content_type="multipart/form-data")
+
+
+def explain_claim(db, order: str, githashes: list[str], provider: str, user_id: int) -> list[dict]:
+    """Every node of the executed plan (EXPLAIN ANALYZE) of the server's claim statement for
+    `order` ("fair" or "fifo"), rolled back: nothing is claimed."""
+    from dss_server.services import claims
+
+    statement = claims._STATEMENTS[order]
+    connection = db.connection()
+    connection.exec_driver_sql(statement.prepare)
+    plan = connection.exec_driver_sql(
+        f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {statement.name} (%(g)s, %(n)s, %(p)s, 'c', "
+        "%(u)s, NULL, now(), 'claimed', 'm')",
+        {"g": githashes, "n": len(githashes), "p": provider, "u": user_id}).scalar()
+    connection.exec_driver_sql(f"DEALLOCATE {statement.name}")  # the server prepares its own
+    db.rollback()
+
+    def nodes(node):
+        yield node
+        for child in node.get("Plans", []):
+            yield from nodes(child)
+    return list(nodes(plan[0]["Plan"]))
