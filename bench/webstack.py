@@ -141,13 +141,14 @@ def web_stack(workers: int = 2, pg_server: str = PG_SERVER, extra_env: dict | No
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
 
 
-def _wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+def _wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 180,
+                probe: str = "readyz") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if requests.get(f"{url}/{probe}", timeout=2).status_code == 200:
                 return
         except requests.ConnectionError:
             pass
