@@ -37,13 +37,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from dss_client import DSSClient
 from dss_client.errors import DSSError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from webstack import (NOAUTH_ADMIN, PROVIDER, _cpu_ticks, _stat_fields,  # noqa: E402
-                      _wait_ready, free_port, machine_note, web_stack)
+                      _wait_ready, free_port, machine_note, service_repo, web_stack)
 
 UPSTREAM = [sys.executable, "-m", "itksnap_dss_server"]  # the `itksnap-dss-server` script
 PAYLOAD_BYTES = 16 * 1024  # the "small file" of the submit path
@@ -56,8 +57,8 @@ MAX_ERRORS = 50  # a client gives up its task after so many failed requests
 class Server:
     name: str
     url: str
-    pids: callable  # -> the server's process ids whose CPU is counted
-    register_service: callable  # name -> githash
+    pids: Callable[[], list[int]]  # the server's processes whose CPU is counted
+    register_service: Callable[[str], str]  # name -> githash
 
     def cpu_seconds(self) -> float:
         return sum(_cpu_ticks(_stat_fields(pid)) for pid in self.pids()) / os.sysconf("SC_CLK_TCK")
@@ -99,19 +100,6 @@ def original():
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(30)
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
-
-
-def service_repo(workdir: Path, name: str) -> Path:
-    """A git repository holding a service.json, as a provider registers it."""
-    repo = workdir / f"{name}-repo"
-    repo.mkdir()
-    (repo / "service.json").write_text(
-        f'{{"name": "{name}", "version": "1.0.0", "shortdesc": "{name}", "tags": []}}')
-    git = ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=b@example.org"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    subprocess.run(git + ["add", "service.json"], check=True)
-    subprocess.run(git + ["commit", "-q", "-m", name], check=True)
-    return repo
 
 
 # -- client processes: each keeps one DSSClient (and its session cookie) per server ------------
