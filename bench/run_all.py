@@ -21,6 +21,7 @@ BENCHMARKS = {
     "fairness": ("fairness.py", [], ["--batch", "100", "--singles", "5"]),
     "dispatch_latency": ("dispatch_latency.py", [], ["--tickets", "50", "--poll-tickets", "5"]),
     "transfer": ("transfer.py", [], ["--size-mb", "128", "--repeat", "1"]),
+    "vs_upstream": ("vs_upstream.py", [], ["--submits", "80", "--claims", "100", "--polls", "160"]),
     "e2e": ("e2e.py", [], ["--tickets", "4", "--baseline-runs", "2"]),
     "inference": ("inference.py", [], ["--quick"]),
 }

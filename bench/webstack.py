@@ -41,6 +41,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def service_repo(workdir: Path, name: str) -> Path:
+    """A git repository holding a service.json, as a provider registers it."""
+    repo = workdir / f"{name}-repo"
+    repo.mkdir()
+    (repo / "service.json").write_text(json.dumps(
+        {"name": name, "version": "1.0.0", "shortdesc": f"{name} (benchmark)", "tags": []}))
+    git = ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=b@example.org"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(git + ["add", "service.json"], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", name], check=True)
+    return repo
+
+
 def _admin_connection(pg_server: str):
     connection = psycopg2.connect(pg_server)
     connection.autocommit = True
@@ -72,14 +85,7 @@ class WebStack:
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def register_service(self, name: str) -> str:
-        repo = self.workdir / f"{name}-repo"
-        repo.mkdir()
-        (repo / "service.json").write_text(json.dumps(
-            {"name": name, "version": "1.0.0", "shortdesc": f"{name} (benchmark)", "tags": []}))
-        git = ["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=b@example.org"]
-        subprocess.run(["git", "init", "-q", str(repo)], check=True)
-        subprocess.run(git + ["add", "service.json"], check=True)
-        subprocess.run(git + ["commit", "-q", "-m", name], check=True)
+        repo = service_repo(self.workdir, name)
         self.services[name] = self.client().register_service(PROVIDER, str(repo))
         return self.services[name]
 
@@ -141,13 +147,14 @@ def web_stack(workers: int = 2, pg_server: str = PG_SERVER, extra_env: dict | No
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
 
 
-def _wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+def _wait_ready(url: str, server: subprocess.Popen, log: Path, timeout: float = 180,
+                probe: str = "readyz") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if requests.get(f"{url}/{probe}", timeout=2).status_code == 200:
                 return
         except requests.ConnectionError:
             pass

@@ -230,3 +230,26 @@ def test_downloads_go_to_the_servers_file_wrapper_and_big_uploads_hash_right(har
         from dss_server.models import TicketFile
         stored = db.query(TicketFile).filter_by(ticket_id=ticket).one()
         assert stored.sha256 == hashlib.sha256(content).hexdigest()
+
+
+def test_listing_tickets_does_not_load_the_user(harness):
+    """ITK-SNAP lists the tickets every 4 s while a ticket runs: the identity's user id is all
+    the listing needs, so the user's row is not loaded as an ORM entity (its full column list)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    githash = harness.service(name="Seg")
+    client = harness.client()
+    ticket = int(client.post("/api/tickets", data={"githash": githash}).data)
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        listing = client.get("/api/tickets")
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert listing.data == f"{ticket},Seg,init\r\n".encode()
+    assert statements and not [s for s in statements if "users.dispname" in s]

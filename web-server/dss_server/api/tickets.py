@@ -21,7 +21,7 @@ def _ticket(ticket_id: int, for_update: bool = False):
 
 @bp.get("/api/tickets")
 def list_tickets():
-    rows = tickets.list_tickets(db(), identity().user)
+    rows = tickets.list_tickets(db(), identity().user_id)  # the id alone: no ORM load of the user
     return wire.table(("id", "service", "status"), rows, wants_json())
 
 

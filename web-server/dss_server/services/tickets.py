@@ -40,10 +40,10 @@ def consumer_actors(identity: Identity, ticket: Ticket) -> set[str]:
     return actors
 
 
-def list_tickets(db: DB, user: User) -> list[tuple[int, str, str]]:
+def list_tickets(db: DB, user_id: int) -> list[tuple[int, str, str]]:
     query = (select(Ticket.id, Service.name, Ticket.status)
              .join(Service, Service.githash == Ticket.service_githash)
-             .where(Ticket.user_id == user.id, Ticket.status != "deleted").order_by(Ticket.id))
+             .where(Ticket.user_id == user_id, Ticket.status != "deleted").order_by(Ticket.id))
     return [tuple(row) for row in db.execute(query)]
 
 
