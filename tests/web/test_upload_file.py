@@ -32,6 +32,25 @@ def test_a_large_upload_reserves_ahead_of_its_writes_and_keeps_only_what_was_wri
     assert allocated_bytes(stored) < 18 * MIB  # the reserve past the content is given back
 
 
+def test_a_stored_upload_reaches_the_disk_before_its_rename_and_the_rename_after(tmp_path,
+                                                                                  monkeypatch):
+    """A power loss is what cannot happen here; what can be checked is the order the kernel is
+    asked for: the file's data synced, then the rename, then the folder holding it synced."""
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", os.readlink(
+        f"/proc/self/fd/{fd}"))) or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: calls.append(("replace", str(b)))
+                        or real_replace(a, b))
+    upload = UploadFile(tmp_path / "tmp", max_bytes=1 << 30)
+    upload.write(b"voxels")
+    temp = str(upload.path)
+    stored = tmp_path / "tickets" / "input" / "ct.nii"
+    upload.move_to(stored)
+    assert calls == [("fsync", temp), ("replace", str(stored)), ("fsync", str(stored.parent))]
+    assert stored.read_bytes() == b"voxels"
+
+
 def test_small_uploads_and_unknown_lengths_reserve_nothing(tmp_path):
     for expected in (None, PREALLOCATE_MIN_BYTES - 1):
         upload = UploadFile(tmp_path, max_bytes=1 << 30, expected_bytes=expected)

@@ -216,8 +216,16 @@ class UploadFile:
         _WRITING.discard(str(self.path))
 
     def move_to(self, destination: Path) -> None:
+        """Into place durably: the data, then the rename, reach the disk before the upload is
+        acknowledged, so a power loss cannot leave a stored file empty or missing while the
+        database (which syncs its commits) lists it."""
         destination.parent.mkdir(parents=True, exist_ok=True)
+        if self._reserved:
+            self._file.truncate(self.size)  # give back what the framing and fields did not use
+        self._file.flush()
+        os.fsync(self._file.fileno())
         os.replace(self.path, destination)  # still locked: a sweep cannot take it meanwhile
+        _fsync_directory(destination.parent)
         self.close()
 
     def discard(self) -> None:
@@ -228,6 +236,14 @@ class UploadFile:
         if self._hasher is not None:
             self._hasher.shutdown(wait=True)  # after a last write, sha256 is still wanted
             self._hasher = None
+
+
+def _fsync_directory(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def upload_dir(datastore: Path) -> Path:
