@@ -83,11 +83,12 @@ class InferenceClient:
         raise InferenceFailed(f"{_without_paths(message)} (inference server, HTTP {status})",
                               detail)
 
-    def submit(self, image: Path) -> str:
-        """Send the image; returns the job's Endpoint path."""
+    def submit(self, image: Path, options: dict | None = None) -> str:
+        """Send the image and the model's options (form fields); returns the job's Endpoint
+        path."""
         with open(image, "rb") as body:
             response = self._call("POST", f"{self.base_url}{self.endpoint}",
-                                  params={"format": RESULT_FORMAT},
+                                  params={"format": RESULT_FORMAT}, data=options or {},
                                   files={"itk_image": (image.name, body, "application/octet-stream")})
         if response.status_code != 200:
             self._raise_for(response, "submit")

@@ -39,7 +39,9 @@ def _inference(ctx: Context, spec: ServiceSpec, timeout: float) -> tuple:
 
 
 def _run_job(ctx: Context, client: InferenceClient, timeout: float) -> tuple:
-    job = client.submit(ctx.image)
+    # the ticket's parameters are the model's options (service.json declares them as the
+    # inference server names them; lung segmentation declares none)
+    job = client.submit(ctx.image, ctx.params)
     log.info("inference job %s", job)
     deadline = time.monotonic() + timeout
     pause, posted, posted_at = POLL_FIRST, None, 0.0

@@ -58,6 +58,7 @@ class Job:
     source: imageio.ImageSource
     result_format: str
     result_stem: str
+    options: dict[str, float] = field(default_factory=dict)   # the model's, checked
     status: str = "queued"  # queued, running, done, failed, cancelled
     stage: str = "queued"
     progress: float = 0.0
@@ -206,7 +207,7 @@ class JobManager:
         job.device = device
         model = self.registry.models_on(device)[job.model]
         try:
-            return model.run(volume, tracker.model_progress)
+            return model.run(volume, tracker.model_progress, **job.options)
         except Exception as exc:
             if not _is_cuda_oom(exc):
                 raise
@@ -215,7 +216,8 @@ class JobManager:
         job.device = "cpu"
         tracker.report("retry on cpu", READ_SHARE)
         try:
-            return self.registry.models_on("cpu")[job.model].run(volume, tracker.model_progress)
+            return self.registry.models_on("cpu")[job.model].run(volume, tracker.model_progress,
+                                                                 **job.options)
         except Exception as exc:
             if not (_is_cuda_oom(exc) or isinstance(exc, MemoryError)):
                 raise

@@ -89,9 +89,15 @@ class ModelRegistry:
             return self._sets[device]
 
     def names(self) -> list[str]:
+        return list(self._first_set())
+
+    def options(self, name: str) -> dict[str, tuple[float, float]]:
+        """The options a job of model `name` may set: {option: (lowest, highest)}."""
+        return getattr(self._first_set().get(name), "options", {})
+
+    def _first_set(self) -> dict[str, Any]:
         with self._lock:
-            loaded = next(iter(self._sets.values()), {})
-        return list(loaded)
+            return next(iter(self._sets.values()), {})
 
     def describe(self) -> list[dict[str, Any]]:
         with self._lock:

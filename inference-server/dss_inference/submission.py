@@ -1,6 +1,8 @@
 """Turning an uploaded file into a queued job: every check that can answer at once does."""
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from pathlib import Path
 
 from werkzeug.datastructures import FileStorage
@@ -12,6 +14,7 @@ from .jobs import Job, JobManager
 from .registry import ModelRegistry
 
 MODELS_LOADING_RETRY_AFTER = 5
+NOT_OPTIONS = ("format", "itk_image")   # the request's own fields
 
 
 def check_accepting(manager: JobManager, registry: ModelRegistry, model: str) -> None:
@@ -21,11 +24,15 @@ def check_accepting(manager: JobManager, registry: ModelRegistry, model: str) ->
 
 
 def submit_upload(manager: JobManager, registry: ModelRegistry, model: str,
-                  upload: FileStorage | None, result_format: str | None) -> Job:
+                  upload: FileStorage | None, result_format: str | None,
+                  fields: Mapping[str, str]) -> Job:
+    """`fields`: the request's form fields and query parameters, the model's options among
+    them."""
     _check_model(registry, model)
     result_format = imageio.result_format(result_format)
     if upload is None or not upload.filename:
         raise ApiError(400, "send the image as the multipart file field 'itk_image'")
+    options = model_options(registry.options(model), model, fields)
     fmt = imageio.input_format(upload.filename)
     job_id, directory = manager.new_job_directory()
     try:
@@ -38,8 +45,31 @@ def submit_upload(manager: JobManager, registry: ModelRegistry, model: str,
         imageio.remove_tree(directory)
         raise
     job = Job(id=job_id, model=model, directory=directory, source=source,
-              result_format=result_format, result_stem=result_stem(upload.filename, model))
+              result_format=result_format, result_stem=result_stem(upload.filename, model),
+              options=options)
     return manager.submit(job)
+
+
+def model_options(declared: dict[str, tuple[float, float]], model: str,
+                  fields: Mapping[str, str]) -> dict[str, float]:
+    """The options among `fields`, each one `declared` by the model and in its range."""
+    options = {}
+    for name, text in fields.items():
+        if name in NOT_OPTIONS:
+            continue
+        if name not in declared:
+            raise ApiError(400, f"unknown option {name[:100]!r} for model {model!r}; accepted: "
+                                f"{', '.join(declared) or 'none'}")
+        low, high = declared[name]
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not low <= value <= high:   # NaN and infinities too
+            raise ApiError(400, f"option {name!r}: expected a number from {low:g} to {high:g}, "
+                                f"got {text[:100]!r}")
+        options[name] = value
+    return options
 
 
 def result_stem(upload_name: str, model: str) -> str:

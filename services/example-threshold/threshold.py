@@ -1,5 +1,5 @@
-"""Example DSS service: the voxels brighter than the image's mean become label 1.
-Run it with `dss serve services/example-threshold/threshold.py:run`."""
+"""Example DSS service: the voxels brighter than the image's mean plus the ticket's `offset`
+parameter become label 1. Run it with `dss serve services/example-threshold/threshold.py:run`."""
 import SimpleITK as sitk
 
 from dss_client.sdk import Result, service
@@ -7,11 +7,11 @@ from dss_client.sdk import Result, service
 LABELS = {1: ("bright", (255, 200, 0))}
 
 
-@service("ExampleThreshold", version="1.0.0")
+@service("ExampleThreshold", version="1.1.0")
 def run(ctx, workspace):
     image = sitk.GetArrayFromImage(sitk.ReadImage(str(ctx.image)))
     ctx.progress(0.5, "Thresholding at the mean intensity")
-    threshold = float(image.mean())
+    threshold = float(image.mean()) + ctx.params["offset"]   # typed, default filled in
     mask = image > threshold
     if ctx.cancelled():   # deleted by its user meanwhile: stop early
         return Result()

@@ -2,8 +2,11 @@
 services to run one."""
 from __future__ import annotations
 
+import json
 import shutil
 import threading
+from email import policy
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -49,17 +52,64 @@ def job_settings(work_dir: Path, **overrides) -> Settings:
     return Settings(**{**values, **overrides})
 
 
-class FakeProviderSession:
-    """The provider API of one claimed ticket whose download is `files` (or raises `download`);
-    every call is recorded as (name, *args)."""
+class InferenceStub:
+    """Answers like the inference server with `label` and an empty report; records the
+    options (form fields) of each submitted job."""
 
-    def __init__(self, files: list[Path], download: Exception | None = None):
+    def __init__(self, label: bytes):
+        self.forms: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(QuietHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.forms.append(_form_fields(self.headers["Content-Type"], body))
+                model = self.path.split("/")[1]
+                self.reply(200, json.dumps({"Endpoint": f"/{model}/jobs/j1"}).encode())
+
+            def do_GET(self):
+                if self.path.endswith("/report"):
+                    report = {"nodules": []} if self.path.startswith("/nodule") else \
+                        {"lungs": {"right_ml": 1.0, "left_ml": 1.0}}
+                    self.reply(200, json.dumps(report).encode())
+                else:
+                    self.reply(200, label,
+                               {"Content-Disposition": 'attachment; filename="l.nii.gz"'})
+
+        self.server, self.url = serve_in_thread(Handler)
+
+    @property
+    def jobs(self) -> int:
+        return len(self.forms)
+
+
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The non-file fields of a multipart/form-data body."""
+    message = BytesParser(policy=policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    fields = (part for part in message.iter_parts() if not part.get_filename())
+    return {part.get_param("name", header="content-disposition"): part.get_content()
+            for part in fields}
+
+
+class FakeProviderSession:
+    """The provider API of one claimed ticket whose download is `files` (or raises `download`)
+    and whose parameters are `parameters`; every call is recorded as (name, *args), each
+    uploaded file's bytes in `uploaded` by name."""
+
+    def __init__(self, files: list[Path], download: Exception | None = None,
+                 parameters: dict | None = None):
         self.files, self.download, self.calls = files, download, []
+        self.parameters = parameters or {}
+        self.uploaded: dict[str, bytes] = {}
 
     def call(self, name, *args, **kwargs):
         self.calls.append((name, *args))
         if name == "provider_status":
             return "claimed"
+        if name == "provider_parameters":
+            return self.parameters
+        if name == "upload_result":
+            self.uploaded[args[1].name] = args[1].read_bytes()
         if name == "provider_download":
             if self.download:
                 raise self.download

@@ -6,7 +6,6 @@ The inference server is a loopback stand-in: the ticket must fail before it is u
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from dispatcher_fakes import QuietHandler, serve_in_thread
+from dispatcher_fakes import InferenceStub
 from dss_client import DSSClient
 from dss_client.workspace import Workspace
 from dss_client.sdk.register import service_repo
@@ -24,29 +23,6 @@ from helpers import PYTHON, REPO_ROOT, ServerProcess, free_port, wait_for_status
 PROVIDER, PROVIDER_EMAIL = "leak-lab", "robot@leak.test"
 SECRET_CT = b"OTHER-PATIENT-CT" * 64   # another user's upload, waiting in the datastore
 SHAPE = (4, 8, 8)                       # every ticket's CT, z y x
-
-
-class LabelServer:
-    """Answers like the inference server with an empty label image; counts the jobs."""
-
-    def __init__(self, label: bytes):
-        self.jobs = 0
-        outer = self
-
-        class Handler(QuietHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.jobs += 1
-                self.reply(200, json.dumps({"Endpoint": "/lung_segmentation/jobs/j1"}).encode())
-
-            def do_GET(self):
-                if self.path.endswith("/report"):
-                    self.reply(200, b'{"lungs": {"right_ml": 1.0, "left_ml": 1.0}}')
-                else:
-                    self.reply(200, label,
-                               {"Content-Disposition": 'attachment; filename="l.nii.gz"'})
-
-        self.server, self.url = serve_in_thread(Handler)
 
 
 class LeakStack:
@@ -103,7 +79,7 @@ def _nii_gz(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def inference(tmp_path_factory):
     label = _nii_gz(tmp_path_factory.mktemp("label") / "label.nii.gz").read_bytes()
-    server = LabelServer(label)
+    server = InferenceStub(label)
     yield server
     server.server.shutdown()
 

@@ -86,6 +86,17 @@ class GreedyCudaModel(ThresholdModel):
         return super().run(volume, progress)
 
 
+class OptionsModel(ThresholdModel):
+    """Takes the nodule model's options and reports those it was run with."""
+
+    options = {"min_score": (0.0, 1.0), "min_diameter_mm": (0.0, 100.0),
+               "max_diameter_mm": (0.0, 100.0)}
+
+    def run(self, volume, progress, **options):
+        result = super().run(volume, progress)
+        return ModelResult(result.labels, {**result.report, "options": options})
+
+
 class CrashingModel(ThresholdModel):
     def run(self, volume, progress):
         raise ValueError("this model always fails")
@@ -95,7 +106,7 @@ class CrashingModel(ThresholdModel):
 def load_test_models(settings, gate: threading.Event, started: threading.Event):
     return {
         "lung_segmentation": ThresholdModel("lung_segmentation", settings.device),
-        "nodule_detection": ThresholdModel("nodule_detection", settings.device),
+        "nodule_detection": OptionsModel("nodule_detection", settings.device),
         "gated": GatedModel("gated", settings.device, gate, started),
         "oom_once": OutOfMemoryOnceModel("oom_once", settings.device),
         "oom_always": OutOfMemoryOnceModel("oom_always", settings.device, always=True),

@@ -122,6 +122,36 @@ def test_bad_requests_get_json_errors(client, tmp_path):
         assert words in response.get_json()["error"].lower()
 
 
+def test_model_options_from_the_form_and_the_query_reach_the_model(client, tmp_path):
+    path = write_image(ct_like_image(), tmp_path / "ct.nrrd")
+    response = client.post("/nodule_detection/inference?max_diameter_mm=12.5",
+                           data={**upload(path), "min_score": "0.5"},
+                           content_type="multipart/form-data")
+    endpoint = response.get_json()["Endpoint"]
+    assert wait_finished(lambda: client.get(endpoint)).status_code == 200
+    report = client.get(endpoint + "/report").get_json()
+    assert report["options"] == {"min_score": 0.5, "max_diameter_mm": 12.5}
+
+
+@pytest.mark.parametrize("model, fields, words", [
+    ("nodule_detection", {"min_scor": "0.5"}, "unknown option 'min_scor' for model "
+     "'nodule_detection'; accepted: min_score, min_diameter_mm, max_diameter_mm"),
+    ("nodule_detection", {"min_score": "high"}, "option 'min_score': expected a number from "
+     "0 to 1, got 'high'"),
+    ("nodule_detection", {"min_score": "1.5"}, "from 0 to 1, got '1.5'"),
+    ("nodule_detection", {"max_diameter_mm": "nan"}, "from 0 to 100, got 'nan'"),
+    ("nodule_detection", {"min_diameter_mm": "inf"}, "from 0 to 100, got 'inf'"),
+    ("lung_segmentation", {"min_score": "0.5"}, "accepted: none"),
+])
+def test_bad_model_options_are_400_naming_them(client, tmp_path, model, fields, words):
+    path = write_image(ct_like_image(), tmp_path / "ct.nrrd")
+    response = client.post(f"/{model}/inference", data={**upload(path), **fields},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400 and words in response.get_json()["error"]
+    output = tmp_path / "output"
+    assert [p.name for p in output.iterdir() if not p.name.startswith(".")] == [], "no job"
+
+
 def test_a_2d_upload_is_refused_and_leaves_no_files(client, tmp_path, make_app):
     path = tmp_path / "slice.nrrd"
     sitk.WriteImage(sitk.Image(32, 32, sitk.sitkInt16), str(path))

@@ -1,6 +1,8 @@
 """Classical nodule detection, measured on phantoms (sensitivity 0.925 at 0.3 false positives
 per scan over seeds 0-19, bench/inference.py) and on the real chest CT (its ~24 mm nodule on
 top, and at most 2 other findings above the operating point)."""
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -10,7 +12,7 @@ from dss_inference.models import LungSegmentation, NoduleDetection
 from dss_inference.models.common import resolve_device
 from dss_inference.models import nodules as nodule_model
 from dss_inference.phantom import detection_matches, make_phantom
-from helpers import CT_SAMPLES
+from helpers import CT_SAMPLES, REPO_ROOT
 
 KNOWN_NODULE_MM = np.array([-87.9, 82.1, -8.5])  # LPS, from the sample's README
 needs_samples = pytest.mark.skipif(not CT_SAMPLES.is_dir(), reason=f"CT samples not found at {CT_SAMPLES}")
@@ -75,6 +77,34 @@ def test_large_nodules_found_and_measured_on_a_small_phantom(model):
         hits = [d for d in result.report["nodules"] if matches(d, nodule)]
         assert hits, f"{nodule} not found"
         assert hits[0]["diameter_mm"] == pytest.approx(nodule.diameter_mm, rel=0.25)
+
+
+def test_options_keep_the_findings_that_pass_with_labels_renumbered(model):
+    phantom = make_phantom(shape=(80, 100, 100), spacing=(3.2, 3.2, 3.2), seed=3, nodules=(25.0, 18.0),
+                           juxta_pleural=0, irregular=0)
+    volume = phantom_volume(phantom)
+    everything = model.run(volume, no_progress)
+    first, second = everything.report["nodules"][:2]
+    assert first["score"] > second["score"] and first["diameter_mm"] != second["diameter_mm"]
+
+    strict = model.run(volume, no_progress, min_score=(first["score"] + second["score"]) / 2)
+    assert strict.report["nodules"] == [first]
+    np.testing.assert_array_equal(strict.labels, everything.labels == 1)
+
+    narrow = model.run(volume, no_progress, min_diameter_mm=second["diameter_mm"] - 0.01,
+                       max_diameter_mm=second["diameter_mm"] + 0.01)
+    assert narrow.report["nodules"] == [{**second, "label": 1}]
+    np.testing.assert_array_equal(narrow.labels, everything.labels == 2)
+    assert narrow.labels.dtype == np.uint16
+
+
+def test_the_services_declared_parameters_are_the_models_options():
+    """service.json's defaults are the model's own, its ranges the inference server's."""
+    descriptor = json.loads((REPO_ROOT / "services" / "nodule-detection" / "service.json").read_text())
+    declared = {p["name"]: p for p in descriptor["parameters"]}
+    assert {name: (p["min"], p["max"]) for name, p in declared.items()} == NoduleDetection.options
+    assert declared["min_score"]["default"] == nodule_model.OPERATING_POINT
+    assert declared["min_diameter_mm"]["default"] == nodule_model.MIN_DIAMETER_MM
 
 
 def test_flipped_direction_reports_world_coordinates(model):

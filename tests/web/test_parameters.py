@@ -179,7 +179,7 @@ def test_the_built_in_services_declare_valid_parameters(folder):
     parameters.check_declaration(descriptor)
     if folder == "nodule-detection":
         assert parameters.resolve(parameters.declared(descriptor), {}) == {
-            "min_score": 0.2, "min_diameter_mm": 3.0, "max_diameter_mm": 30.0}
+            "min_score": 0.19, "min_diameter_mm": 3.0, "max_diameter_mm": 30.0}
 
 
 def test_the_summary_extension_lists_scan_names_and_creation_times(harness, nodules):

@@ -1,5 +1,6 @@
-"""What a service function gets besides the workspace: its ticket, progress, log, attachments,
-a scratch folder, cancel detection and retries, each renewing the claim's lease."""
+"""What a service function gets besides the workspace: its ticket and parameters, progress,
+log, attachments, a scratch folder, cancel detection and retries, each renewing the claim's
+lease."""
 from __future__ import annotations
 
 import time
@@ -27,9 +28,10 @@ class TicketFailed(Exception):
 
 
 class Context:
-    def __init__(self, job, image: Path, scratch: Path):
+    def __init__(self, job, image: Path, scratch: Path, params: dict):
         self._job = job
         self.ticket_id: int = job.id
+        self.params = params      # the ticket's parameters, typed, defaults filled (service.json)
         self.image = image        # the input layer's image file (the service's input tag)
         self.scratch = scratch    # this ticket's own folder, removed when the ticket ends
         self._stage: str | None = None

@@ -84,10 +84,7 @@ class TicketJob:
         self.workdir_lock = create_locked(self.workdir)
         self.dss.call("set_progress", self.id, 0.0, 1.0, 0.0)   # clears an earlier attempt's
         workspace, layer = self._stage("download", self._download)
-        scratch = self.workdir / "scratch"
-        scratch.mkdir()
-        context = Context(self, layer.path, scratch)
-        result = self._stage(RUN, lambda: self.service(context, workspace))
+        result = self._stage(RUN, lambda: self._run_service(workspace, layer.path))
         if not isinstance(result, Result):
             raise TypeError(f"the service returned {type(result).__name__}, not a Result")
         files, attachments, summary = self._stage(
@@ -96,6 +93,12 @@ class TicketJob:
         self.dss.call("set_status", self.id, "success")
         steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.timings.items())
         log.info("success (%s): %s", steps, summary, extra={"timings": dict(self.timings)})
+
+    def _run_service(self, workspace: Workspace, image: Path):
+        scratch = self.workdir / "scratch"
+        scratch.mkdir()
+        params = self.dss.call("provider_parameters", self.id)   # once: they cannot change
+        return self.service(Context(self, image, scratch, params), workspace)
 
     def _run_stages_blaming_local_faults(self) -> None:
         """A failure caused by this machine's scratch folder is raised as LocalFault, whatever

@@ -65,6 +65,9 @@ class Result:
                 workspace.add_layer(path, role, name, extra)
         if self._landmarks:
             workspace.add_landmarks(self._landmarks)
+        # the values were this service's: another service the result is submitted to would
+        # refuse the names it does not declare (the scan's name stays)
+        workspace.parameters = {}
         files = workspace.export(workdir / "results", f"ticket_{ticket_id:08d}_results.itksnap")
         reports = [(_write_report(workdir / "reports", name, data), description, _mime(Path(name)))
                    for name, data, description in self._reports]

@@ -16,7 +16,7 @@ def submit(model: str):
     runtime = current_runtime()
     check_accepting(runtime.jobs, runtime.registry, model)  # before the upload is read
     job = submit_upload(runtime.jobs, runtime.registry, model, request.files.get("itk_image"),
-                        request.args.get("format") or request.form.get("format"))
+                        request.args.get("format") or request.form.get("format"), request.values)
     return jsonify({"Endpoint": f"/{model}/inference/{job.id}"})
 
 

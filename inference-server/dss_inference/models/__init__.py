@@ -1,11 +1,14 @@
 """The models the service runs: `load_models(settings)` -> {"lung_segmentation", "nodule_detection"}.
 
-Each model has `name`, `kind` ("classical" or "learned"), `device` (torch.device) and
-`run(volume, progress) -> ModelResult(labels, report)`. Without weight files the classical
+Each model has `name`, `kind` ("classical" or "learned"), `device` (torch.device), `options`
+(what a job may set: {name: (lowest, highest)}, numbers) and
+`run(volume, progress, **options) -> ModelResult(labels, report)`. Without weight files the classical
 pipelines run; `settings.lung_model_weights` / `settings.nodule_model_weights` switch to the
 learned ones. `progress(stage, fraction)` is called between stages and may raise to cancel.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -31,6 +34,7 @@ class LungSegmentation:
     """Labels 1 = the patient's right lung, 2 = the left lung; report in millilitres."""
 
     name = "lung_segmentation"
+    options: dict[str, tuple[float, float]] = {}
 
     def __init__(self, device: torch.device, weights: str | None = None):
         self.device = device
@@ -66,6 +70,8 @@ class NoduleDetection:
     """Labels 1..n, one per nodule in report order (best first); report in world mm."""
 
     name = "nodule_detection"
+    options = {"min_score": (0.0, 1.0), "min_diameter_mm": (0.0, 100.0),
+               "max_diameter_mm": (0.0, 100.0)}
 
     def __init__(self, device: torch.device, lung_model: LungSegmentation, weights: str | None = None):
         self.device, self.lung_model = device, lung_model
@@ -73,14 +79,20 @@ class NoduleDetection:
             networks.load_network(weights, "nodule", device, "NODULE_MODEL_WEIGHTS")
         self.kind = "learned" if self.network is not None else "classical"
 
-    def run(self, volume, progress: Progress) -> ModelResult:
+    def run(self, volume, progress: Progress, *, min_score: float = nodules.OPERATING_POINT,
+            min_diameter_mm: float = nodules.MIN_DIAMETER_MM,
+            max_diameter_mm: float = math.inf) -> ModelResult:
+        """The findings with at least `min_score` and a diameter in the range. A `min_score`
+        below OPERATING_POINT brings back nothing the classical detection left out."""
         lung_result = self.lung_model.run(volume, lambda stage, f: progress(stage, 0.5 * f))
         hu = _as_tensor(volume, self.device)
         result = nodules.detect_nodules(hu, lung_result.labels, volume, progress)
         if self.network is not None and result.report["nodules"]:
             progress("nodules: classifier", 0.9)
             result = self._rescore(hu, volume, result)
-        return result
+        return _relabelled(result, [
+            nodule for nodule in result.report["nodules"] if nodule["score"] >= min_score
+            and min_diameter_mm <= nodule["diameter_mm"] <= max_diameter_mm])
 
     def _rescore(self, hu: torch.Tensor, volume, result: ModelResult) -> ModelResult:
         """Score each classical candidate by the network's probability and reorder labels."""
@@ -88,12 +100,8 @@ class NoduleDetection:
         with torch.inference_mode():
             probability = torch.sigmoid(self.network(patches[:, None]).float().reshape(-1)).cpu().numpy()
         found = sorted(zip(probability, result.report["nodules"]), key=lambda item: -item[0])
-        relabel = np.zeros(len(found) + 1, dtype=np.uint16)
-        report = []
-        for new_label, (score, nodule) in enumerate(found, 1):
-            relabel[nodule["label"]] = new_label
-            report.append({**nodule, "score": round(float(score), 4), "label": new_label})
-        return ModelResult(labels=relabel[result.labels], report={"nodules": report})
+        return _relabelled(result, [{**nodule, "score": round(float(score), 4)}
+                                    for score, nodule in found])
 
     def _patch(self, hu: torch.Tensor, volume, center_mm) -> torch.Tensor:
         """A cube of `patch` voxels of `spacing_mm` around a world point, trilinear; beyond
@@ -110,3 +118,14 @@ class NoduleDetection:
         sample = torch.nn.functional.grid_sample(networks.normalise(hu)[None, None], normalised[None],
                                                  mode="bilinear", padding_mode="border", align_corners=True)
         return sample[0, 0]
+
+
+def _relabelled(result: ModelResult, nodules: list[dict]) -> ModelResult:
+    """Labels 1..n in the order of `nodules` (some of `result`'s, each with its label there);
+    the voxels of the nodules left out become background."""
+    relabel = np.zeros(len(result.report["nodules"]) + 1, dtype=np.uint16)
+    report = []
+    for new_label, nodule in enumerate(nodules, 1):
+        relabel[nodule["label"]] = new_label
+        report.append({**nodule, "label": new_label})
+    return ModelResult(labels=relabel[result.labels], report={"nodules": report})
