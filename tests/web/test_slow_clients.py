@@ -70,7 +70,9 @@ def new_service(sessions):
 
 def stalled(server, head: bytes) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.settimeout(BODY_TIMEOUT + 15)  # the server must end it well before
+    # the server must end it by then: stalled clients' connections are closed at once, not
+    # one after another with gunicorn's 2 s linger each on the worker's only event loop
+    sock.settimeout(BODY_TIMEOUT + PROMPT)
     sock.sendall(head)
     return sock
 

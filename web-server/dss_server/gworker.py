@@ -28,14 +28,31 @@ class ThreadWorker(gthread.ThreadWorker):
         conn.sock.settimeout(self.read_timeout)
         if not conn.is_http2 and not isinstance(conn.parser, _StalledRequestEnds):
             conn.parser = _StalledRequestEnds(conn.parser)
+            close = conn.close
+            # gunicorn closes gracefully on its main thread, lingering up to 2 s for the peer
+            # to close too: a stalled client never does, so 16 of them would stop the worker
+            # accepting anything for half a minute. A connection whose reads timed out is
+            # closed at once (what it sent is read, so its answer is not lost to a reset).
+            conn.close = lambda graceful=False: close(graceful and not conn.parser.stalled)
 
 
 class _StalledRequestEnds:
     """gunicorn's HTTP/1 parser, ending a connection whose request line or headers stop
-    arriving quietly (gunicorn would log a traceback for the timeout)."""
+    arriving quietly (gunicorn would log a traceback for the timeout); `stalled` tells that a
+    read of the headers or the body timed out."""
 
     def __init__(self, parser):
         self._parser = parser
+        self.stalled = False
+        read = parser.unreader.chunk
+
+        def chunk(*args, **kwargs):
+            try:
+                return read(*args, **kwargs)
+            except TimeoutError:
+                self.stalled = True
+                raise
+        parser.unreader.chunk = chunk
 
     def __iter__(self):
         return self
