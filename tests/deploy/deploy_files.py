@@ -23,24 +23,30 @@ COMPOSE_GPU_FILE = REPO_ROOT / "docker-compose.gpu.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 TEMPLATE_FILE = REPO_ROOT / "openshift" / "template.yaml"
 DASHBOARD_FILE = REPO_ROOT / "grafana" / "dss-dashboard.json"
-README = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs"
 
 
 @dataclass(frozen=True)
 class Component:
     name: str                 # compose service, OpenShift container, build context folder
     config_files: tuple[str, ...]  # relative to the context; the modules that read os.environ
+    settings_docs: tuple[str, ...]  # the pages of docs/ that hold its settings tables
 
     @property
     def context(self) -> Path:
         return REPO_ROOT / self.name
 
+    @property
+    def settings_pages(self) -> list[Path]:
+        return [DOCS / page for page in self.settings_docs]
+
 
 COMPONENTS = {
     c.name: c for c in (
-        Component("web-server", ("dss_server/config.py",)),
-        Component("dispatcher", ("dss_dispatcher/config.py", "dss_client/sdk/config.py")),  # not the CLI's
-        Component("inference-server", ("dss_inference/config.py",)),
+        Component("web-server", ("dss_server/config.py",), ("web-server.md", "web-ui.md")),
+        Component("dispatcher", ("dss_dispatcher/config.py", "dss_client/sdk/config.py"),  # not the CLI's
+                  ("dispatcher.md",)),
+        Component("inference-server", ("dss_inference/config.py",), ("inference.md",)),
     )
 }
 DOCKERFILE_CONTEXTS = [REPO_ROOT / name for name in ("web-server", "dispatcher", "inference-server", "db")]

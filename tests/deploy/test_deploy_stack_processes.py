@@ -116,8 +116,8 @@ def test_inference_server_writes_only_under_its_output_volume(stack):
     assert (stack["tmp"] / "inference-output").is_dir()
 
 
-def test_a_ticket_runs_through_the_stack_as_the_readme_bootstraps_it(stack, tmp_path):
-    """Services registered from git repositories holding service.json (README.md, "Deployment"),
+def test_a_ticket_runs_through_the_stack_as_the_deployment_docs_bootstrap_it(stack, tmp_path):
+    """Services registered from git repositories holding service.json (docs/deployment.md),
     then a chest CT segmented by the dispatcher that reads the shared datastore."""
     from dss_client import DSSClient
     from dss_inference.phantom import make_phantom, write_phantom

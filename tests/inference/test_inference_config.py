@@ -1,5 +1,5 @@
 """Settings: read from the environment in config.py only, by literal names, with the
-defaults the README documents."""
+defaults docs/inference.md documents."""
 from __future__ import annotations
 
 import ast
@@ -12,7 +12,7 @@ from dss_inference import config
 from helpers import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "inference-server" / "dss_inference"
-README = REPO_ROOT / "README.md"
+SETTINGS_PAGE = REPO_ROOT / "docs" / "inference.md"
 
 
 def environment_reads(path: Path) -> list[tuple[str, object]]:
@@ -34,11 +34,11 @@ def test_only_config_reads_the_environment():
             assert environment_reads(path) == [], f"{path} reads the environment"
 
 
-def test_config_reads_literal_names_that_the_readme_documents():
+def test_config_reads_literal_names_that_the_docs_document():
     reads = environment_reads(PACKAGE / "config.py")
     names = [name for how, name in reads if how == "_env"]
     assert None not in names
-    documented = set(re.findall(r"`([A-Z_]+)`", README.read_text()))
+    documented = set(re.findall(r"`([A-Z_]+)`", SETTINGS_PAGE.read_text()))
     assert set(names) <= documented, set(names) - documented
 
 
