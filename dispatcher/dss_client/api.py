@@ -6,14 +6,12 @@ retrying (no connection, timeouts, 5xx) raises `DSSTransientError`.
 """
 from __future__ import annotations
 
-import email.utils
 import http.cookies
 import mimetypes
 import os
 import re
 import shutil
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -24,7 +22,7 @@ from urllib3.exceptions import (HTTPError, NewConnectionError, ProtocolError, Pr
                                 SSLError, TimeoutError as HTTPTimeoutError)
 
 from . import diskspace, wire
-from .errors import DSSError, DSSLocalError, DSSTransientError
+from .errors import DSSError, DSSLocalError, DSSTransientError, parse_retry_after
 from .multipart import MultipartFile
 from .wire import (AdminTicket, Attachment, AvailableService, Claim, FileEntry, LogEntry,
                    ProviderService, ProviderUser, Service, Ticket)
@@ -100,20 +98,6 @@ def _session_cookie(response: urllib3.BaseHTTPResponse) -> str | None:
         if morsel is not None and morsel.value:
             return morsel.value
     return None
-
-
-def _retry_after(header: str | None) -> float | None:
-    """Seconds from a `Retry-After` header: a number of seconds or an HTTP date."""
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(header).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _reason(exc: Exception) -> str:
@@ -282,7 +266,7 @@ class DSSClient:
             _release(response)
         status = response.status
         if _is_transient(status):
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return DSSTransientError(status, body, url, retry_after)
         return DSSError(status, body, url)
 
