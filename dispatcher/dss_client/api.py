@@ -18,15 +18,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import urllib3
-from urllib3.exceptions import (HTTPError, NewConnectionError, ProtocolError, ProxyError,
-                                SSLError, TimeoutError as HTTPTimeoutError)
+from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, ProxyError, SSLError
+from urllib3.exceptions import TimeoutError as HTTPTimeoutError
 
 from . import diskspace, wire
 from .errors import DSSError, DSSLocalError, DSSTransientError, parse_retry_after
-from .multipart import MultipartFile
-from .wire import (AdminTicket, Attachment, AvailableService, Claim, FileEntry, LogEntry,
-                   ProviderService, ProviderUser, Service, Ticket)
 from .imagefiles import CONVERT_DICOM
+from .multipart import MultipartFile
+from .wire import (
+    AdminTicket,
+    Attachment,
+    AvailableService,
+    Claim,
+    FileEntry,
+    LogEntry,
+    ProviderService,
+    ProviderUser,
+    Service,
+    Ticket,
+)
 
 if TYPE_CHECKING:
     from .workspace import Workspace

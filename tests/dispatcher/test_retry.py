@@ -8,8 +8,7 @@ import time
 import pytest
 
 from dispatcher_fakes import QuietHandler, serve_in_thread
-from dss_client import DSSClient, DSSError, DSSTransientError, TransientError
-from dss_client import sdk
+from dss_client import DSSClient, DSSError, DSSTransientError, TransientError, sdk
 from dss_client.sdk.retry import backoff_delay, retry
 from dss_client.sdk.session import ProviderSession
 from dss_dispatcher.inference import InferenceClient, InferenceFailed
