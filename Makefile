@@ -32,6 +32,7 @@ inference: install
 	$(PY) -m dss_inference
 
 test: install
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 bench: install

@@ -33,8 +33,7 @@ from dss_client import DSSClient
 from dss_server.models import Ticket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from webstack import (PROVIDER, children_cpu_seconds, machine_note,  # noqa: E402
-                      postgres_cpu_seconds, web_stack)
+from webstack import PROVIDER, children_cpu_seconds, machine_note, postgres_cpu_seconds, web_stack  # noqa: E402
 
 
 def claim_select_sql() -> str:

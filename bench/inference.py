@@ -69,10 +69,11 @@ def read_input(path: Path, work: Path):
 
 
 def run_ours(path: Path, model_name: str, device: str, threads: int, out: Path) -> dict:
+    from types import SimpleNamespace
+
     import torch
 
     from dss_inference.models import load_models
-    from types import SimpleNamespace
 
     torch.set_num_threads(threads)
     model = load_models(SimpleNamespace(device=device, lung_model_weights=None,
@@ -107,12 +108,13 @@ def run_ours(path: Path, model_name: str, device: str, threads: int, out: Path) 
 
 def nodule_accuracy(paths: list[Path], threads: int, work: Path) -> dict:
     """Phantom sensitivity and false positives per scan; the real CT's top and other findings."""
+    from types import SimpleNamespace
+
     import torch
 
     from dss_inference.imageio import Volume
     from dss_inference.models import load_models
     from dss_inference.phantom import detection_matches, make_phantom
-    from types import SimpleNamespace
 
     torch.set_num_threads(threads)
     model = load_models(SimpleNamespace(device="cpu", lung_model_weights=None,
@@ -132,8 +134,9 @@ def nodule_accuracy(paths: list[Path], threads: int, work: Path) -> dict:
     for path in paths:
         nodules = model.run(read_input(path, work), _no_progress).report["nodules"]
         top = nodules[0] if nodules else None
-        real[path.name] = {"top_mm": float(np.linalg.norm(np.array(top["center_mm"]) - KNOWN_NODULE_MM)) if top else None,
-                           "top": top, "others": [(n["diameter_mm"], n["score"]) for n in nodules[1:]]}
+        top_mm = float(np.linalg.norm(np.array(top["center_mm"]) - KNOWN_NODULE_MM)) if top else None
+        others = [(n["diameter_mm"], n["score"]) for n in nodules[1:]]
+        real[path.name] = {"top_mm": top_mm, "top": top, "others": others}
     return {"sensitivity": found / planted, "fp_per_scan": false_positives / len(PHANTOM_SEEDS),
             "missed": missed, "real": real}
 

@@ -4,12 +4,12 @@ The web server runs under gunicorn (one gthread worker, so its memory is the one
 client is dss_client (streamed multipart upload, streamed download). Baseline, in the same run
 on the same disk: `shutil.copyfile` of the same file to a new file. Each transfer starts after
 `os.sync()` and the write and deletion of a ballast file of the same size (so each writes into
-freshly freed memory: see recycle_page_cache), and each upload goes to a new ticket. Each is repeated (`--repeat`, medians
-printed, as a busy machine makes single runs noisy). Printed: MB/s of the copy, the upload and
-the download, their ratios to the copy (target >= 0.5), the upload's ceiling (SHA-256's speed on
-one core over the copy's: the server hashes every stored byte), and the worker's peak memory growth,
-VmHWM after the transfers minus VmRSS before (target < 100 MB). Every download is checked
-against the original (sha256), and so is the server's recorded sha256.
+freshly freed memory: see recycle_page_cache), and each upload goes to a new ticket. Each is
+repeated (`--repeat`, medians printed, as a busy machine makes single runs noisy). Printed: MB/s
+of the copy, the upload and the download, their ratios to the copy (target >= 0.5), the upload's
+ceiling (SHA-256's speed on one core over the copy's: the server hashes every stored byte), and
+the worker's peak memory growth, VmHWM after the transfers minus VmRSS before (target < 100 MB).
+Every download is checked against the original (sha256), and so is the server's recorded sha256.
 
     .venv/bin/python bench/transfer.py [--size-mb 1024] [--repeat 3]
 """

@@ -43,8 +43,17 @@ from dss_client import DSSClient
 from dss_client.errors import DSSError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from webstack import (NOAUTH_ADMIN, PROVIDER, _cpu_ticks, _stat_fields,  # noqa: E402
-                      _wait_ready, free_port, machine_note, service_repo, web_stack)
+from webstack import (  # noqa: E402
+    NOAUTH_ADMIN,
+    PROVIDER,
+    _cpu_ticks,
+    _stat_fields,
+    _wait_ready,
+    free_port,
+    machine_note,
+    service_repo,
+    web_stack,
+)
 
 UPSTREAM = [sys.executable, "-m", "itksnap_dss_server"]  # the `itksnap-dss-server` script
 PAYLOAD_BYTES = 16 * 1024  # the "small file" of the submit path

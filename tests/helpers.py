@@ -94,7 +94,7 @@ class ServerProcess:
             wait_for_http(health_url, timeout, self.process)
         except Exception as error:
             self.stop()
-            raise RuntimeError(f"{args} failed to start ({error}); log:\n{self.log_tail()}")
+            raise RuntimeError(f"{args} failed to start ({error}); log:\n{self.log_tail()}") from error
 
     def log_tail(self, chars: int = 4000) -> str:
         if not self._log.closed:

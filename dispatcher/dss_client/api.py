@@ -6,29 +6,37 @@ retrying (no connection, timeouts, 5xx) raises `DSSTransientError`.
 """
 from __future__ import annotations
 
-import email.utils
 import http.cookies
 import mimetypes
 import os
 import re
 import shutil
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import urllib3
-from urllib3.exceptions import (HTTPError, NewConnectionError, ProtocolError, ProxyError,
-                                SSLError, TimeoutError as HTTPTimeoutError)
+from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, ProxyError, SSLError
+from urllib3.exceptions import TimeoutError as HTTPTimeoutError
 
 from . import diskspace, wire
-from .errors import DSSError, DSSLocalError, DSSTransientError
-from .multipart import MultipartFile
-from .wire import (AdminTicket, Attachment, AvailableService, Claim, FileEntry, LogEntry,
-                   ProviderService, ProviderUser, Service, Ticket)
+from .errors import DSSError, DSSLocalError, DSSTransientError, parse_retry_after
 from .imagefiles import CONVERT_DICOM
+from .multipart import MultipartFile
+from .wire import (
+    AdminTicket,
+    Attachment,
+    AvailableService,
+    Claim,
+    FileEntry,
+    LogEntry,
+    ProviderService,
+    ProviderUser,
+    Service,
+    Ticket,
+)
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -100,20 +108,6 @@ def _session_cookie(response: urllib3.BaseHTTPResponse) -> str | None:
         if morsel is not None and morsel.value:
             return morsel.value
     return None
-
-
-def _retry_after(header: str | None) -> float | None:
-    """Seconds from a `Retry-After` header: a number of seconds or an HTTP date."""
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(header).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _reason(exc: Exception) -> str:
@@ -282,7 +276,7 @@ class DSSClient:
             _release(response)
         status = response.status
         if _is_transient(status):
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return DSSTransientError(status, body, url, retry_after)
         return DSSError(status, body, url)
 

@@ -15,8 +15,7 @@ from pathlib import Path
 from . import config
 from .api import DSSClient, load_submission
 from .errors import DSSError
-from .terminal import (TERMINAL_STATES, CLIError, ProgressBar, print_rows, print_value,
-                       wait_for_tickets)
+from .terminal import TERMINAL_STATES, CLIError, ProgressBar, print_rows, print_value, wait_for_tickets
 
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
@@ -526,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve(args) -> int:
-    from .sdk import serve   # only a provider needs it
+    from .sdk import serve  # only a provider needs it
 
     if not args.register:
         return serve.serve(args.target)

@@ -1,5 +1,18 @@
-"""Errors raised by the DSS client."""
+"""The errors of the DSS client, the provider SDK and the dispatcher: one tree, so that a
+retry loop catches every transient failure, whichever server it came from, as TransientError."""
 from __future__ import annotations
+
+import email.utils
+import time
+
+
+class TransientError(Exception):
+    """Worth retrying (a DSS server or an inference server unavailable); `retry_after`, the
+    seconds the server asked for, is a floor for the wait."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DSSError(Exception):
@@ -26,10 +39,24 @@ class DSSLocalError(DSSError):
         self.errno = errno
 
 
-class DSSTransientError(DSSError):
+class DSSTransientError(DSSError, TransientError):
     """Worth retrying: connection refused or reset, timeout, 5xx, 503 (`retry_after` seconds)."""
 
     def __init__(self, status: int | None, body: str, url: str = "",
                  retry_after: float | None = None):
         super().__init__(status, body, url)
         self.retry_after = retry_after
+
+
+def parse_retry_after(header: str | None) -> float | None:
+    """Seconds from a `Retry-After` header: a number of seconds or an HTTP date."""
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(header).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from typing import Any, Sequence, TextIO
 
 from .api import DSSClient

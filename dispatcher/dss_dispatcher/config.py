@@ -9,10 +9,10 @@ from pathlib import Path
 import yaml
 
 from dss_client.sdk import config as sdk_config
-from dss_client.sdk.config import ConfigError, child_environment  # noqa: F401  (devstack's)
+from dss_client.sdk.config import ConfigError, _env, _number, _port, child_environment  # noqa: F401  (devstack's)
+from dss_client.sdk.config import http_url as _http_url
 
 OUTPUT_KINDS = ("lungs", "nodules")
-from dss_client.sdk.config import _env, _number, _port, http_url as _http_url
 
 
 @dataclass(frozen=True)

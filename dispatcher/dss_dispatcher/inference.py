@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from dss_client.sdk import TransientError
+from dss_client.errors import TransientError, parse_retry_after
 
 CONNECT_TIMEOUT, READ_TIMEOUT = 10.0, 300.0
 CHUNK_BYTES = 1 << 20
@@ -47,13 +47,6 @@ def _message(response: requests.Response) -> str:
         return response.text[:300].strip() or response.reason or "no details"
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return float(response.headers["Retry-After"])
-    except (KeyError, ValueError):
-        return None
-
-
 class InferenceClient:
     def __init__(self, base_url: str, endpoint: str):
         self.base_url, self.endpoint = base_url.rstrip("/"), endpoint
@@ -75,7 +68,8 @@ class InferenceClient:
             raise JobLost("the inference server lost the job")
         if status == 503 or status == 429 or (status >= 500 and _is_not_job_failure(response)):
             raise TransientError(f"inference server busy or failing (HTTP {status}: "
-                                 f"{_message(response)})", _retry_after(response))
+                                 f"{_message(response)})",
+                                 parse_retry_after(response.headers.get("Retry-After")))
         message = _message(response)
         detail = f"{message} (inference server, HTTP {status})"
         if what == "submit" and status in REFUSED_IMAGE:  # its reason is for the user as it is

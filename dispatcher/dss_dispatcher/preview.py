@@ -14,9 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
 from dss_client.imagefiles import read_image
 
-from .bitmap_font import HEIGHT as GLYPH_HEIGHT, WIDTH as GLYPH_WIDTH, draw_text
+from .bitmap_font import HEIGHT as GLYPH_HEIGHT
+from .bitmap_font import WIDTH as GLYPH_WIDTH
+from .bitmap_font import draw_text
 
 WINDOW_HU = (-1000.0, 400.0)      # lung window
 OVERLAY_ALPHA = 0.45

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
 from dss_client.imagefiles import read_image
 
 LUNG_LABELS = {1: ("right lung", (230, 80, 80)), 2: ("left lung", (80, 140, 230))}

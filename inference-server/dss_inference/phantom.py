@@ -144,7 +144,7 @@ def _draw_airways(hu, grid, body_a, body_b, z_top):
 def _draw_vessels(hu, lungs, grid, rng, body_a, body_b, z_top):
     """A random branching tree per lung, from the hilum outwards, drawn inside the lungs only."""
     vessel = np.zeros(hu.shape, dtype=np.float32)
-    for side, label in ((-1, 1), (1, 2)):
+    for side in (-1, 1):
         hilum = np.array([side * 0.30 * body_a, 0.1 * body_b, 0.15 * z_top])
         for _ in range(3):
             direction = np.array([side * 1.0, rng.uniform(-0.6, 0.6), rng.uniform(-1.0, 1.0)])

@@ -6,8 +6,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from dss_client import DSSClient
 import helpers
+from dss_client import DSSClient
 from helpers import PYTHON
 
 ADMIN_EMAIL = "admin@example.org"

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from client_stack import (ADMIN_EMAIL, PROVIDER, PROVIDER_EMAIL, SMALL_UPLOAD_LIMIT, TOKEN, Stack,
-                          service_repo)
+from client_stack import ADMIN_EMAIL, PROVIDER, PROVIDER_EMAIL, SMALL_UPLOAD_LIMIT, TOKEN, Stack, service_repo
 from dss_client import DSSClient
 from helpers import PYTHON, REPO_ROOT, ServerProcess, free_port
 

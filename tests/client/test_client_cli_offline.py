@@ -7,9 +7,9 @@ import pytest
 import SimpleITK as sitk
 
 from client_cli import one_line_error, run_dss
-from helpers import free_port
 from client_loopback import Answer, LoopbackServer
 from dss_client.workspace import Workspace
+from helpers import free_port
 
 SESSION = "5e" * 20
 

@@ -12,7 +12,6 @@ from dss_client.workspace import Workspace
 from dss_inference.phantom import make_phantom
 
 
-
 @functools.cache
 def truth():
     """The nodules of the phantom dss demo submits; the provider "finds" the first one."""

@@ -1,12 +1,13 @@
 """HTTP mechanics of DSSClient against a scripted loopback server: errors, cookies, streaming."""
 import io
+
 import pytest
 from werkzeug.formparser import parse_form_data
 
+from client_loopback import Answer, LoopbackServer
 from dss_client import DSSClient, DSSError, DSSTransientError
 from dss_client.multipart import CHUNK_BYTES, MultipartFile
 from helpers import free_port
-from client_loopback import Answer, LoopbackServer
 
 
 def test_503_is_transient_with_retry_after():

@@ -152,7 +152,7 @@ def test_official_provider_works_a_ticket_end_to_end(compat_stack, official, sma
     downloaded = user.download(ticket_id, "results", tmp_path / "results")
     workspace = Workspace.load(next(p for p in downloaded if p.suffix == ".itksnap"))
     workspace.validate()
-    assert [l.role for l in workspace.layers] == ["MainRole", "SegmentationRole"]
+    assert [each.role for each in workspace.layers] == ["MainRole", "SegmentationRole"]
     segmentation = workspace.layers[1]
     assert segmentation.nickname == "bright voxels" and "echo-result" in segmentation.tags
     assert segmentation.path.parent == tmp_path / "results"

@@ -10,8 +10,8 @@ import pytest
 import SimpleITK as sitk
 from itksnap_dss import WorkspaceWrapper
 
+from dss_client.workspace import Registry, Workspace
 from helpers import wait_for_status
-from dss_client.workspace import Registry, Workspace, WorkspaceError
 
 pytestmark = pytest.mark.slow   # the module's fixture runs two tickets through the whole stack
 
@@ -112,8 +112,8 @@ def test_official_reader_sees_the_nodule_labels_and_landmarks(compat_stack, fini
     count = annotations.entry("ArraySize").get(0)
     landmarks = [annotations.folder(f"Element[{i}]") for i in range(count)]
     assert len(landmarks) == len(Workspace.load(path).landmarks) >= 1
-    assert {l.entry("Type").get("") for l in landmarks} == {"LandmarkAnnotation"}
-    assert all(len(l.entry("Pos").get([0.0])) == 3 for l in landmarks)
+    assert {each.entry("Type").get("") for each in landmarks} == {"LandmarkAnnotation"}
+    assert all(len(each.entry("Pos").get([0.0])) == 3 for each in landmarks)
 
 
 def test_our_reader_opens_what_the_official_writer_saves(compat_stack, finished_tickets, tmp_path):
@@ -137,8 +137,8 @@ def test_our_reader_opens_what_the_official_writer_saves(compat_stack, finished_
         (moved / file.name).write_bytes(file.read_bytes())
     ours = Workspace.load(moved / "edited.itksnap")
     ours.validate()
-    assert [l.role for l in ours.layers] == ["MainRole", "SegmentationRole", "SegmentationRole"]
-    assert all(l.path.parent == moved for l in ours.layers)
+    assert [each.role for each in ours.layers] == ["MainRole", "SegmentationRole", "SegmentationRole"]
+    assert all(each.path.parent == moved for each in ours.layers)
     assert ours.layers[2].nickname == "right lung only" and "right" in ours.layers[2].tags
     assert ours.find_layer("CT") == ours.main_layer() and "CT" in ours.main_layer().tags
     assert ours.label_table()[1][0] == "right lung"

@@ -34,3 +34,18 @@ def test_package_builds_from_the_docker_context(name, tmp_path):
         if not (source / required).exists():
             pytest.skip(f"{name}/{required} not written yet")
         assert required in members, f"{required} is not in the image's installed package"
+    # `pip install ./<component>` outside the images installs what requirements.txt pins
+    assert _requires_dist(wheel) == _pins(source / "requirements.txt")
+
+
+def _requires_dist(wheel) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = (n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(metadata).decode().splitlines()
+    return [line.removeprefix("Requires-Dist: ") for line in lines
+            if line.startswith("Requires-Dist: ")]
+
+
+def _pins(requirements) -> list[str]:
+    lines = (line.split("#")[0].strip() for line in requirements.read_text().splitlines())
+    return [line for line in lines if line]

@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from deploy_files import (COMPOSE_FILE, COMPOSE_GPU_FILE, compose_interpolated_names, env_example_names,
-                          env_example_values, load_yaml)
+from deploy_files import (
+    COMPOSE_FILE,
+    COMPOSE_GPU_FILE,
+    compose_interpolated_names,
+    env_example_names,
+    env_example_values,
+    load_yaml,
+)
 from helpers import REPO_ROOT
 
 COMPOSE = load_yaml(COMPOSE_FILE)

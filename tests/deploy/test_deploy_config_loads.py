@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy_files import (TEMPLATE_FILE, env_example_filled, image_env, load_yaml, process_template,
-                          service_environment)
+from deploy_files import TEMPLATE_FILE, env_example_filled, image_env, load_yaml, process_template, service_environment
 
 TOKEN = "ab" * 24
 

@@ -7,8 +7,15 @@ import shlex
 
 import pytest
 
-from deploy_files import (DOCKERFILE_CONTEXTS, DockerfileError, copy_sources, dockerignore_patterns,
-                          env_assignments, is_ignored, parse_dockerfile)
+from deploy_files import (
+    DOCKERFILE_CONTEXTS,
+    DockerfileError,
+    copy_sources,
+    dockerignore_patterns,
+    env_assignments,
+    is_ignored,
+    parse_dockerfile,
+)
 
 CONTEXTS = {context.name: context for context in DOCKERFILE_CONTEXTS}
 # What each image serves and where its data lives (the seed's mount points).

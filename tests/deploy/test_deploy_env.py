@@ -6,8 +6,16 @@ import re
 
 import pytest
 
-from deploy_files import (COMPONENTS, COMPOSE_FILE, TEMPLATE_FILE, component_env_reads,
-                          env_assignments, load_yaml, parse_dockerfile, process_template)
+from deploy_files import (
+    COMPONENTS,
+    COMPOSE_FILE,
+    TEMPLATE_FILE,
+    component_env_reads,
+    env_assignments,
+    load_yaml,
+    parse_dockerfile,
+    process_template,
+)
 from helpers import REPO_ROOT
 
 # Set in the images for Python, pip and the shell; no component reads them.

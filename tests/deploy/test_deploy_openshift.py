@@ -188,7 +188,7 @@ def test_route_targets_the_web_server_with_a_long_timeout():
 
 def test_images_are_built_from_the_component_folders_and_trigger_rollouts():
     streams, builds = of_kind("ImageStream"), of_kind("BuildConfig")
-    for name, build in builds.items():
+    for build in builds.values():
         context = REPO_ROOT / build["spec"]["source"]["contextDir"]
         assert (context / build["spec"]["strategy"]["dockerStrategy"]["dockerfilePath"]).exists()
         assert build["spec"]["output"]["to"]["name"].split(":")[0] in streams

@@ -102,7 +102,8 @@ class FakeProviderSession:
         self.parameters = parameters or {}
         self.uploaded: dict[str, bytes] = {}
 
-    def call(self, name, *args, **kwargs):
+    def call(self, method, *args, **kwargs):
+        name = method.__name__   # a DSSClient method, as ProviderSession takes it
         self.calls.append((name, *args))
         if name == "provider_status":
             return "claimed"

@@ -7,11 +7,10 @@ import threading
 import time
 from pathlib import Path
 
-from dispatcher_fakes import (QuietHandler, job_settings, lung_services, serve_in_thread,
-                             session_cookie)
+from dispatcher_fakes import QuietHandler, job_settings, lung_services, serve_in_thread, session_cookie
+from dss_client.sdk.daemon import Worker
 from dss_dispatcher.config import ServiceSpec
 from dss_dispatcher.worker import inference_service
-from dss_client.sdk.daemon import Worker
 
 GITHASH = "5d482fcb" + "0" * 32
 

@@ -16,8 +16,8 @@ import SimpleITK as sitk
 
 from dispatcher_fakes import InferenceStub
 from dss_client import DSSClient
-from dss_client.workspace import Workspace
 from dss_client.sdk.register import service_repo
+from dss_client.workspace import Workspace
 from helpers import PYTHON, REPO_ROOT, ServerProcess, free_port, wait_for_status
 
 PROVIDER, PROVIDER_EMAIL = "leak-lab", "robot@leak.test"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from dss_client.workspace import Workspace
 from dispatcher_fakes import SPEC, FakeProviderSession, job_settings, lung_job
+from dss_client.workspace import Workspace
 
 
 def _image(path: Path) -> Path:

@@ -1,14 +1,17 @@
 """Retries with backoff against a real loopback HTTP server that fails before it answers."""
 from __future__ import annotations
 
+import email.utils
 import json
+import time
 
 import pytest
 
 from dispatcher_fakes import QuietHandler, serve_in_thread
-from dss_client import DSSClient, DSSError, DSSTransientError
+from dss_client import DSSClient, DSSError, DSSTransientError, TransientError, sdk
+from dss_client.sdk.retry import backoff_delay, retry
+from dss_client.sdk.session import ProviderSession
 from dss_dispatcher.inference import InferenceClient, InferenceFailed
-from dss_client.sdk.retry import TransientError, backoff_delay, retry
 
 
 class FlakyServer:
@@ -115,6 +118,42 @@ def test_inference_queue_full_is_retried_then_submitted(tmp_path, sleeps):
     assert [r[0] for r in server.requests] == ["POST"] * 3
     assert server.requests[0][1] == "/lung_segmentation/inference?format=nii.gz"
     assert sleeps[0] >= 2.0
+
+
+def test_session_logs_in_again_and_retries_a_typed_client_call(sleeps):
+    login = (200, {}, b"logged in as provider@lab.org")
+    server = FlakyServer([login, (401, {}, b"not logged in"), login,
+                          (503, {"Retry-After": "2"}, b"busy")], final=(200, {}, b"claimed"))
+    session = ProviderSession(server.url, "t" * 48, retry_budget=60, sleep=sleeps)
+    try:
+        status = session.call(DSSClient.provider_status, 5)
+    finally:
+        session.close()
+        server.close()
+    assert status == "claimed"
+    assert [r[0] for r in server.requests] == ["POST", "GET", "POST", "GET", "GET"]
+    assert len(sleeps) == 1 and sleeps[0] >= 2.0
+
+
+def test_one_transient_error_for_the_dss_and_the_inference_server():
+    assert sdk.TransientError is TransientError
+    busy = DSSTransientError(503, "busy", retry_after=4.0)
+    assert isinstance(busy, TransientError) and busy.retry_after == 4.0
+    assert str(busy) == "HTTP 503: busy"
+
+
+def test_inference_retry_after_as_an_http_date_is_a_floor(tmp_path):
+    image = tmp_path / "ct.nii.gz"
+    image.write_bytes(b"x")
+    later = email.utils.formatdate(time.time() + 120, usegmt=True)
+    server = FlakyServer([(503, {"Retry-After": later}, b'{"error": "queue full"}')])
+    client = InferenceClient(server.url, "/lung_segmentation/inference")
+    try:
+        with pytest.raises(TransientError, match="queue full") as caught:
+            client.submit(image)
+    finally:
+        server.close()
+    assert 60 < caught.value.retry_after <= 120
 
 
 def test_inference_bad_input_and_failed_jobs_are_permanent(tmp_path):

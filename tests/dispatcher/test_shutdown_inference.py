@@ -6,13 +6,11 @@ import json
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from dispatcher_fakes import (SPEC, FakeProviderSession, QuietHandler, job_settings, lung_job,
-                             serve_in_thread)
+from dispatcher_fakes import SPEC, FakeProviderSession, QuietHandler, job_settings, lung_job, serve_in_thread
 from dss_client.workspace import Workspace
 
 

@@ -16,9 +16,9 @@ import pytest
 import SimpleITK as sitk
 
 from dispatcher_fakes import QuietHandler, job_settings, lung_job, serve_in_thread, session_cookie
+from dss_client.sdk.session import ProviderSession
 from dss_client.workspace import Workspace
 from dss_dispatcher.config import ServiceSpec
-from dss_client.sdk.session import ProviderSession
 
 TICKET = 7
 FILES = re.compile(rf"^/api/pro/tickets/{TICKET}/files/input/(\d+)$")

@@ -106,7 +106,7 @@ def saved_workspace(tmp_path):
 
 def test_reads_layers_roles_tags_and_escaped_values(saved_workspace):
     ws = Workspace.load(saved_workspace)
-    assert [(l.key, l.role, l.path.name) for l in ws.layers] == [
+    assert [(each.key, each.role, each.path.name) for each in ws.layers] == [
         ("Layers.Layer[000]", "MainRole", "ct.nii.gz"),
         ("Layers.Layer[001]", "OverlayRole", "pet.nii.gz")]
     assert ws.layers[0].nickname == 'Chest & "lungs"'
@@ -125,7 +125,7 @@ def test_find_layer_by_tag_falls_back_to_main(saved_workspace):
 def test_moved_workspace_finds_layers_relative_to_new_place(saved_workspace, tmp_path):
     moved = shutil.copytree(saved_workspace.parent, tmp_path / "elsewhere" / "copy")
     ws = Workspace.load(moved / "study.itksnap")
-    assert [l.path for l in ws.layers] == [moved / "ct.nii.gz", moved / "pet.nii.gz"]
+    assert [each.path for each in ws.layers] == [moved / "ct.nii.gz", moved / "pet.nii.gz"]
     # a layer missing next to the moved file keeps its stored absolute path
     (moved / "pet.nii.gz").unlink()
     assert Workspace.load(moved / "study.itksnap").layers[1].path == saved_workspace.parent / "pet.nii.gz"
@@ -138,7 +138,7 @@ def test_segmentation_goes_to_next_free_key_and_never_overwrites(saved_workspace
                                              2: ("left lung", (0, 255, 0))})
     assert key == "Layers.Layer[002]"
     assert ws.add_segmentation(seg, "again") == "Layers.Layer[003]"
-    assert [l.role for l in ws.layers] == ["MainRole", "OverlayRole", "SegmentationRole",
+    assert [each.role for each in ws.layers] == ["MainRole", "OverlayRole", "SegmentationRole",
                                            "SegmentationRole"]
     assert ws.layers[1].path.name == "pet.nii.gz"
     assert ws.label_table() == {1: ("right lung", (255, 0, 0)), 2: ("left lung", (0, 255, 0)),
@@ -178,7 +178,7 @@ def test_export_like_itksnap_wt(saved_workspace, tmp_path):
     assert [f.name[:10] for f in files[1:]] == ["layer_000_", "layer_001_", "layer_002_"]
     exported = Workspace.load(files[0])
     exported.validate()
-    assert [l.path for l in exported.layers] == files[1:]
+    assert [each.path for each in exported.layers] == files[1:]
     assert exported.registry.get("SaveLocation") == str(tmp_path / "export")
     assert not exported.registry.has_folder("Layers.Layer[000].IOHints")
     assert exported.label_table()[1] == ("x", (1, 2, 3))

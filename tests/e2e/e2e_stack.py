@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import PYTHON, REPO_ROOT, ServerProcess, free_port
-
 from dss_client import DSSClient
 from dss_client.sdk.register import service_repo
 from dss_dispatcher.devstack import builtin_descriptors
+from helpers import PYTHON, ServerProcess, free_port
 
 CLAIM_LEASE = "4"
 PROVIDER, PROVIDER_EMAIL, USER_EMAIL = "e2e-lab", "robot@e2e.test", "user@e2e.test"

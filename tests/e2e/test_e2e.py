@@ -11,9 +11,8 @@ import pytest
 import requests
 import SimpleITK as sitk
 
-from helpers import wait_for_status
 from dss_client.workspace import Workspace
-from helpers import CT_SAMPLES, free_port
+from helpers import CT_SAMPLES, free_port, wait_for_status
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +31,7 @@ def _result_workspace(client, ticket_id, dest):
 
 
 def _segmentation(workspace):
-    (layer,) = [l for l in workspace.layers if l.role == "SegmentationRole"]
+    (layer,) = [each for each in workspace.layers if each.role == "SegmentationRole"]
     return layer, sitk.GetArrayFromImage(sitk.ReadImage(str(layer.path)))
 
 
@@ -55,8 +54,8 @@ def test_lungs_and_nodules_end_to_end(stack, phantom_ct, tmp_path):
 
     # lungs: the result workspace holds the input and a new segmentation layer, right = 1
     workspace, paths = _result_workspace(user, lungs_id, tmp_path / "lungs")
-    assert [l.role for l in workspace.layers] == ["MainRole", "SegmentationRole"]
-    assert all(p.parent == tmp_path / "lungs" for p in [l.path for l in workspace.layers])
+    assert [each.role for each in workspace.layers] == ["MainRole", "SegmentationRole"]
+    assert all(p.parent == tmp_path / "lungs" for p in [each.path for each in workspace.layers])
     layer, labels = _segmentation(workspace)
     assert labels.shape == phantom.lungs.shape
     for value in (1, 2):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from helpers import PYTHON, REPO_ROOT, ServerProcess, free_port, wait_for_status
 from dss_client.workspace import Workspace
+from helpers import PYTHON, REPO_ROOT, ServerProcess, free_port, wait_for_status
 
 pytestmark = pytest.mark.slow
 EXAMPLE = REPO_ROOT / "services" / "example-threshold" / "threshold.py"
@@ -51,7 +51,7 @@ def test_an_sdk_service_registers_itself_and_returns_a_label_layer(stack, phanto
 
     ticket = user.submit_workspace(ct_path, "ExampleThreshold")
     workspace = result_workspace(user, ticket, tmp_path / "result")
-    assert [l.role for l in workspace.layers] == ["MainRole", "SegmentationRole"]
+    assert [each.role for each in workspace.layers] == ["MainRole", "SegmentationRole"]
     assert workspace.label_table()[1] == ("bright", (255, 200, 0))
     ct = sitk.GetArrayFromImage(sitk.ReadImage(str(ct_path)))
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(workspace.layers[1].path)))

@@ -9,8 +9,8 @@ import SimpleITK as sitk
 
 from dss_inference.imageio import Volume
 from dss_inference.models import LungSegmentation, NoduleDetection
-from dss_inference.models.common import resolve_device
 from dss_inference.models import nodules as nodule_model
+from dss_inference.models.common import resolve_device
 from dss_inference.phantom import detection_matches, make_phantom
 from helpers import CT_SAMPLES, REPO_ROOT
 

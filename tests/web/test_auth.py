@@ -5,7 +5,6 @@ import pytest
 
 from dss_server import create_app
 from dss_server.services import auth
-
 from web_support import Harness, make_config
 
 
@@ -46,6 +45,7 @@ def test_tokens_are_stored_hashed(harness):
     token = harness.token("hashed@example.org")
     with harness.sessions() as db:
         from sqlalchemy import select
+
         from dss_server.models import Token
         stored = db.scalars(select(Token.token_hash)).all()
     assert token not in stored and auth.digest(token) in stored
@@ -138,9 +138,10 @@ def test_noauth_makes_cookieless_requests_the_test_admin(make_harness):
 
 def test_noauth_first_requests_racing_create_the_test_user_once(make_database, tmp_path):
     import threading
-    from web_support import Harness, make_config
+
     from dss_server import create_app
     from dss_server import db as database
+    from web_support import Harness, make_config
     url = make_database("dss_noauth_race")
     database.migrate(database.make_engine(url))
     harness = Harness(create_app(make_config(url, tmp_path, noauth=True)))
@@ -179,6 +180,7 @@ def any_harness(request, harness, tmp_path):
 
 def test_sessions_idle_for_a_year_are_logged_out(any_harness):
     from datetime import timedelta
+
     from dss_server.models import utcnow
     harness = any_harness
     client = harness.client("idle@example.org")

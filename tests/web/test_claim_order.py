@@ -11,7 +11,6 @@ from sqlalchemy import select, text, update
 from dss_server import create_app
 from dss_server.config import ConfigError, load_config
 from dss_server.models import ClaimHistory, TicketHistory, utcnow
-
 from web_support import Harness, explain_claim, make_config
 
 

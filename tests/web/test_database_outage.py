@@ -14,7 +14,6 @@ from dss_server import db as database
 from dss_server.config import database_url_for_driver
 from dss_server.models import ProviderAccess
 from dss_server.services import auth
-
 from helpers import PYTHON, PgCluster, ServerProcess, free_port, insert_service
 from web_support import Harness, make_config
 

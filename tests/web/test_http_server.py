@@ -9,9 +9,9 @@ import uuid
 import pytest
 import requests
 
-from dss_server.models import ProviderAccess, Provider, ProviderService, Service, Ticket
-from dss_server.services import auth
 from dss_server import db as database
+from dss_server.models import Provider, ProviderAccess, ProviderService, Service, Ticket
+from dss_server.services import auth
 from helpers import PYTHON, ServerProcess, free_port, wait_for_http
 
 CLAIMERS, TICKETS = 20, 200

@@ -2,11 +2,10 @@
 import io
 import threading
 import time
-
 from datetime import timedelta
 
-from dss_server.services import leases
 from dss_server.models import Ticket, TicketAttachment
+from dss_server.services import leases
 from web_support import upload
 
 # Time passing is simulated by moving the claim's last activity back (no sleeps, so a slow

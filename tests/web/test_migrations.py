@@ -11,9 +11,8 @@ from sqlalchemy import text
 from dss_server import create_app
 from dss_server import db as database
 from dss_server.models import Base
-
-from web_support import make_config
 from helpers import PYTHON
+from web_support import make_config
 
 
 def test_migrated_postgresql_schema_equals_the_models(migrated_db):

@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import select
 
 from dss_server.models import Ticket
-
 from helpers import service_repo
 from web_support import upload
 

@@ -3,11 +3,9 @@ import re
 import uuid
 
 import pytest
-
 from sqlalchemy import select
 
 from dss_server import create_app
-
 from web_support import Harness, explain_claim, make_config, upload
 
 
@@ -371,8 +369,7 @@ def test_a_type_stored_before_the_check_is_served_as_plain_bytes(harness):
 
 
 def test_claim_records_history_claim_row_and_links_orphan_attachments(harness):
-    from dss_server.models import (ClaimHistory, Ticket, TicketAttachment, TicketHistory,
-                                   TicketLog, TicketLogAttachment)
+    from dss_server.models import ClaimHistory, Ticket, TicketAttachment, TicketHistory, TicketLog, TicketLogAttachment
     githash = harness.service(provider="rowlab")
     provider = harness.provider_client("rowlab")
     ticket = harness.submit(harness.client(), githash)

@@ -6,7 +6,6 @@ import requests
 from sqlalchemy import func, select
 
 from dss_server.models import Ticket, User, UserTier
-
 from test_http_server import gunicorn_server, login, seed_ready_tickets  # noqa: F401 (fixture)
 
 GUEST_QUOTA = 10  # seeded by the initial migration
@@ -82,7 +81,7 @@ def test_deleted_tickets_free_the_override(harness):
     assert client.post("/api/tickets", data={"githash": githash}).status_code == 200
 
 
-def test_racing_creates_through_gunicorn_never_exceed_the_quota(gunicorn_server):
+def test_racing_creates_through_gunicorn_never_exceed_the_quota(gunicorn_server):  # noqa: F811 (fixture)
     """Many creates of one user at once, through two gunicorn workers on PostgreSQL: each one
     counts the open tickets only once the one before it committed, so exactly the quota is
     created and every other create is refused."""

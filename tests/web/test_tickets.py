@@ -94,7 +94,9 @@ def test_overwrite_keeps_the_index_and_stores_sha256(harness):
     assert client.get(url).data == b"0,a.nii\r\n1,b.nii\r\n"
     assert client.get(url + "/0").data == b"three"
     import hashlib
+
     from sqlalchemy import select
+
     from dss_server.models import TicketFile
     with harness.sessions() as db:
         row = db.scalar(select(TicketFile).where(TicketFile.ticket_id == ticket,

@@ -5,8 +5,8 @@ import os
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from dss_server.services import files
 from dss_server.errors import DSSError
+from dss_server.services import files
 from dss_server.services.bootstrap import remove_stale_uploads
 from dss_server.services.files import PREALLOCATE_MIN_BYTES, RESERVE_STEP_BYTES, UploadFile
 

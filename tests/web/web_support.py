@@ -5,7 +5,6 @@ import uuid
 
 from dss_server.models import ProviderAccess
 from dss_server.services import auth
-
 from helpers import ensure_provider, insert_service
 
 

@@ -5,7 +5,6 @@ import pytest
 
 from dss_server import create_app
 from dss_server import db as database
-
 from webui_support import Site, settings_for
 
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import pytest
+
 from webui_support import form_token, page_text
 
 ADMIN_PAGES = ("/admin", "/admin/users", "/admin/providers", "/admin/providers/some-lab",
                "/admin/tickets", "/admin/tickets/1")
 ADMIN_POSTS = ("/admin/providers", "/admin/providers/some-lab/retire",
-               "/admin/providers/some-lab/users", "/admin/providers/some-lab/users/1/revoke", "/admin/providers/some-lab/token",
+               "/admin/providers/some-lab/users", "/admin/providers/some-lab/users/1/revoke",
+               "/admin/providers/some-lab/token",
                "/admin/providers/some-lab/services",
                f"/admin/providers/some-lab/services/{'a' * 40}/retire", "/admin/users/1",
                "/admin/tiers/guest", "/admin/tickets/purge")

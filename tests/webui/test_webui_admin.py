@@ -7,12 +7,12 @@ import re
 from datetime import timedelta
 
 import pytest
-from webui_support import Site, git_service_repo, page_text, post_form, settings_for
 
 from dss_server import create_app
 from dss_server.models import Service, Ticket, TicketHistory, User, UserTier, utcnow
 from dss_server.pages import queries
 from dss_server.services import auth
+from webui_support import Site, git_service_repo, page_text, post_form, settings_for
 
 
 @pytest.fixture

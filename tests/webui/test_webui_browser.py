@@ -10,8 +10,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from webui_support import git_service_repo
-from webui_oidc_provider import OIDCProvider
 from werkzeug.serving import make_server
 
 from dss_client import DSSClient
@@ -19,6 +17,8 @@ from dss_server import create_app
 from dss_server import db as database
 from dss_server.services import auth
 from helpers import CT_SAMPLES, free_port
+from webui_oidc_provider import OIDCProvider
+from webui_support import git_service_repo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -7,12 +7,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import requests
-from webui_support import Site, form_token, page_text, post_form, settings_for
-from webui_oidc_provider import FORGERIES, MISSING, OIDCProvider
 
 from dss_server import create_app
 from dss_server.config import ConfigError
 from dss_server.services import auth
+from webui_oidc_provider import FORGERIES, MISSING, OIDCProvider
+from webui_support import Site, form_token, page_text, post_form, settings_for
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from webui_support import form_token, page_text, post_form
-
 from dss_server.models import Service, utcnow
+from webui_support import form_token, page_text, post_form
 
 
 def test_home_and_about_explain_how_to_connect(site):

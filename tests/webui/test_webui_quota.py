@@ -5,9 +5,9 @@ import html
 import re
 
 import pytest
-from webui_support import form_token, page_text, post_form
 
 from dss_server.models import User, UserTier
+from webui_support import form_token, page_text, post_form
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from webui_support import page_text, post_form, upload
 
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"

@@ -7,7 +7,6 @@ import uuid
 
 from dss_server.models import ProviderAccess
 from dss_server.services import auth
-
 from helpers import ensure_provider, insert_service, service_repo
 
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')

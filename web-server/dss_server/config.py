@@ -109,8 +109,8 @@ def database_url_for_driver(text: str) -> str:
     try:
         url = make_url(text)
     except ArgumentError:
-        raise ConfigError(f"DATABASE_URL is not a database URL: expected "
-                          f"postgresql://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH") from None
+        raise ConfigError("DATABASE_URL is not a database URL: expected "
+                          "postgresql://USER:PASSWORD@HOST:PORT/NAME or sqlite:///PATH") from None
     backend, _, driver = url.drivername.partition("+")
     if backend not in DRIVERS or driver not in ("", DRIVERS[backend]):
         raise ConfigError(f"DATABASE_URL={shown_url(url)!r}: {url.drivername} is not supported: "

@@ -12,9 +12,9 @@ administrator's token), claims tickets with the long poll, downloads and reads t
 calls the function, writes and uploads the result workspace, with lease renewal, retries,
 cancel detection and release on SIGTERM. The dispatcher (dss_dispatcher) is built on it.
 """
+from ..errors import TransientError
 from .context import Cancelled, Context, TicketFailed
 from .result import Result
-from .retry import TransientError
 from .service import Service, service
 
 __all__ = ["Cancelled", "Context", "Result", "Service", "TicketFailed", "TransientError",

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from .. import DSSError, DSSTransientError
+from .. import DSSClient, DSSError, DSSTransientError
 from . import metrics
 from .retry import retry
 
@@ -50,11 +50,11 @@ class Context:
         """A line in the ticket log the user sees (info, warning or error)."""
         if level not in LEVELS:
             raise ValueError(f"log level must be one of {LEVELS}, got {level!r}")
-        self._job.dss.call("log_message", self.ticket_id, level, message)
+        self._job.dss.call(DSSClient.log_message, self.ticket_id, level, message)
 
     def attach(self, path, description: str, mime: str = "application/octet-stream") -> None:
         """Send a file now; it is shown with the next log line."""
-        self._job.dss.call("attach", self.ticket_id, Path(path), description, mime)
+        self._job.dss.call(DSSClient.attach, self.ticket_id, Path(path), description, mime)
 
     def cancelled(self) -> bool:
         """True once the ticket was deleted or retried by its user (or claimed elsewhere), or
@@ -66,7 +66,7 @@ class Context:
             self._checked_at = time.monotonic()
             try:
                 self._cancel_reason = lost_reason(
-                    lambda: self._job.dss.call("provider_status", self.ticket_id))
+                    lambda: self._job.dss.call(DSSClient.provider_status, self.ticket_id))
             except DSSTransientError:   # a blip is not a cancel: asked again later
                 pass
         return self._cancel_reason is not None

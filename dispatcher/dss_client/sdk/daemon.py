@@ -11,12 +11,12 @@ import re
 import threading
 import time
 
-from .. import DSSError
+from .. import DSSClient, DSSError, TransientError
 from . import metrics
 from .config import Settings
 from .job import TicketJob
 from .logs import service_var
-from .retry import RETRYABLE, backoff_delay
+from .retry import backoff_delay
 from .service import Service
 from .session import ProviderSession
 from .workdirs import unwritable_reason
@@ -33,7 +33,7 @@ def resolve_githashes(session: ProviderSession, service: Service, provider: str)
     (or the one `version`) of the named service that the provider may provide."""
     if GITHASH.match(service.name):
         return [service.name]
-    return sorted({row.githash for row in session.call("provider_services")
+    return sorted({row.githash for row in session.call(DSSClient.provider_services)
                    if row.name == service.name and row.provider == provider
                    and service.version in ("", row.version)})
 
@@ -64,7 +64,7 @@ class Worker:
                     if githashes and self._scratch_folder_usable():
                         self._claim_and_process(session, githashes)
                     failures = self.refusals = 0
-                except (DSSError, *RETRYABLE) as exc:
+                except (DSSError, TransientError) as exc:
                     failures += 1
                     self.refusals = self.refusals + 1 if getattr(exc, "status", None) == 401 else 0
                     githashes = []   # the services may have been re-registered
@@ -94,8 +94,8 @@ class Worker:
 
     def _claim_and_process(self, session: ProviderSession, githashes: list[str]) -> None:
         started = time.monotonic()
-        claim = session.call_once("claim", githashes, self.provider, self.settings.provider_code,
-                                  wait=self.settings.claim_wait or None)
+        claim = session.call_once(DSSClient.claim, githashes, self.provider,
+                                  self.settings.provider_code, wait=self.settings.claim_wait or None)
         metrics.CLAIMS.labels(self.service.label, "ticket" if claim else "none").inc()
         if claim is None:
             # a server without the long poll answers at once: never spin

@@ -14,14 +14,13 @@ import threading
 import time
 from pathlib import Path
 
-from .. import DSSError, DSSLocalError, DSSTransientError
+from .. import DSSClient, DSSError, DSSLocalError, DSSTransientError, TransientError
 from ..workspace import Workspace, WorkspaceError
 from . import metrics
 from .config import Settings
 from .context import RUN, SHUTDOWN_REASON, Cancelled, Context, TicketFailed, lost_reason
 from .logs import ticket_var
 from .result import Result
-from .retry import RETRYABLE
 from .service import Service
 from .session import ProviderSession
 from .workdirs import LOCAL_FAULT_ERRNOS, create_locked, new_workdir, unwritable_reason
@@ -62,7 +61,7 @@ class TicketJob:
             outcome = self._release_for_local_fault(str(exc))
         except TicketFailed as exc:
             outcome = self._fail(str(exc))
-        except RETRYABLE as exc:
+        except TransientError as exc:
             outcome = self._fail(f"Gave up after {self.settings.retry_budget:g} s of retries: {exc}. "
                                  f"Retry the ticket later (dss retry {self.id}).")
         except DSSError as exc:
@@ -82,7 +81,7 @@ class TicketJob:
 
     def _run_stages(self) -> None:
         self.workdir_lock = create_locked(self.workdir)
-        self.dss.call("set_progress", self.id, 0.0, 1.0, 0.0)   # clears an earlier attempt's
+        self.dss.call(DSSClient.set_progress, self.id, 0.0, 1.0, 0.0)   # clears an earlier attempt's
         workspace, layer = self._stage("download", self._download)
         result = self._stage(RUN, lambda: self._run_service(workspace, layer.path))
         if not isinstance(result, Result):
@@ -90,14 +89,14 @@ class TicketJob:
         files, attachments, summary = self._stage(
             "workspace", lambda: result.write(workspace, layer.path, self.workdir, self.id))
         self._stage("upload", lambda: self._upload(files, attachments, summary))
-        self.dss.call("set_status", self.id, "success")
+        self.dss.call(DSSClient.set_status, self.id, "success")
         steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.timings.items())
         log.info("success (%s): %s", steps, summary, extra={"timings": dict(self.timings)})
 
     def _run_service(self, workspace: Workspace, image: Path):
         scratch = self.workdir / "scratch"
         scratch.mkdir()
-        params = self.dss.call("provider_parameters", self.id)   # once: they cannot change
+        params = self.dss.call(DSSClient.provider_parameters, self.id)   # once: they cannot change
         return self.service(Context(self, image, scratch, params), workspace)
 
     def _run_stages_blaming_local_faults(self) -> None:
@@ -105,7 +104,7 @@ class TicketJob:
         it surfaced as (an OSError, the client's DSSLocalError, SimpleITK failing to write)."""
         try:
             self._run_stages()
-        except (Cancelled, TicketFailed, *RETRYABLE):
+        except (Cancelled, TicketFailed, TransientError):
             raise
         except Exception as exc:
             reason = _local_fault_reason(exc) or unwritable_reason(self.settings.work_dir)
@@ -146,18 +145,20 @@ class TicketJob:
         return self._fail(f"The DSS server refused a request of the provider: {exc}")
 
     def _check_claimed(self) -> None:
-        reason = lost_reason(lambda: self.dss.call("provider_status", self.id))
+        reason = lost_reason(lambda: self.dss.call(DSSClient.provider_status, self.id))
         if reason:
             raise Cancelled(reason)
 
     def progress(self, stage: str, fraction: float) -> None:
         start, end = STAGES[stage]
-        self.dss.call("set_progress", self.id, start, end, round(min(max(fraction, 0.0), 1.0), 4))
+        self.dss.call(DSSClient.set_progress, self.id, start, end,
+                      round(min(max(fraction, 0.0), 1.0), 4))
+
     def _hand_back(self, reason: str) -> None:
         """Shutting down or unable to work: release the ticket so that it is `ready` again at
         once. One try only; whatever goes wrong, the server's claim lease re-queues it."""
         try:
-            self.dss.call_once("release", self.id, reason)
+            self.dss.call_once(DSSClient.release, self.id, reason)
             log.info("released the ticket back to the queue")
         except DSSTransientError as exc:
             log.warning("could not release the ticket (%s); its claim lease will re-queue it", exc)
@@ -170,7 +171,7 @@ class TicketJob:
     def _note_shutdown(self) -> None:
         """An older server without the release route: the claim lease re-queues the ticket."""
         try:
-            self.dss.call_once("log_message", self.id, "warning",
+            self.dss.call_once(DSSClient.log_message, self.id, "warning",
                                f"Provider instance {self.settings.provider_code} stopped before "
                                "finishing; the ticket goes back to the queue when its claim "
                                "lease expires.")
@@ -180,8 +181,8 @@ class TicketJob:
     def _fail(self, message: str) -> str:
         log.warning("failing the ticket: %s", message)
         try:
-            self.dss.call("log_message", self.id, "error", message)
-            self.dss.call("set_status", self.id, "failed")
+            self.dss.call(DSSClient.log_message, self.id, "error", message)
+            self.dss.call(DSSClient.set_status, self.id, "failed")
         except DSSError as exc:
             log.warning("could not mark the ticket failed: %s", exc)
         return "failed"
@@ -191,7 +192,7 @@ class TicketJob:
         target = self.workdir / "input"
         target.mkdir(parents=True, exist_ok=True)
         files = self._copy_from_shared_datastore(target) or \
-            self.dss.call("provider_download", self.id, target)
+            self.dss.call(DSSClient.provider_download, self.id, target)
         workspaces = [f for f in files if f.name.endswith(".itksnap")]
         if not workspaces:
             raise TicketFailed("The ticket holds no ITK-SNAP workspace (.itksnap file). Submit it "
@@ -211,7 +212,7 @@ class TicketJob:
         except WorkspaceError as exc:
             raise TicketFailed(f"The submitted workspace cannot be used: {exc}.") from None
         how = f"tag {self.service.input_tag}" if self.service.input_tag in layer.tags else "main image"
-        self.dss.call("log_message", self.id, "info",
+        self.dss.call(DSSClient.log_message, self.id, "info",
                       f"Files received: {len(files)} files; processing {layer.path.name} ({how}).")
         return workspace, layer
 
@@ -236,13 +237,13 @@ class TicketJob:
         total = sum(f.stat().st_size for f in ordered) or 1
         sent = 0
         for path in ordered:
-            self.dss.call("upload_result", self.id, path)
+            self.dss.call(DSSClient.upload_result, self.id, path)
             sent += path.stat().st_size
             self.progress("upload", sent / total)
         for path, description, mime in attachments:
-            self.dss.call("attach", self.id, path, description, mime)
+            self.dss.call(DSSClient.attach, self.id, path, description, mime)
         # the attachments are linked to this message (the server links unlinked ones)
-        self.dss.call("log_message", self.id, "info", summary)
+        self.dss.call(DSSClient.log_message, self.id, "info", summary)
 
 
 def _route_missing(exc: DSSError) -> bool:

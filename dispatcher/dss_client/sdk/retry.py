@@ -6,22 +6,11 @@ import random
 import time
 from typing import Callable, TypeVar
 
-from dss_client import DSSTransientError
+from dss_client.errors import TransientError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 BASE_DELAY, MAX_DELAY = 0.5, 30.0
-
-
-class TransientError(Exception):
-    """A failure worth retrying outside the DSS client (the inference server)."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-RETRYABLE = (DSSTransientError, TransientError)
 
 
 def backoff_delay(attempt: int, retry_after: float | None = None,
@@ -36,16 +25,17 @@ def backoff_delay(attempt: int, retry_after: float | None = None,
 def retry(call: Callable[[], T], budget: float, what: str,
           sleep: Callable[[float], object] = time.sleep, on_retry: Callable[[], object] | None = None,
           clock: Callable[[], float] = time.monotonic) -> T:
-    """`call()` until it succeeds, retrying RETRYABLE errors while the next attempt would
-    still start within `budget` seconds; then the last error is raised."""
+    """`call()` until it succeeds, retrying a TransientError (the client's DSSTransientError
+    is one) while the next attempt would still start within `budget` seconds; then the last
+    error is raised."""
     deadline = clock() + budget
     attempt = 0
     while True:
         try:
             return call()
-        except RETRYABLE as exc:
+        except TransientError as exc:
             attempt += 1
-            delay = backoff_delay(attempt, getattr(exc, "retry_after", None))
+            delay = backoff_delay(attempt, exc.retry_after)
             if clock() + delay > deadline:
                 raise
             log.warning("%s failed (%s); retry %d in %.1f s", what, exc, attempt, delay)

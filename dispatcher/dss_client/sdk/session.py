@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable, Concatenate, ParamSpec, TypeVar
 
 from dss_client import DSSClient, DSSError, DSSTransientError
 
@@ -11,6 +12,11 @@ from . import metrics
 from .retry import retry
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+# a DSSClient method named on the class (DSSClient.set_progress): the session supplies its
+# own client, so a re-login is seen by the retried call and arguments are type-checked
+ClientMethod = Callable[Concatenate[DSSClient, P], T]
 
 
 class ProviderSession:
@@ -29,29 +35,27 @@ class ProviderSession:
         log.info("logged in to %s as %s", self.client.base_url, self.email)
         return self.email
 
-    def _once(self, method: str, args, kwargs):
+    def call_once(self, method: ClientMethod[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`method(client, *args)`, logged in, but not retried: for a claim, whose lost answer
+        must not be repeated (the repeat would claim a second ticket while the first waits for
+        its lease)."""
         if self.email is None:
             self.login()
         try:
-            return getattr(self.client, method)(*args, **kwargs)
+            return method(self.client, *args, **kwargs)
         except DSSError as exc:
             if exc.status != 401 or isinstance(exc, DSSTransientError):
                 raise
             log.info("session refused (%s); logging in again", exc)
             self.login()
-            return getattr(self.client, method)(*args, **kwargs)
+            return method(self.client, *args, **kwargs)
 
-    def call_once(self, method: str, *args, **kwargs):
-        """Logged in, but not retried: for a claim, whose lost answer must not be repeated
-        (the repeat would claim a second ticket while the first waits for its lease)."""
-        return self._once(method, args, kwargs)
-
-    def call(self, method: str, *args, **kwargs):
-        """`DSSClient.<method>(*args)`, logged in, retried while the server is unavailable."""
+    def call(self, method: ClientMethod[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`method(client, *args)`, logged in, retried while the server is unavailable."""
         def on_retry():
             metrics.RETRIES.labels(self.service_label, "dss").inc()
-        return retry(lambda: self._once(method, args, kwargs), self.retry_budget,
-                     f"DSS {method}", sleep=self.sleep, on_retry=on_retry)
+        return retry(lambda: self.call_once(method, *args, **kwargs), self.retry_budget,
+                     f"DSS {method.__name__}", sleep=self.sleep, on_retry=on_retry)
 
     def close(self) -> None:
         self.client.close()

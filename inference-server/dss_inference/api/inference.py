@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request, send_file
 
-from .. import imageio
 from ..errors import ApiError, error_response
 from ..runtime import current_runtime
 from ..submission import check_accepting, submit_upload

@@ -40,8 +40,8 @@ def metrics():
 
 
 def _versions() -> dict[str, str]:
-    import SimpleITK
     import numpy
+    import SimpleITK
     import torch
 
     versions = {"torch": torch.__version__, "SimpleITK": SimpleITK.Version_VersionString(),

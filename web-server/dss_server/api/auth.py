@@ -6,8 +6,7 @@ from flask import Blueprint, request
 from .. import wire
 from ..errors import DSSError
 from ..services import auth
-from ._http import (accepts_json, config, db, delete_session_cookie, identity,
-                    session_id, set_session_cookie, wants_json)
+from ._http import accepts_json, config, db, delete_session_cookie, identity, session_id, set_session_cookie, wants_json
 
 bp = Blueprint("auth", __name__)
 

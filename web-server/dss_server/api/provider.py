@@ -11,8 +11,7 @@ from ..models import LOG_CATEGORIES
 from ..services import catalog, claims, files, leases, provider_tickets, release, tickets
 from ..services.access import require_provider, service_provider_ticket
 from ..throttle import Slots
-from ._http import (autocommit, claim_policy, config, db, download, identity, param,
-                    receive_upload, wants_json)
+from ._http import autocommit, claim_policy, config, db, download, identity, param, receive_upload, wants_json
 
 bp = Blueprint("provider", __name__)
 _WAITS = Slots()

@@ -8,8 +8,7 @@ from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 
 from ..api._http import API_PREFIX, config
-from . import (admin, admin_providers, admin_tickets, csrf, oidc, public, services, tickets,
-               tokens)
+from . import admin, admin_providers, admin_tickets, csrf, oidc, public, services, tickets, tokens
 from ._web import current
 
 BLUEPRINTS = (public.bp, oidc.bp, tokens.bp, services.bp, tickets.bp, admin.bp,

@@ -33,7 +33,10 @@ def stacked_bars(hours: list[datetime], counts: dict[str, list[int]], title: str
     top = max(totals + [1])
     plot_h = HEIGHT - BOTTOM - TOP
     bar_w = (WIDTH - LEFT - 10) / max(len(hours), 1)
-    y_of = lambda value: TOP + plot_h - plot_h * value / top
+
+    def y_of(value):
+        return TOP + plot_h - plot_h * value / top
+
     body = _axis_ticks(top, LEFT, WIDTH - 10, y_of, lambda v: f"{v:g}")
     for i, hour in enumerate(hours):
         x, base = LEFT + i * bar_w, 0
@@ -78,7 +81,10 @@ def box_plots(runtimes: dict[str, list[float]], title: str) -> Markup:
     row_h, label_w = 34, 160
     height = TOP + BOTTOM + row_h * max(len(runtimes), 1)
     top = max([max(v) for v in runtimes.values() if v] + [1.0])
-    x_of = lambda value: label_w + (WIDTH - label_w - 20) * value / top
+
+    def x_of(value):
+        return label_w + (WIDTH - label_w - 20) * value / top
+
     body = []
     for fraction in (0, 0.25, 0.5, 0.75, 1):
         x = x_of(top * fraction)

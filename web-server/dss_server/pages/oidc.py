@@ -3,8 +3,8 @@
 authlib reads the provider's discovery document (DSS_OIDC_ISSUER), keeps state, nonce and the
 PKCE verifier in the signed Flask session and verifies the id_token's signature (JWKS), issuer,
 audience, expiry and nonce. Only a verified email address signs in (and with
-DSS_OIDC_ALLOWED_DOMAINS, one at those domains); the first sign-in creates the user. Signing in gives the browser a fresh
-`webpy_session_id`, the same session the DSS API uses.
+DSS_OIDC_ALLOWED_DOMAINS, one at those domains); the first sign-in creates the user. Signing in
+gives the browser a fresh `webpy_session_id`, the same session the DSS API uses.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import logging
 import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
-from flask import (current_app, flash, redirect, render_template, request, session, url_for)
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 from joserfc.errors import JoseError
 
 from ..api._http import config, db, delete_session_cookie, session_id, set_session_cookie

@@ -10,8 +10,19 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DB
 
 from ..errors import DSSError
-from ..models import (TICKET_STATUSES, ClaimHistory, Provider, ProviderAccess, ProviderService,
-                      Service, Ticket, TicketHistory, User, UserTier, utcnow)
+from ..models import (
+    TICKET_STATUSES,
+    ClaimHistory,
+    Provider,
+    ProviderAccess,
+    ProviderService,
+    Service,
+    Ticket,
+    TicketHistory,
+    User,
+    UserTier,
+    utcnow,
+)
 from ..services import tickets
 from ..services.auth import Identity, make_admin, user_by_id
 

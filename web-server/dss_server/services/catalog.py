@@ -8,9 +8,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session as DB
 
 from ..errors import DSSError
+from ..models import ClaimHistory, ProviderAccess, ProviderService, Service, Ticket, TicketHistory, utcnow
 from ..throttle import Throttle
-from ..models import (ClaimHistory, ProviderAccess, ProviderService, Service, Ticket,
-                      TicketHistory, utcnow)
 
 GITHASH = re.compile(r"^[0-9a-f]{40}$")
 PING_RESOLUTION = 5.0

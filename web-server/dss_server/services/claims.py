@@ -22,8 +22,7 @@ from .. import lifecycle
 from ..db import Lender, Query
 from ..errors import DSSError
 from ..metrics import observe_claim
-from ..models import (ClaimHistory, Provider, ProviderAccess, Ticket, TicketHistory, User,
-                      UserTier, utcnow)
+from ..models import ClaimHistory, Provider, ProviderAccess, Ticket, TicketHistory, User, UserTier, utcnow
 from ..throttle import Throttle
 from . import catalog, leases, notify, tickets
 from .access import not_a_provider, require_provider

@@ -6,11 +6,11 @@ from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
 from ..errors import DSSError, conflict
+from ..metrics import observe_ticket_finished
 from ..models import Ticket, TicketHistory
 from . import leases, tickets
 from .access import claimed_ticket, parse_id
 from .auth import Identity
-from ..metrics import observe_ticket_finished
 
 PROVIDER_STATUSES = ("success", "failed")
 

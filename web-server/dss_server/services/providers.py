@@ -7,7 +7,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session as DB
 
 from ..errors import DSSError
-from ..models import ProviderAccess, Provider, ProviderService, Service, User
+from ..models import Provider, ProviderAccess, ProviderService, Service, User
 from .auth import ensure_user, find_user, issue_token, revoke_provider_tokens, user_by_id
 
 PROVIDER_NAME = re.compile(r"^[\w\-]{1,78}$")

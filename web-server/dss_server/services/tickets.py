@@ -9,8 +9,18 @@ from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
 from ..errors import DSSError
-from ..models import (Service, Ticket, TicketAttachment, TicketHistory, TicketLog,
-                      TicketLogAttachment, TicketProgress, User, UserTier, utcnow)
+from ..models import (
+    Service,
+    Ticket,
+    TicketAttachment,
+    TicketHistory,
+    TicketLog,
+    TicketLogAttachment,
+    TicketProgress,
+    User,
+    UserTier,
+    utcnow,
+)
 from . import catalog, files, notify, parameters, workspace_info
 from .auth import Identity
 

@@ -3,9 +3,8 @@
 Revision ID: 0001
 Revises:
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
@@ -85,7 +84,8 @@ def upgrade() -> None:
     sa.Column('claimed_at', sa.DateTime(), nullable=True),
     sa.Column('last_activity', sa.DateTime(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.CheckConstraint("status IN ('init', 'ready', 'claimed', 'success', 'failed', 'timeout', 'deleted')", name='ticket_status'),
+    sa.CheckConstraint("status IN ('init', 'ready', 'claimed', 'success', 'failed', 'timeout', 'deleted')",
+                       name='ticket_status'),
     sa.ForeignKeyConstraint(['service_githash'], ['services.githash'], ),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ),
     sa.PrimaryKeyConstraint('id')
@@ -155,7 +155,8 @@ def upgrade() -> None:
     sa.Column('ticket_id', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('atime', sa.DateTime(), nullable=False),
-    sa.CheckConstraint("status IN ('init', 'ready', 'claimed', 'success', 'failed', 'timeout', 'deleted')", name='history_status'),
+    sa.CheckConstraint("status IN ('init', 'ready', 'claimed', 'success', 'failed', 'timeout', 'deleted')",
+                       name='history_status'),
     sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
