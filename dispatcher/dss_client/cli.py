@@ -513,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = verbs.add_parser("serve", help="run a provider service written with dss_client.sdk",
                              description="Run the @service function MODULE:FUNCTION (a module "
                                          "name or a .py file) as a provider, with the DSS_* "
-                                         "settings of the environment (README: Write your own "
+                                         "settings of the environment (docs/sdk.md: Write your own "
                                          "service).")
     serve.add_argument("target", metavar="MODULE:FUNCTION")
     serve.add_argument("--register", action="store_true",

@@ -1,6 +1,6 @@
 """The ticket state machine: ONE table of (state, event) -> new state and who may trigger it.
 
-The services ask `transition()`; the tests walk `TRANSITIONS`; the README prints `markdown_table()`.
+The services ask `transition()`; the tests walk `TRANSITIONS`; docs/web-server.md prints `markdown_table()`.
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def allowed(state: str | None, event: str, actors: set[str] | frozenset[str]) ->
 
 
 def markdown_table() -> str:
-    """The transition table as Markdown, for the README."""
+    """The transition table as Markdown, for docs/web-server.md."""
     lines = ["| from | event | to | who | how |", "|---|---|---|---|---|"]
     for t in TRANSITIONS:
         lines.append(f"| {t.state or '(none)'} | {t.event} | {t.new_state} | "
