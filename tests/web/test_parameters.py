@@ -126,6 +126,16 @@ def test_entity_declarations_in_the_workspace_are_not_expanded(harness, nodules)
     assert user.get(f"/api/tickets/{ticket_id}/parameters").json == DEFAULTS
 
 
+def register_declared(harness, tmp_path, parameters):
+    """An admin registers a service declaring `parameters`: (answer, commit, the admin)."""
+    admin = harness.client(admin=True)
+    admin.post("/api/admin/providers", data={"name": "DECL-LAB"})
+    repo, commit = service_repo(tmp_path / "repo", {"name": "Declared", "version": "1",
+                                                    "parameters": parameters})
+    response = admin.post("/api/admin/providers/DECL-LAB/services", data={"repo": str(repo)})
+    return response, commit, admin
+
+
 @pytest.mark.parametrize("parameters, message", [
     ("min_score", "service.json: 'parameters' must be a list of at most 50 objects"),
     ([{"type": "float", "default": 1}], "service.json: parameter 1 needs a 'name' of letters, "
@@ -149,20 +159,12 @@ def test_entity_declarations_in_the_workspace_are_not_expanded(harness, nodules)
 ])
 def test_registration_refuses_a_bad_declaration_naming_the_parameter(harness, tmp_path,
                                                                      parameters, message):
-    admin = harness.client(admin=True)
-    admin.post("/api/admin/providers", data={"name": "DECL-LAB"})
-    repo, _ = service_repo(tmp_path / "repo", {"name": "Declared", "version": "1",
-                                               "parameters": parameters})
-    response = admin.post("/api/admin/providers/DECL-LAB/services", data={"repo": str(repo)})
+    response, _, _ = register_declared(harness, tmp_path, parameters)
     assert (response.status_code, response.data.decode()) == (400, message)
 
 
 def test_registration_keeps_a_good_declaration(harness, tmp_path):
-    admin = harness.client(admin=True)
-    admin.post("/api/admin/providers", data={"name": "DECL-LAB"})
-    repo, commit = service_repo(tmp_path / "repo", {"name": "Declared", "version": "1",
-                                                    "parameters": NODULES})
-    response = admin.post("/api/admin/providers/DECL-LAB/services", data={"repo": str(repo)})
+    response, commit, admin = register_declared(harness, tmp_path, NODULES)
     assert (response.status_code, response.data.decode()) == (200, commit)
     assert json.loads(admin.get(f"/api/services/{commit}/detail").data)["parameters"] == NODULES
 
