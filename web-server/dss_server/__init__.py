@@ -89,6 +89,9 @@ def _init_request_cycle(app: Flask) -> None:
 
     @app.after_request
     def _finish_transaction(response):
+        # The one owner of a request's transaction: services flush, this commits what a
+        # successful answer did and rolls back what a refused one did (api._http.commit_now
+        # is the named exception, for work that must not wait for the answer).
         session = g.get("db")
         if session is not None and session.in_transaction():
             try:
@@ -137,7 +140,7 @@ def _init_error_handlers(app: Flask) -> None:
                 return _crash(exc)
         elif isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
             # The same, met on an autocommit connection (straight psycopg2, no SQLAlchemy to
-            # notice; api._http.autocommit drops that connection): both pools start afresh.
+            # notice; services._autocommit.lend drops that connection): both pools start afresh.
             for name in ("dss_engine", "dss_autocommit"):
                 if app.extensions[name] is not None:
                     app.extensions[name].dispose()

@@ -1,7 +1,6 @@
 """Request glue shared by the blueprints: DB session, identity, parameters, uploads, downloads."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -101,22 +100,19 @@ def db():
     return g.db
 
 
-@contextmanager
-def autocommit():
-    """A pooled connection in autocommit (db.make_autocommit_engine) for one call's statements,
-    back in the pool right after: a claim waiting for a ticket holds none. None on SQLite."""
-    engine = current_app.extensions["dss_autocommit"]
-    if engine is None:
-        yield None
-        return
-    connection = engine.raw_connection()
-    try:
-        yield connection
-    finally:
-        if connection.driver_connection.closed:  # lost (a database restart): not back to the pool
-            connection.invalidate()
-        else:
-            connection.close()
+def autocommit_pool():
+    """The pool of autocommit connections (db.make_autocommit_engine) that the identity read and
+    the claim use; None on SQLite. Only those services touch its connections."""
+    return current_app.extensions["dss_autocommit"]
+
+
+def commit_now() -> None:
+    """End the request's unit of work early, committing what it did so far; the request cycle
+    (create_app's _finish_transaction) owns the rest. Only for work that must outlive or precede
+    the rest of the request: what an answer of 4xx must not undo (an expired lease, a failed
+    login's logout), what a claim's statement on another connection must see, and an upload's
+    checks, so that no row lock or connection is held while its body arrives."""
+    db().commit()
 
 
 def param(name: str, default: str | None = None) -> str | None:
@@ -146,8 +142,8 @@ def session_id() -> str | None:
 
 def identity(required: bool = True) -> auth.Identity | None:
     if "identity" not in g:
-        with autocommit() as connection:
-            g.identity = auth.identify(db(), session_id(), config().noauth, connection)
+        g.identity = auth.identify(db=db(), session_id=session_id(), noauth=config().noauth,
+                                   pool=autocommit_pool())
     if required and g.identity is None:
         raise not_logged_in()
     return g.identity
@@ -174,13 +170,13 @@ def receive_upload(authorize, renew_every: float | None = None):
 
     No transaction (row lock, pooled connection) is held while a large body arrives; the second
     check sees what changed meanwhile (a deleted ticket, an expired claim). With `renew_every`,
-    `authorize` also runs (and commits) that often while the body arrives: a provider's long
+    `authorize` also runs (and is committed) that often while the body arrives: a provider's long
     upload is activity that renews its claim, and it stops at once if the claim was lost.
     """
     authorize()
-    db().commit()
+    commit_now()
     if renew_every:
-        g.upload_heartbeat = (lambda: (authorize(), db().commit()), renew_every)
+        g.upload_heartbeat = (lambda: (authorize(), commit_now()), renew_every)
     upload, name = uploaded_file()
     return authorize(), upload, name
 

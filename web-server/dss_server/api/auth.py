@@ -6,7 +6,17 @@ from flask import Blueprint, request
 from .. import wire
 from ..errors import DSSError
 from ..services import auth
-from ._http import accepts_json, config, db, delete_session_cookie, identity, session_id, set_session_cookie, wants_json
+from ._http import (
+    accepts_json,
+    commit_now,
+    config,
+    db,
+    delete_session_cookie,
+    identity,
+    session_id,
+    set_session_cookie,
+    wants_json,
+)
 
 bp = Blueprint("auth", __name__)
 
@@ -30,7 +40,7 @@ def login():
         user, new_session_id = auth.login(db(), token, session_id())
     except DSSError:
         auth.logout(db(), session_id())
-        db().commit()
+        commit_now()  # the 401 must not undo the logout
         response = wire.error(401, "unauthorized", accepts_json())
         delete_session_cookie(response)
         return response
