@@ -16,7 +16,8 @@ from . import metrics, pages, wire
 from .api import BLUEPRINTS
 from .api._http import API_PREFIX, DSSRequest, accepts_json, discard_uploads, refuse_cross_site
 from .config import Config, load_config
-from .errors import DSSError
+from .error_statuses import status_of
+from .errors import DSSError, Invalid
 from .services import bootstrap, notify
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def _init_request_cycle(app: Flask) -> None:
         # as refuse_nul does for forms: PostgreSQL text cannot hold NUL (a provider name in a URL)
         for name, value in (values or {}).items():
             if isinstance(value, str) and "\x00" in value:
-                raise DSSError(400, f"Path part '{name}' contains a NUL character")
+                raise Invalid(f"Path part '{name}' contains a NUL character")
 
     @app.before_request
     def _api_refuses_cross_site():
@@ -116,7 +117,7 @@ def _init_request_cycle(app: Flask) -> None:
 def _init_error_handlers(app: Flask) -> None:
     @app.errorhandler(DSSError)
     def _dss_error(exc: DSSError):
-        return wire.error(exc.status, exc.message, _json_safe())
+        return wire.error(status_of(exc), exc.message, _json_safe())
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -11,7 +11,7 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.utils import cached_property
 
 from ..config import Config
-from ..errors import DSSError, not_logged_in
+from ..errors import BodyStalled, CrossSiteRefused, Invalid, NotLoggedIn
 from ..services import auth, leases
 from ..services.access import require_admin
 from ..services.files import UploadFile, upload_dir
@@ -26,7 +26,7 @@ def refuse_nul(values: MultiDict) -> MultiDict:
     """PostgreSQL text cannot hold a NUL character: such a parameter is a 400, not a crash."""
     for name, value in values.items(multi=True):
         if "\x00" in name or "\x00" in value:
-            raise DSSError(400, f"Parameter '{name.replace(chr(0), '?')}' contains a NUL character")
+            raise Invalid(f"Parameter '{name.replace(chr(0), '?')}' contains a NUL character")
     return values
 
 
@@ -41,8 +41,8 @@ class LenientFormParser(FormDataParser):
         except ClientDisconnected as exc:
             if not isinstance(exc.__context__, TimeoutError):  # the socket timeout gworker sets
                 raise
-            raise DSSError(408, "The request body stopped arriving: no data for "
-                                f"{config().body_timeout:g} s") from None
+            raise BodyStalled("The request body stopped arriving: no data for "
+                              f"{config().body_timeout:g} s") from None
 
     def _parse_multipart(self, stream, mimetype, content_length, options):
         parser = MultiPartParser(stream_factory=self.stream_factory,
@@ -51,11 +51,11 @@ class LenientFormParser(FormDataParser):
                                  buffer_size=MULTIPART_READ_BYTES)
         boundary = options.get("boundary", "")
         if not boundary or not boundary.isascii():
-            raise DSSError(400, "Malformed multipart body (no usable boundary)")
+            raise Invalid("Malformed multipart body (no usable boundary)")
         try:
             form, files = parser.parse(stream, boundary.encode("ascii"), content_length)
         except ValueError as exc:  # werkzeug would drop the whole body silently
-            raise DSSError(400, f"Malformed multipart body ({exc})") from None
+            raise Invalid(f"Malformed multipart body ({exc})") from None
         return stream, refuse_nul(form), files
 
     def _parse_urlencoded(self, stream, mimetype, content_length, options):
@@ -145,7 +145,7 @@ def identity(required: bool = True) -> auth.Identity | None:
         g.identity = auth.identify(db=db(), session_id=session_id(), noauth=config().noauth,
                                    pool=autocommit_pool())
     if required and g.identity is None:
-        raise not_logged_in()
+        raise NotLoggedIn()
     return g.identity
 
 
@@ -159,9 +159,9 @@ def uploaded_file(field: str = "myfile") -> tuple[UploadFile, str]:
     """The streamed upload of multipart field `myfile` and the name it was sent with."""
     parts = request.files.getlist(field)
     if not parts:
-        raise DSSError(400, f"Missing multipart file field '{field}'")
+        raise Invalid(f"Missing multipart file field '{field}'")
     if len(parts) > 1:
-        raise DSSError(400, f"One file per upload: the body has {len(parts)} '{field}' parts")
+        raise Invalid(f"One file per upload: the body has {len(parts)} '{field}' parts")
     return parts[0].stream, parts[0].filename or param("filename") or ""
 
 
@@ -223,8 +223,8 @@ def refuse_cross_site() -> None:
         origin = request.headers.get("Origin")
         foreign = origin is not None and origin not in _own_origins()
     if foreign:
-        raise DSSError(403, "Cross-site request refused: the DSS API does not act on requests "
-                            "that other web sites make in a visitor's browser")
+        raise CrossSiteRefused("Cross-site request refused: the DSS API does not act on "
+                               "requests that other web sites make in a visitor's browser")
 
 
 def _own_origins() -> set[str]:

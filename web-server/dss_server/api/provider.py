@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from flask import Blueprint
 
 from .. import wire
-from ..errors import DSSError
+from ..errors import DSSError, Invalid
 from ..models import LOG_CATEGORIES
 from ..services import catalog, claims, files, leases, provider_tickets, release, tickets
 from ..services.access import require_provider, service_provider_ticket
@@ -156,7 +156,7 @@ def attach(ticket_id):
     ticket, stream, name = _receive_while_claimed(ticket_id)
     description = param("desc")
     if not description:
-        raise DSSError(400, "Missing 'desc' parameter")
+        raise Invalid("Missing 'desc' parameter")
     return wire.text(files.store_attachment(db(), config().datastore, ticket.id, stream, name,
                                             description, param("mime_type") or None))
 
@@ -180,9 +180,9 @@ def set_progress(ticket_id):
 @bp.post("/api/pro/tickets/<int:ticket_id>/<category>")
 def append_log(ticket_id, category):
     if category not in LOG_CATEGORIES:
-        raise DSSError(400, f"Unknown log category {category!r}: use info, warning or error")
+        raise Invalid(f"Unknown log category {category!r}: use info, warning or error")
     message = param("message")
     if message is None:
-        raise DSSError(400, "Missing 'message' parameter")
+        raise Invalid("Missing 'message' parameter")
     ticket = _writable(ticket_id)
     return wire.text(tickets.append_log(db(), ticket.id, category, message))

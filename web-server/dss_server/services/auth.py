@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DB
 
-from ..errors import DSSError
+from ..errors import Invalid, NotLoggedIn
 from ..models import Session, Token, User, utcnow
 from ._autocommit import Query, lend
 
@@ -113,7 +113,7 @@ def ensure_user(db: DB, email: str, dispname: str | None = None, sysadmin: bool 
     """The user with this email, created if new (an existing user keeps its rights)."""
     email = email.strip()
     if not _EMAIL.match(email):
-        raise DSSError(400, f"Not an email address: {email!r}")
+        raise Invalid(f"Not an email address: {email!r}")
     user = db.scalar(select(User).where(User.email == email))
     if user is not None:
         return user
@@ -143,8 +143,8 @@ def issue_token(db: DB, user: User, reusable: bool = False) -> str:
     account it would be a standing admin credential, so provider tokens are refused there.
     """
     if reusable and user.sysadmin:
-        raise DSSError(400, f"Provider tokens are for service accounts, and {user.email} is an "
-                            "administrator: use a dedicated account for the provider's daemon")
+        raise Invalid(f"Provider tokens are for service accounts, and {user.email} is an "
+                      "administrator: use a dedicated account for the provider's daemon")
     token = secrets.token_hex(24)
     if not reusable:
         db.execute(delete(Token).where(Token.user_id == user.id, Token.kind == "login"))
@@ -160,8 +160,8 @@ def make_admin(db: DB, user: User) -> None:
     holds_provider_token = db.scalar(select(Token.id).where(
         Token.user_id == user.id, Token.kind == "reusable").limit(1)) is not None
     if not user.sysadmin and holds_provider_token:
-        raise DSSError(400, f"{user.email} holds provider tokens, so it is a provider daemon's "
-                            "account: an administrator needs an account of their own")
+        raise Invalid(f"{user.email} holds provider tokens, so it is a provider daemon's "
+                      "account: an administrator needs an account of their own")
     user.sysadmin = True
 
 
@@ -200,7 +200,7 @@ def redeem(db: DB, token: str) -> User:
     user_id = db.scalar(select(Token.user_id).where(Token.token_hash == token_hash,
                                                     Token.kind == "reusable"))
     if user_id is None:
-        raise DSSError(401, "unauthorized")
+        raise NotLoggedIn("unauthorized")
     return db.get(User, user_id)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session as DB
 from sqlalchemy.types import String
 
 from .. import lifecycle
-from ..errors import DSSError
+from ..errors import Forbidden, Invalid
 from ..metrics import observe_claim
 from ..models import ClaimHistory, Provider, ProviderAccess, Ticket, TicketHistory, User, UserTier, utcnow
 from ..throttle import Throttle
@@ -180,10 +180,10 @@ _STATEMENTS = {"fair": _prepared("fair", _FAIR_PICK), "fifo": _prepared("fifo", 
 
 def parse_services(value: str | None) -> list[str]:
     if not value or not value.strip():
-        raise DSSError(400, "Missing 'services' parameter")
+        raise Invalid("Missing 'services' parameter")
     githashes = [part.strip().lower() for part in value.split(",") if part.strip()]
     if not githashes:
-        raise DSSError(400, "Missing 'services' parameter")
+        raise Invalid("Missing 'services' parameter")
     return githashes
 
 
@@ -193,9 +193,9 @@ def parse_wait(value: str | None, cap: float) -> float:
     try:
         seconds = float(value)
     except ValueError:
-        raise DSSError(400, f"Parameter 'wait' must be a number of seconds, got {value!r}") from None
+        raise Invalid(f"Parameter 'wait' must be a number of seconds, got {value!r}") from None
     if seconds != seconds or seconds < 0:
-        raise DSSError(400, f"Parameter 'wait' must be a number of seconds, got {value!r}")
+        raise Invalid(f"Parameter 'wait' must be a number of seconds, got {value!r}")
     return min(seconds, cap)
 
 
@@ -247,9 +247,9 @@ def _membership(db: DB, identity: Identity, provider: str) -> bool | None:
 def _require_member(provider: str, current: bool | None) -> None:
     """`provider` is recorded with the claim and shown to the user: it must be the caller's."""
     if current is None:
-        raise DSSError(401, f"You are not a member of provider {provider}")
+        raise Forbidden(f"You are not a member of provider {provider}")
     if not current:
-        raise DSSError(401, f"Provider {provider} is retired")
+        raise Forbidden(f"Provider {provider} is retired")
 
 
 def _execute(db: DB, connection, statement: _Prepared, values: dict) -> tuple:
@@ -318,10 +318,10 @@ def claim(*, db: DB, identity: Identity, githashes: list[str], provider: str | N
     attempts, so that a waiting claim holds no locks.
     """
     if not provider or not provider.strip():
-        raise DSSError(400, "Missing 'provider' parameter")
+        raise Invalid("Missing 'provider' parameter")
     code = code.strip() if code and code.strip() else "default"
     if len(provider.strip()) > NAME_LENGTH or len(code) > NAME_LENGTH:
-        raise DSSError(400, f"Parameters 'provider' and 'code' may have at most {NAME_LENGTH} characters")
+        raise Invalid(f"Parameters 'provider' and 'code' may have at most {NAME_LENGTH} characters")
     deadline = time.monotonic() + wait_seconds
     while True:
         seen = notify.generation()

@@ -5,7 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
-from ..errors import DSSError, conflict
+from ..errors import Conflict, Invalid
 from ..metrics import observe_ticket_finished
 from ..models import Ticket, TicketHistory
 from . import leases, tickets
@@ -37,7 +37,7 @@ def require_writable(ticket: Ticket) -> Ticket:
     """An active ticket, for a log line, file, attachment or progress: a final status keeps its
     claim (the provider may repeat it), but what the user was shown as done must not change."""
     if ticket.status != "claimed":
-        raise conflict(f"Ticket {ticket.id} is {ticket.status}: its provider can no longer "
+        raise Conflict(f"Ticket {ticket.id} is {ticket.status}: its provider can no longer "
                        f"write to it (logs, files, attachments and progress are taken only "
                        f"while it is claimed)")
     return ticket
@@ -46,7 +46,7 @@ def require_writable(ticket: Ticket) -> Ticket:
 def set_status(db: DB, ticket: Ticket, requested: str) -> str:
     """claimed -> success|failed; repeating the final status is a no-op; changing it is 409."""
     if requested not in PROVIDER_STATUSES:
-        raise DSSError(400, f"Cannot set status of ticket to {requested}")
+        raise Invalid(f"Cannot set status of ticket to {requested}")
     was = ticket.status
     status = tickets.change_status(db, ticket, requested, {lifecycle.PROVIDER})
     if was == "claimed":
