@@ -5,7 +5,8 @@ import os
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from dss_server.errors import DSSError
+from dss_server.error_statuses import status_of
+from dss_server.errors import NoSpace
 from dss_server.services import files
 from dss_server.services.bootstrap import remove_stale_uploads
 from dss_server.services.files import PREALLOCATE_MIN_BYTES, RESERVE_STEP_BYTES, UploadFile
@@ -70,9 +71,9 @@ def test_the_reserve_never_exceeds_the_upload_cap(tmp_path):
 def test_a_length_the_datastore_cannot_hold_is_507_before_the_body(tmp_path):
     status = os.statvfs(tmp_path)
     too_big = status.f_bavail * status.f_frsize + (1 << 30)
-    with pytest.raises(DSSError) as refused:
+    with pytest.raises(NoSpace) as refused:
         UploadFile(tmp_path / "tmp", max_bytes=1 << 60, expected_bytes=too_big)
-    assert refused.value.status == 507 and f"an upload of {too_big} bytes" in refused.value.message
+    assert status_of(refused.value) == 507 and f"an upload of {too_big} bytes" in refused.value.message
     assert list((tmp_path / "tmp").iterdir()) == []
 
 

@@ -1,11 +1,13 @@
 """The wire formats of the DSS protocol (spec 0.1, c.0, h.4), produced only by dss_server.wire."""
+import inspect
 import os
 import time
 from datetime import datetime
 
 from flask import Flask
 
-from dss_server import wire
+from dss_server import errors, wire
+from dss_server.error_statuses import status_of
 from dss_server.services.bootstrap import STALE_UPLOAD_SECONDS, remove_stale_uploads
 
 
@@ -50,3 +52,12 @@ def test_half_made_uploads_are_removed_once_old(tmp_path):
     os.utime(old, (time.time() - STALE_UPLOAD_SECONDS - 60,) * 2)
     assert remove_stale_uploads(tmp_path) == 1
     assert not old.exists() and fresh.exists()
+
+
+def test_every_refusal_has_a_wire_status_and_not_found_keeps_the_originals_400():
+    refusals = [cls for _, cls in inspect.getmembers(errors, inspect.isclass)
+                if issubclass(cls, errors.DSSError) and cls is not errors.DSSError]
+    assert all(400 <= status_of(cls("reason")) < 600 for cls in refusals)
+    assert status_of(errors.TicketNotFound("Ticket 7 not found")) == 400
+    assert status_of(errors.NotFound("not found")) == 404
+    assert status_of(errors.NotAdmin()) == 401 and status_of(errors.CrossSiteRefused("x")) == 403

@@ -16,7 +16,8 @@ from . import metrics, pages, wire
 from .api import BLUEPRINTS
 from .api._http import API_PREFIX, DSSRequest, accepts_json, discard_uploads, refuse_cross_site
 from .config import Config, load_config
-from .errors import DSSError
+from .error_statuses import status_of
+from .errors import DSSError, Invalid
 from .services import bootstrap, notify
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def _init_request_cycle(app: Flask) -> None:
         # as refuse_nul does for forms: PostgreSQL text cannot hold NUL (a provider name in a URL)
         for name, value in (values or {}).items():
             if isinstance(value, str) and "\x00" in value:
-                raise DSSError(400, f"Path part '{name}' contains a NUL character")
+                raise Invalid(f"Path part '{name}' contains a NUL character")
 
     @app.before_request
     def _api_refuses_cross_site():
@@ -89,6 +90,9 @@ def _init_request_cycle(app: Flask) -> None:
 
     @app.after_request
     def _finish_transaction(response):
+        # The one owner of a request's transaction: services flush, this commits what a
+        # successful answer did and rolls back what a refused one did (api._http.commit_now
+        # is the named exception, for work that must not wait for the answer).
         session = g.get("db")
         if session is not None and session.in_transaction():
             try:
@@ -113,7 +117,7 @@ def _init_request_cycle(app: Flask) -> None:
 def _init_error_handlers(app: Flask) -> None:
     @app.errorhandler(DSSError)
     def _dss_error(exc: DSSError):
-        return wire.error(exc.status, exc.message, _json_safe())
+        return wire.error(status_of(exc), exc.message, _json_safe())
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
@@ -137,7 +141,7 @@ def _init_error_handlers(app: Flask) -> None:
                 return _crash(exc)
         elif isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
             # The same, met on an autocommit connection (straight psycopg2, no SQLAlchemy to
-            # notice; api._http.autocommit drops that connection): both pools start afresh.
+            # notice; services._autocommit.lend drops that connection): both pools start afresh.
             for name in ("dss_engine", "dss_autocommit"):
                 if app.extensions[name] is not None:
                     app.extensions[name].dispose()

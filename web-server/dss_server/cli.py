@@ -52,10 +52,9 @@ def cmd_migrate(config, args) -> None:
 
 
 def _in_session(config, action):
-    with _sessions(config)() as db:
-        result = action(db)
-        db.commit()
-        return result
+    """One verb, one unit of work: committed when `action` returns, rolled back if it raises."""
+    with _sessions(config).begin() as db:
+        return action(db)
 
 
 def cmd_create_admin(config, args) -> None:

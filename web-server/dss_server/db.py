@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.dialects.postgresql import psycopg2
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
-from sqlalchemy.sql import Executable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30000
@@ -43,37 +40,13 @@ def make_autocommit_engine(database_url: str) -> Engine | None:
     A request's identity is one read and a claim one statement (services/claims.py); run in the
     ORM session, the transaction around them (BEGIN, COMMIT) and the session's bookkeeping cost
     more CPU than the statements (bench/claim.py). They run on one of these connections instead,
-    straight on the DBAPI cursor. None on SQLite, where everything goes through the session.
+    straight on the DBAPI cursor (services/_autocommit.py). None on SQLite, where everything goes through the session.
     """
     if database_url.startswith("sqlite"):
         return None
     return create_engine(database_url, isolation_level="AUTOCOMMIT", pool_recycle=3600,
                          pool_size=POOL_SIZE, max_overflow=30,
                          pool_reset_on_return=None)  # no transaction to end
-
-
-# Lends a pooled autocommit connection (a DBAPI connection of make_autocommit_engine, or None
-# where there is none) for a `with` block: api._http.autocommit.
-Lender = Callable[[], AbstractContextManager[Any]]
-
-
-class Query:
-    """A Core statement that runs in the request's session, or straight on the cursor of an
-    autocommit connection (PostgreSQL), compiled once to psycopg2's SQL text for that."""
-
-    def __init__(self, statement: Executable):
-        self.statement = statement
-        self.sql = str(statement.compile(dialect=psycopg2.dialect()))
-
-    def first(self, db: Session, autocommit, params: dict) -> tuple | None:
-        """The first row (None if none, or the statement returns no rows); `autocommit`: a
-        pooled DBAPI connection of make_autocommit_engine, or None to use `db`."""
-        if autocommit is None:
-            result = db.execute(self.statement, params)
-            return result.first() if result.returns_rows else None
-        with autocommit.cursor() as cursor:
-            cursor.execute(self.sql, params)
-            return cursor.fetchone() if cursor.description else None
 
 
 def _sqlite_engine(database_url: str) -> Engine:

@@ -1,7 +1,6 @@
 """Request glue shared by the blueprints: DB session, identity, parameters, uploads, downloads."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -12,7 +11,7 @@ from werkzeug.formparser import FormDataParser, MultiPartParser
 from werkzeug.utils import cached_property
 
 from ..config import Config
-from ..errors import DSSError, not_logged_in
+from ..errors import BodyStalled, CrossSiteRefused, Invalid, NotLoggedIn
 from ..services import auth, leases
 from ..services.access import require_admin
 from ..services.files import UploadFile, upload_dir
@@ -27,7 +26,7 @@ def refuse_nul(values: MultiDict) -> MultiDict:
     """PostgreSQL text cannot hold a NUL character: such a parameter is a 400, not a crash."""
     for name, value in values.items(multi=True):
         if "\x00" in name or "\x00" in value:
-            raise DSSError(400, f"Parameter '{name.replace(chr(0), '?')}' contains a NUL character")
+            raise Invalid(f"Parameter '{name.replace(chr(0), '?')}' contains a NUL character")
     return values
 
 
@@ -42,8 +41,8 @@ class LenientFormParser(FormDataParser):
         except ClientDisconnected as exc:
             if not isinstance(exc.__context__, TimeoutError):  # the socket timeout gworker sets
                 raise
-            raise DSSError(408, "The request body stopped arriving: no data for "
-                                f"{config().body_timeout:g} s") from None
+            raise BodyStalled("The request body stopped arriving: no data for "
+                              f"{config().body_timeout:g} s") from None
 
     def _parse_multipart(self, stream, mimetype, content_length, options):
         parser = MultiPartParser(stream_factory=self.stream_factory,
@@ -52,11 +51,11 @@ class LenientFormParser(FormDataParser):
                                  buffer_size=MULTIPART_READ_BYTES)
         boundary = options.get("boundary", "")
         if not boundary or not boundary.isascii():
-            raise DSSError(400, "Malformed multipart body (no usable boundary)")
+            raise Invalid("Malformed multipart body (no usable boundary)")
         try:
             form, files = parser.parse(stream, boundary.encode("ascii"), content_length)
         except ValueError as exc:  # werkzeug would drop the whole body silently
-            raise DSSError(400, f"Malformed multipart body ({exc})") from None
+            raise Invalid(f"Malformed multipart body ({exc})") from None
         return stream, refuse_nul(form), files
 
     def _parse_urlencoded(self, stream, mimetype, content_length, options):
@@ -101,22 +100,19 @@ def db():
     return g.db
 
 
-@contextmanager
-def autocommit():
-    """A pooled connection in autocommit (db.make_autocommit_engine) for one call's statements,
-    back in the pool right after: a claim waiting for a ticket holds none. None on SQLite."""
-    engine = current_app.extensions["dss_autocommit"]
-    if engine is None:
-        yield None
-        return
-    connection = engine.raw_connection()
-    try:
-        yield connection
-    finally:
-        if connection.driver_connection.closed:  # lost (a database restart): not back to the pool
-            connection.invalidate()
-        else:
-            connection.close()
+def autocommit_pool():
+    """The pool of autocommit connections (db.make_autocommit_engine) that the identity read and
+    the claim use; None on SQLite. Only those services touch its connections."""
+    return current_app.extensions["dss_autocommit"]
+
+
+def commit_now() -> None:
+    """End the request's unit of work early, committing what it did so far; the request cycle
+    (create_app's _finish_transaction) owns the rest. Only for work that must outlive or precede
+    the rest of the request: what an answer of 4xx must not undo (an expired lease, a failed
+    login's logout), what a claim's statement on another connection must see, and an upload's
+    checks, so that no row lock or connection is held while its body arrives."""
+    db().commit()
 
 
 def param(name: str, default: str | None = None) -> str | None:
@@ -146,10 +142,10 @@ def session_id() -> str | None:
 
 def identity(required: bool = True) -> auth.Identity | None:
     if "identity" not in g:
-        with autocommit() as connection:
-            g.identity = auth.identify(db(), session_id(), config().noauth, connection)
+        g.identity = auth.identify(db=db(), session_id=session_id(), noauth=config().noauth,
+                                   pool=autocommit_pool())
     if required and g.identity is None:
-        raise not_logged_in()
+        raise NotLoggedIn()
     return g.identity
 
 
@@ -163,9 +159,9 @@ def uploaded_file(field: str = "myfile") -> tuple[UploadFile, str]:
     """The streamed upload of multipart field `myfile` and the name it was sent with."""
     parts = request.files.getlist(field)
     if not parts:
-        raise DSSError(400, f"Missing multipart file field '{field}'")
+        raise Invalid(f"Missing multipart file field '{field}'")
     if len(parts) > 1:
-        raise DSSError(400, f"One file per upload: the body has {len(parts)} '{field}' parts")
+        raise Invalid(f"One file per upload: the body has {len(parts)} '{field}' parts")
     return parts[0].stream, parts[0].filename or param("filename") or ""
 
 
@@ -174,13 +170,13 @@ def receive_upload(authorize, renew_every: float | None = None):
 
     No transaction (row lock, pooled connection) is held while a large body arrives; the second
     check sees what changed meanwhile (a deleted ticket, an expired claim). With `renew_every`,
-    `authorize` also runs (and commits) that often while the body arrives: a provider's long
+    `authorize` also runs (and is committed) that often while the body arrives: a provider's long
     upload is activity that renews its claim, and it stops at once if the claim was lost.
     """
     authorize()
-    db().commit()
+    commit_now()
     if renew_every:
-        g.upload_heartbeat = (lambda: (authorize(), db().commit()), renew_every)
+        g.upload_heartbeat = (lambda: (authorize(), commit_now()), renew_every)
     upload, name = uploaded_file()
     return authorize(), upload, name
 
@@ -227,8 +223,8 @@ def refuse_cross_site() -> None:
         origin = request.headers.get("Origin")
         foreign = origin is not None and origin not in _own_origins()
     if foreign:
-        raise DSSError(403, "Cross-site request refused: the DSS API does not act on requests "
-                            "that other web sites make in a visitor's browser")
+        raise CrossSiteRefused("Cross-site request refused: the DSS API does not act on "
+                               "requests that other web sites make in a visitor's browser")
 
 
 def _own_origins() -> set[str]:

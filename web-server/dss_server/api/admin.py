@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from .. import wire
-from ..errors import DSSError
+from ..errors import Invalid
 from ..services import auth, providers, purge, registry, tickets
 from ._http import admin_identity, config, db, param, wants_json
 
@@ -63,7 +63,7 @@ def provider_services(provider):
 def register_service(provider):
     repo = param("repo")
     if not repo:
-        raise DSSError(400, "Missing 'repo' parameter")
+        raise Invalid("Missing 'repo' parameter")
     return wire.text(registry.register(db(), config().datastore, provider, repo,
                                        param("ref") or ""))
 
@@ -91,7 +91,7 @@ def purge_tickets(scope):
 def issue_token():
     email = param("email")
     if not email:
-        raise DSSError(400, "Missing 'email' parameter")
+        raise Invalid("Missing 'email' parameter")
     reusable = (param("reusable") or "0").strip().lower() not in ("", "0", "false", "no")
     user = auth.ensure_user(db(), email)
     return wire.text(auth.issue_token(db(), user, reusable=reusable))

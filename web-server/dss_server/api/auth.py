@@ -4,9 +4,19 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from .. import wire
-from ..errors import DSSError
+from ..errors import DSSError, Invalid, NotLoggedIn
 from ..services import auth
-from ._http import accepts_json, config, db, delete_session_cookie, identity, session_id, set_session_cookie, wants_json
+from ._http import (
+    accepts_json,
+    commit_now,
+    config,
+    db,
+    delete_session_cookie,
+    identity,
+    session_id,
+    set_session_cookie,
+    wants_json,
+)
 
 bp = Blueprint("auth", __name__)
 
@@ -21,16 +31,16 @@ def login():
     # Every client sends the token in the body (protocol c.1): one in the URL would be written
     # to the access logs of this server and of every proxy on the way.
     if "token" in request.args:
-        raise DSSError(400, "Send the token in the request body (form field 'token'), not in "
-                            "the URL, which ends up in logs")
+        raise Invalid("Send the token in the request body (form field 'token'), not in "
+                      "the URL, which ends up in logs")
     token = request.form.get("token")
     if not token or not token.strip():
-        raise DSSError(400, "Missing 'token' parameter")
+        raise Invalid("Missing 'token' parameter")
     try:
         user, new_session_id = auth.login(db(), token, session_id())
     except DSSError:
         auth.logout(db(), session_id())
-        db().commit()
+        commit_now()  # the 401 must not undo the logout
         response = wire.error(401, "unauthorized", accepts_json())
         delete_session_cookie(response)
         return response
@@ -43,5 +53,5 @@ def login():
 def token():
     who = identity(required=False)
     if who is None or not (who.accept_terms or config().noauth):
-        raise DSSError(401, "Unauthorized access")
+        raise NotLoggedIn("Unauthorized access")
     return wire.text(auth.issue_token(db(), who.user))

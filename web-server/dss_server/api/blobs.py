@@ -10,7 +10,7 @@ import re
 
 from flask import Blueprint
 
-from ..errors import DSSError
+from ..errors import ResourceNotFound
 from ..services import files
 from ._http import config, db, download
 
@@ -22,7 +22,7 @@ SANDBOX_POLICY = "sandbox; default-src 'none'; img-src 'self' data:; style-src '
 @bp.get("/blobs/<blob_id>")
 def blob(blob_id):
     if not BLOB_ID.match(blob_id):
-        raise DSSError(400, f"Resource {blob_id} not found")
+        raise ResourceNotFound(f"Resource {blob_id} not found")
     path, mime_type = files.blob(db(), config().datastore, blob_id)
     response = download(path, path.name, mimetype=mime_type, attachment=False)
     response.headers["Content-Type"] = mime_type  # as stored: no charset added to text/*

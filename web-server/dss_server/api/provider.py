@@ -6,23 +6,39 @@ from contextlib import contextmanager
 from flask import Blueprint
 
 from .. import wire
-from ..errors import DSSError
+from ..errors import DSSError, Invalid
 from ..models import LOG_CATEGORIES
 from ..services import catalog, claims, files, leases, provider_tickets, release, tickets
 from ..services.access import require_provider, service_provider_ticket
 from ..throttle import Slots
-from ._http import autocommit, claim_policy, config, db, download, identity, param, receive_upload, wants_json
+from ._http import (
+    autocommit_pool,
+    claim_policy,
+    commit_now,
+    config,
+    db,
+    download,
+    identity,
+    param,
+    receive_upload,
+    wants_json,
+)
 
 bp = Blueprint("provider", __name__)
 _WAITS = Slots()
 
 
 def _active(ticket_id: int):
-    return provider_tickets.active_ticket(db(), identity(), ticket_id, claim_policy())
+    """The caller's claimed ticket. An overdue lease is expired first, in a unit of work of its
+    own: the late write is refused with 409, and that answer must not undo the expiry."""
+    who = identity()
+    if provider_tickets.expire_overdue(db(), ticket_id, claim_policy()):
+        commit_now()
+    return provider_tickets.active_ticket(db(), who, ticket_id)
 
 
 def _writable(ticket_id: int):
-    return provider_tickets.writable_ticket(db(), identity(), ticket_id, claim_policy())
+    return provider_tickets.require_writable(_active(ticket_id))
 
 
 def _receive_while_claimed(ticket_id: int):
@@ -54,8 +70,9 @@ def claim():
     who = identity()
     githashes = claims.parse_services(param("services"))
     with _wait_slot(who, claims.parse_wait(param("wait"), config().max_claim_wait)) as wait:
-        ticket = claims.claim(db(), who, githashes, param("provider"), param("code"), wait,
-                              claim_policy(), autocommit)
+        ticket = claims.claim(db=db(), identity=who, githashes=githashes,
+                              provider=param("provider"), code=param("code"), wait_seconds=wait,
+                              policy=claim_policy(), pool=autocommit_pool(), commit=commit_now)
     if ticket is None:
         return wire.none()
     return wire.table(("id", "service_githash", "status"),
@@ -64,8 +81,9 @@ def claim():
 
 @bp.post("/api/pro/services/<githash>/claims")
 def claim_one(githash):
-    ticket = claims.claim(db(), identity(), [githash.lower()], param("provider"),
-                          param("code"), 0, claim_policy(), autocommit)
+    ticket = claims.claim(db=db(), identity=identity(), githashes=[githash.lower()],
+                          provider=param("provider"), code=param("code"), wait_seconds=0,
+                          policy=claim_policy(), pool=autocommit_pool(), commit=commit_now)
     return wire.text(ticket.id if ticket else -1)
 
 
@@ -138,7 +156,7 @@ def attach(ticket_id):
     ticket, stream, name = _receive_while_claimed(ticket_id)
     description = param("desc")
     if not description:
-        raise DSSError(400, "Missing 'desc' parameter")
+        raise Invalid("Missing 'desc' parameter")
     return wire.text(files.store_attachment(db(), config().datastore, ticket.id, stream, name,
                                             description, param("mime_type") or None))
 
@@ -162,9 +180,9 @@ def set_progress(ticket_id):
 @bp.post("/api/pro/tickets/<int:ticket_id>/<category>")
 def append_log(ticket_id, category):
     if category not in LOG_CATEGORIES:
-        raise DSSError(400, f"Unknown log category {category!r}: use info, warning or error")
+        raise Invalid(f"Unknown log category {category!r}: use info, warning or error")
     message = param("message")
     if message is None:
-        raise DSSError(400, "Missing 'message' parameter")
+        raise Invalid("Missing 'message' parameter")
     ticket = _writable(ticket_id)
     return wire.text(tickets.append_log(db(), ticket.id, category, message))

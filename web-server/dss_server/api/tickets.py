@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from .. import wire
-from ..errors import DSSError
+from ..errors import Conflict, LogEntryNotFound
 from ..services import files, tickets
 from ..services.access import user_ticket
 from ..services.tickets import consumer_actors
@@ -57,8 +57,8 @@ def _open_ticket(ticket_id: int):
     """The ticket if the caller may add files now: the owner while init, an admin until deleted."""
     ticket = _ticket(ticket_id, for_update=True)
     if ticket.status == "deleted" or (ticket.status != "init" and not identity().sysadmin):
-        raise DSSError(409, f"Ticket {ticket.id} is {ticket.status}: files can only be added "
-                            f"while it is init")
+        raise Conflict(f"Ticket {ticket.id} is {ticket.status}: files can only be added "
+                       f"while it is init")
     return ticket
 
 
@@ -90,8 +90,8 @@ def parameters(ticket_id):
 
 def _require_queued(ticket):
     if ticket.status == "init":
-        raise DSSError(409, f"Ticket {ticket.id} is init: its parameters are read from its "
-                            f"workspace when it is marked ready")
+        raise Conflict(f"Ticket {ticket.id} is init: its parameters are read from its "
+                       f"workspace when it is marked ready")
     return ticket
 
 
@@ -143,7 +143,7 @@ def log_attachments(log_id):
     who = identity()
     ticket = tickets.log_ticket(db(), log_id)
     if ticket is None or ticket.user_id != who.user_id:  # no admin bypass, as the original
-        raise DSSError(400, f"Log entry {log_id} is not readable by user {who.user_id}")
+        raise LogEntryNotFound(f"Log entry {log_id} is not readable by user {who.user_id}")
     found = tickets.attachments_of(db(), [log_id])[log_id]
     rows = [(a.id, a.description, a.mime_type, _blob_url(a)) for a in found]
     return wire.table(ATTACHMENT_COLUMNS, rows, wants_json())

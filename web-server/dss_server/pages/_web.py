@@ -7,6 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from werkzeug.exceptions import HTTPException
 
 from ..api._http import db, identity
+from ..error_statuses import status_of
 from ..errors import DSSError
 from ..services.auth import Identity
 from . import csrf
@@ -17,7 +18,7 @@ def page_blueprint(name: str, import_name: str, **options) -> Blueprint:
     bp = Blueprint(name, import_name, **options)
     bp.before_request(csrf.check)
     bp.after_request(_security_headers)
-    bp.register_error_handler(DSSError, lambda exc: error_page(exc.status, exc.message))
+    bp.register_error_handler(DSSError, lambda exc: error_page(status_of(exc), exc.message))
     bp.register_error_handler(HTTPException,
                               lambda exc: error_page(exc.code or 500, exc.description))
     return bp

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DB
 
-from ..errors import DSSError
+from ..errors import Invalid, NotFound
 from ..models import (
     TICKET_STATUSES,
     ClaimHistory,
@@ -77,7 +77,7 @@ def visible_ticket(db: DB, who: Identity, ticket_id: int) -> Ticket:
     ticket = db.get(Ticket, ticket_id) if 0 < ticket_id < 2 ** 31 else None
     if ticket is None or ticket.status == "deleted" or (
             ticket.user_id != who.user_id and not who.sysadmin):
-        raise DSSError(404, f"Ticket {ticket_id} not found")
+        raise NotFound(f"Ticket {ticket_id} not found")
     return ticket
 
 
@@ -109,8 +109,8 @@ class TicketFilter:
     def parse(cls, args) -> "TicketFilter":
         status = (args.get("status") or "").strip()
         if status and status not in TICKET_STATUSES:
-            raise DSSError(400, f"Unknown ticket status {status!r}; use one of "
-                                f"{', '.join(TICKET_STATUSES)}")
+            raise Invalid(f"Unknown ticket status {status!r}; use one of "
+                          f"{', '.join(TICKET_STATUSES)}")
         return cls(status, (args.get("service") or "").strip(), (args.get("user") or "").strip(),
                    _parse_date(args.get("since"), "since"), _parse_date(args.get("until"), "until"))
 
@@ -126,7 +126,7 @@ def _parse_date(value: str | None, name: str) -> date | None:
     try:
         return date.fromisoformat(value.strip())
     except ValueError:
-        raise DSSError(400, f"'{name}' must be a date like 2026-01-31, got {value!r}") from None
+        raise Invalid(f"'{name}' must be a date like 2026-01-31, got {value!r}") from None
 
 
 def admin_tickets(db: DB, wanted: TicketFilter, page: int) -> tuple[list[TicketRow], int]:
@@ -249,9 +249,9 @@ def tiers(db: DB) -> list[UserTier]:
 def update_user(db: DB, acting: User, user_id: int, sysadmin: bool, tier: str) -> User:
     user = _existing_user(db, user_id)
     if db.get(UserTier, tier) is None:
-        raise DSSError(400, f"Unknown tier {tier!r}")
+        raise Invalid(f"Unknown tier {tier!r}")
     if user.id == acting.id and not sysadmin:
-        raise DSSError(400, "You cannot remove your own admin rights; ask another admin")
+        raise Invalid("You cannot remove your own admin rights; ask another admin")
     if sysadmin:
         make_admin(db, user)
     else:
@@ -264,7 +264,7 @@ def update_user(db: DB, acting: User, user_id: int, sysadmin: bool, tier: str) -
 def set_tier_quota(db: DB, tier: str, max_tickets: str | None) -> UserTier:
     row = db.get(UserTier, tier)
     if row is None:
-        raise DSSError(404, f"Tier {tier!r} not found")
+        raise NotFound(f"Tier {tier!r} not found")
     row.max_tickets = _parse_quota(max_tickets)
     db.flush()
     return row
@@ -281,7 +281,7 @@ def set_user_quota(db: DB, user_id: int, max_tickets: str | None) -> User:
 def _existing_user(db: DB, user_id: int) -> User:
     user = user_by_id(db, user_id)
     if user is None:
-        raise DSSError(404, f"User {user_id} not found")
+        raise NotFound(f"User {user_id} not found")
     return user
 
 
@@ -289,8 +289,8 @@ def _parse_quota(max_tickets: str | None) -> int:
     try:
         quota = int(max_tickets or "")
     except ValueError:
-        raise DSSError(400, f"The ticket quota must be a whole number, got {max_tickets!r}") \
+        raise Invalid(f"The ticket quota must be a whole number, got {max_tickets!r}") \
             from None
     if not 0 <= quota < 2 ** 31:
-        raise DSSError(400, f"The ticket quota must be between 0 and {2 ** 31 - 1}")
+        raise Invalid(f"The ticket quota must be between 0 and {2 ** 31 - 1}")
     return quota

@@ -4,23 +4,23 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
-from ..errors import DSSError, conflict, insufficient_privileges
+from ..errors import Conflict, Forbidden, Invalid, NotAdmin, TicketNotFound
 from ..models import ClaimHistory, ProviderAccess, ProviderService, Ticket
 from .auth import Identity
 
 
 def require_admin(identity: Identity) -> None:
     if not identity.sysadmin:
-        raise insufficient_privileges()
+        raise NotAdmin()
 
 
 def parse_id(value: str | int) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise DSSError(400, f"Not a ticket id: {value!r}") from None
+        raise Invalid(f"Not a ticket id: {value!r}") from None
     if not 0 < number < 2 ** 31:
-        raise DSSError(400, f"Not a ticket id: {value!r}")
+        raise Invalid(f"Not a ticket id: {value!r}")
     return number
 
 
@@ -32,7 +32,7 @@ def user_ticket(db: DB, identity: Identity, ticket_id: int | str, for_update: bo
         query = query.with_for_update()
     ticket = db.scalar(query)
     if ticket is None or (ticket.user_id != identity.user_id and not identity.sysadmin):
-        raise DSSError(400, f"Ticket {ticket_id} not found for user {identity.user_id}")
+        raise TicketNotFound(f"Ticket {ticket_id} not found for user {identity.user_id}")
     return ticket
 
 
@@ -50,8 +50,8 @@ def require_provider(db: DB, identity: Identity, githashes: list[str]) -> None:
             raise not_a_provider(githash)
 
 
-def not_a_provider(githash: str) -> DSSError:
-    return DSSError(401, f"You are not a provider for service {githash} ")
+def not_a_provider(githash: str) -> Forbidden:
+    return Forbidden(f"You are not a provider for service {githash} ")
 
 
 def claimed_ticket(db: DB, identity: Identity, ticket_id: int | str) -> Ticket:
@@ -60,12 +60,12 @@ def claimed_ticket(db: DB, identity: Identity, ticket_id: int | str) -> Ticket:
     ticket = db.scalar(select(Ticket).where(Ticket.id == ticket_id).with_for_update())
     uid = identity.user_id
     if ticket is None or not _ever_claimed_by(db, ticket_id, uid):
-        raise DSSError(400, f"Ticket {ticket_id} has not been claimed by user {uid}")
+        raise TicketNotFound(f"Ticket {ticket_id} has not been claimed by user {uid}")
     if ticket.status == "deleted":
-        raise DSSError(400, f"Ticket {ticket_id} has been deleted ")
+        raise TicketNotFound(f"Ticket {ticket_id} has been deleted ")
     claim = db.get(ClaimHistory, ticket.claim_id) if ticket.claim_id else None
     if claim is None or not _same_claimer(claim, identity):
-        raise conflict(f"Ticket {ticket_id} is no longer claimed by this provider session "
+        raise Conflict(f"Ticket {ticket_id} is no longer claimed by this provider session "
                        f"(its claim expired or it was requeued; status is {ticket.status})")
     return ticket
 
@@ -88,6 +88,6 @@ def service_provider_ticket(db: DB, identity: Identity, ticket_id: int | str) ->
     ticket_id = parse_id(ticket_id)
     ticket = db.get(Ticket, ticket_id)
     if ticket is None:
-        raise DSSError(400, f"Ticket {ticket_id} not found")
+        raise TicketNotFound(f"Ticket {ticket_id} not found")
     require_provider(db, identity, [ticket.service_githash])
     return ticket

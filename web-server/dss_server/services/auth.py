@@ -8,12 +8,13 @@ from datetime import timedelta
 from functools import cached_property
 
 from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DB
 
-from ..db import Query
-from ..errors import DSSError
+from ..errors import Invalid, NotLoggedIn
 from ..models import Session, Token, User, utcnow
+from ._autocommit import Query, lend
 
 NOAUTH_EMAIL = "test@example.com"
 EMBEDDED_ADMIN_EMAIL = "admin@localhost"
@@ -73,33 +74,37 @@ def find_session(db: DB, session_id: str | None) -> Session | None:
     return db.scalar(select(Session).where(Session.session_hash == digest(session_id.lower())))
 
 
-def identify(db: DB, session_id: str | None, noauth: bool, autocommit=None) -> Identity | None:
-    """Who the request acts as, read in `db`, or on PostgreSQL on the request's `autocommit`
-    connection (db.Query): outside the request's transaction, so a claim needs none."""
+def identify(*, db: DB, session_id: str | None, noauth: bool, pool: Engine | None = None) -> Identity | None:
+    """Who the request acts as, read in `db`, or on PostgreSQL on a connection of the autocommit
+    `pool` (db.make_autocommit_engine): outside the request's transaction, so a claim needs none."""
+    with lend(pool) as connection:
+        return _identify(db, session_id, noauth, connection)
+
+
+def _identify(db: DB, session_id: str | None, noauth: bool, connection) -> Identity | None:
     session_hash = digest(session_id.lower()) if valid_session_id(session_id) else None
     if session_hash is not None:
-        row = _SESSION_IDENTITY.first(db, autocommit, {"session_hash": session_hash})
+        row = _SESSION_IDENTITY.first(db, connection, {"session_hash": session_hash})
         if row is not None:
             user_id, sysadmin, atime, accept_terms = row
             if atime > utcnow() - SESSION_IDLE_LIMIT:
                 if atime < utcnow() - SESSION_TOUCH_INTERVAL:  # one write a day, not per request
-                    _TOUCH_SESSION.first(db, autocommit, {"hash": session_hash, "now": utcnow()})
+                    _TOUCH_SESSION.first(db, connection, {"hash": session_hash, "now": utcnow()})
                 return Identity(db, user_id, sysadmin, session_hash, accept_terms)
     if noauth:
-        return _noauth_identity(db, session_hash, autocommit)
+        return _noauth_identity(db, session_hash, connection)
     return None
 
 
-def _noauth_identity(db: DB, session_hash: str | None, autocommit) -> Identity:
-    """The test admin; a claim made with a cookie is still fenced to that cookie's session."""
-    row = _USER_RIGHTS.first(db, autocommit, {"email": NOAUTH_EMAIL})
+def _noauth_identity(db: DB, session_hash: str | None, connection) -> Identity:
+    """The test admin; a claim made with a cookie is still fenced to that cookie's session.
+    A test admin created here is the request's to commit (a claim commits before its statement)."""
+    row = _USER_RIGHTS.first(db, connection, {"email": NOAUTH_EMAIL})
     if row is None:
         user = ensure_user(db, NOAUTH_EMAIL, "Test User", sysadmin=True, tier="poweruser")
-        if autocommit is not None:  # a claim, on the autocommit connection, must see the user
-            db.commit()
         row = (user.id, user.sysadmin)
     known = session_hash is not None and _SESSION_KNOWN.first(
-        db, autocommit, {"session_hash": session_hash}) is not None
+        db, connection, {"session_hash": session_hash}) is not None
     return Identity(db, row[0], row[1], session_hash if known else None, True)
 
 
@@ -108,7 +113,7 @@ def ensure_user(db: DB, email: str, dispname: str | None = None, sysadmin: bool 
     """The user with this email, created if new (an existing user keeps its rights)."""
     email = email.strip()
     if not _EMAIL.match(email):
-        raise DSSError(400, f"Not an email address: {email!r}")
+        raise Invalid(f"Not an email address: {email!r}")
     user = db.scalar(select(User).where(User.email == email))
     if user is not None:
         return user
@@ -138,8 +143,8 @@ def issue_token(db: DB, user: User, reusable: bool = False) -> str:
     account it would be a standing admin credential, so provider tokens are refused there.
     """
     if reusable and user.sysadmin:
-        raise DSSError(400, f"Provider tokens are for service accounts, and {user.email} is an "
-                            "administrator: use a dedicated account for the provider's daemon")
+        raise Invalid(f"Provider tokens are for service accounts, and {user.email} is an "
+                      "administrator: use a dedicated account for the provider's daemon")
     token = secrets.token_hex(24)
     if not reusable:
         db.execute(delete(Token).where(Token.user_id == user.id, Token.kind == "login"))
@@ -155,8 +160,8 @@ def make_admin(db: DB, user: User) -> None:
     holds_provider_token = db.scalar(select(Token.id).where(
         Token.user_id == user.id, Token.kind == "reusable").limit(1)) is not None
     if not user.sysadmin and holds_provider_token:
-        raise DSSError(400, f"{user.email} holds provider tokens, so it is a provider daemon's "
-                            "account: an administrator needs an account of their own")
+        raise Invalid(f"{user.email} holds provider tokens, so it is a provider daemon's "
+                      "account: an administrator needs an account of their own")
     user.sysadmin = True
 
 
@@ -195,7 +200,7 @@ def redeem(db: DB, token: str) -> User:
     user_id = db.scalar(select(Token.user_id).where(Token.token_hash == token_hash,
                                                     Token.kind == "reusable"))
     if user_id is None:
-        raise DSSError(401, "unauthorized")
+        raise NotLoggedIn("unauthorized")
     return db.get(User, user_id)
 
 

@@ -1,4 +1,7 @@
-"""Start-up chores: the embedded mode's local admin; the periodic lease and upload sweeps."""
+"""Start-up chores: the embedded mode's local admin; the periodic lease and upload sweeps.
+
+Each chore is a unit of work of its own (`sessions.begin()`: committed at its end, rolled back
+on an error); the services it calls only flush."""
 from __future__ import annotations
 
 import logging
@@ -21,20 +24,17 @@ log = logging.getLogger(__name__)
 
 
 def ensure_local_admin(sessions) -> None:
-    with sessions() as db:
+    with sessions.begin() as db:
         auth.ensure_user(db, auth.EMBEDDED_ADMIN_EMAIL, "Local admin", sysadmin=True,
                          tier="poweruser")
-        db.commit()
 
 
 def local_admin_token(sessions) -> str:
     """A fresh login token for the embedded admin, printed at start."""
-    with sessions() as db:
+    with sessions.begin() as db:
         user = auth.ensure_user(db, auth.EMBEDDED_ADMIN_EMAIL, "Local admin", sysadmin=True,
                                 tier="poweruser")
-        token = auth.issue_token(db, user)
-        db.commit()
-        return token
+        return auth.issue_token(db, user)
 
 
 def start_lease_sweeper(sessions, config) -> threading.Thread:
@@ -49,9 +49,8 @@ def start_lease_sweeper(sessions, config) -> threading.Thread:
     def sweep_forever():
         while not stop.wait(interval):
             try:
-                with sessions() as db:
-                    if leases.sweep(db, policy):
-                        db.commit()
+                with sessions.begin() as db:
+                    leases.sweep(db, policy)
             except SQLAlchemyError as exc:  # the database may be down for a while
                 log.warning("lease sweep failed: %s", exc)
             if uploads.due(["datastore"]):

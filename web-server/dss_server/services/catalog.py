@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session as DB
 
-from ..errors import DSSError
+from ..errors import Invalid, ServiceNotFound
 from ..models import ClaimHistory, ProviderAccess, ProviderService, Service, Ticket, TicketHistory, utcnow
 from ..throttle import Throttle
 
@@ -23,7 +23,7 @@ def current_services(db: DB) -> list[Service]:
 def by_githash(db: DB, githash: str) -> Service:
     service = db.get(Service, githash) if GITHASH.match(githash or "") else None
     if service is None:
-        raise DSSError(400, f"Service {githash} is not available")
+        raise ServiceNotFound(f"Service {githash} is not available")
     return service
 
 
@@ -40,9 +40,9 @@ def resolve(db: DB, githash: str | None, name: str | None) -> Service:
     if name:
         candidates = list(db.scalars(select(Service).where(Service.name == name)))
         if not candidates:
-            raise DSSError(400, f"Unable to find service named {name}")
+            raise ServiceNotFound(f"Unable to find service named {name}")
         return max(candidates, key=lambda s: version_key(s.version))
-    raise DSSError(400, "Unable to find service: neither name nor githash specified")
+    raise Invalid("Unable to find service: neither name nor githash specified")
 
 
 def provider_services(db: DB, user_id: int) -> list[tuple[str, str, str, str]]:

@@ -2,8 +2,8 @@
 
 PostgreSQL: one statement picks with `SELECT ... FOR UPDATE SKIP LOCKED` (concurrent claimers
 never take the same row and never block each other) and writes the claim, the ticket and its
-history and log rows in data-modifying CTEs: one round trip, on the request's autocommit
-connection (db.make_autocommit_engine), so with no BEGIN and COMMIT around it. SQLite: every
+history and log rows in data-modifying CTEs: one round trip, on a connection of the autocommit
+pool (db.make_autocommit_engine, services/_autocommit.py), so with no BEGIN and COMMIT around it. SQLite: every
 transaction is BEGIN IMMEDIATE (db.py), so the ORM's select and updates run under the write lock.
 """
 from __future__ import annotations
@@ -11,20 +11,21 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.types import String
 
 from .. import lifecycle
-from ..db import Lender, Query
-from ..errors import DSSError
+from ..errors import Forbidden, Invalid
 from ..metrics import observe_claim
 from ..models import ClaimHistory, Provider, ProviderAccess, Ticket, TicketHistory, User, UserTier, utcnow
 from ..throttle import Throttle
 from . import catalog, leases, notify, tickets
+from ._autocommit import Query, lend
 from .access import not_a_provider, require_provider
 from .auth import Identity
 
@@ -179,10 +180,10 @@ _STATEMENTS = {"fair": _prepared("fair", _FAIR_PICK), "fifo": _prepared("fifo", 
 
 def parse_services(value: str | None) -> list[str]:
     if not value or not value.strip():
-        raise DSSError(400, "Missing 'services' parameter")
+        raise Invalid("Missing 'services' parameter")
     githashes = [part.strip().lower() for part in value.split(",") if part.strip()]
     if not githashes:
-        raise DSSError(400, "Missing 'services' parameter")
+        raise Invalid("Missing 'services' parameter")
     return githashes
 
 
@@ -192,30 +193,29 @@ def parse_wait(value: str | None, cap: float) -> float:
     try:
         seconds = float(value)
     except ValueError:
-        raise DSSError(400, f"Parameter 'wait' must be a number of seconds, got {value!r}") from None
+        raise Invalid(f"Parameter 'wait' must be a number of seconds, got {value!r}") from None
     if seconds != seconds or seconds < 0:
-        raise DSSError(400, f"Parameter 'wait' must be a number of seconds, got {value!r}")
+        raise Invalid(f"Parameter 'wait' must be a number of seconds, got {value!r}")
     return min(seconds, cap)
 
 
-def claim_once(db: DB, identity: Identity, githashes: list[str], provider: str, code: str,
-               policy: leases.ClaimPolicy, autocommit: Lender) -> Claimed | None:
-    """`autocommit` lends a connection of db.make_autocommit_engine for the claim statement, a
-    transaction of its own (PostgreSQL; SQLite claims in `db`)."""
+def _claim_once(db: DB, identity: Identity, githashes: list[str], provider: str, code: str,
+                policy: leases.ClaimPolicy, pool: Engine | None,
+                commit: Callable[[], None]) -> Claimed | None:
     started = time.perf_counter()
     if _sweep_throttle.due([str(db.get_bind().url)]):
         leases.sweep(db, policy)
     catalog.touch(db, githashes)
-    claimed = _take(db, identity, githashes, provider, code, policy.order, autocommit)
+    claimed = _take(db, identity, githashes, provider, code, policy.order, pool, commit)
     if claimed is None and leases.sweep(db, policy):
-        claimed = _take(db, identity, githashes, provider, code, policy.order, autocommit)
+        claimed = _take(db, identity, githashes, provider, code, policy.order, pool, commit)
     if claimed is not None:
         observe_claim(time.perf_counter() - started)
     return claimed
 
 
-def _take(db: DB, identity: Identity, githashes: list[str], provider: str,
-          code: str, order: str, autocommit: Lender) -> Claimed | None:
+def _take(db: DB, identity: Identity, githashes: list[str], provider: str, code: str,
+          order: str, pool: Engine | None, commit: Callable[[], None]) -> Claimed | None:
     values = {"githashes": githashes, "wanted": len(set(githashes)),
               "provider": provider, "code": code,
               "user_id": identity.user_id, "session_hash": identity.session_hash,
@@ -226,8 +226,8 @@ def _take(db: DB, identity: Identity, githashes: list[str], provider: str,
         _require_member(provider, _membership(db, identity, provider))
         return _take_with_orm(db, values, order)
     if db.in_transaction():
-        db.commit()  # what the session did (a sweep) must be seen by the claim, and unlocked
-    with autocommit() as connection:
+        commit()  # what the session did (a sweep) must be seen by the claim, and unlocked
+    with lend(pool) as connection:
         allowed, member, *taken = _execute(db, connection, _STATEMENTS[order], values)
     for githash in githashes:
         if githash not in (allowed or ()):
@@ -247,9 +247,9 @@ def _membership(db: DB, identity: Identity, provider: str) -> bool | None:
 def _require_member(provider: str, current: bool | None) -> None:
     """`provider` is recorded with the claim and shown to the user: it must be the caller's."""
     if current is None:
-        raise DSSError(401, f"You are not a member of provider {provider}")
+        raise Forbidden(f"You are not a member of provider {provider}")
     if not current:
-        raise DSSError(401, f"Provider {provider} is retired")
+        raise Forbidden(f"Provider {provider} is retired")
 
 
 def _execute(db: DB, connection, statement: _Prepared, values: dict) -> tuple:
@@ -307,24 +307,27 @@ def _fair_key(row) -> tuple:
     return in_flight, waited, ticket_id
 
 
-def claim(db: DB, identity: Identity, githashes: list[str], provider: str | None,
+def claim(*, db: DB, identity: Identity, githashes: list[str], provider: str | None,
           code: str | None, wait_seconds: float, policy: leases.ClaimPolicy,
-          autocommit: Lender) -> Claimed | None:
+          pool: Engine | None, commit: Callable[[], None]) -> Claimed | None:
     """Claim now; with `wait_seconds` > 0 keep trying until a ticket is ready or time is up.
 
-    Between attempts the transaction is committed, so a waiting claim holds no locks.
+    On PostgreSQL the claim statement runs on a connection of the autocommit `pool`. `commit`
+    ends the caller's unit of work in `db` where the claim needs it ended: before that
+    statement, which must see what the session did (a sweep) and find it unlocked, and between
+    attempts, so that a waiting claim holds no locks.
     """
     if not provider or not provider.strip():
-        raise DSSError(400, "Missing 'provider' parameter")
+        raise Invalid("Missing 'provider' parameter")
     code = code.strip() if code and code.strip() else "default"
     if len(provider.strip()) > NAME_LENGTH or len(code) > NAME_LENGTH:
-        raise DSSError(400, f"Parameters 'provider' and 'code' may have at most {NAME_LENGTH} characters")
+        raise Invalid(f"Parameters 'provider' and 'code' may have at most {NAME_LENGTH} characters")
     deadline = time.monotonic() + wait_seconds
     while True:
         seen = notify.generation()
-        ticket = claim_once(db, identity, githashes, provider.strip(), code, policy, autocommit)
+        ticket = _claim_once(db, identity, githashes, provider.strip(), code, policy, pool, commit)
         remaining = deadline - time.monotonic()
         if ticket is not None or remaining <= 0:
             return ticket
-        db.commit()
+        commit()
         notify.wait(seen, remaining)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session as DB
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..db import after_commit
-from ..errors import DSSError
+from ..errors import Invalid, NoSpace, NotFound, ResourceNotFound
 from ..models import FILE_AREAS, TicketAttachment, TicketFile, TicketLogAttachment, utcnow
 
 # An attachment's type goes out as the blob's Content-Type: type/subtype of RFC 6838
@@ -73,8 +73,8 @@ def preallocate(fd: int, offset: int, length: int) -> bool:
     return False  # EOPNOTSUPP and the like: write without reserving
 
 
-def _no_space(size: int) -> DSSError:
-    return DSSError(507, f"Not enough space in the datastore for an upload of {size} bytes")
+def _no_space(size: int) -> NoSpace:
+    return NoSpace(f"Not enough space in the datastore for an upload of {size} bytes")
 
 
 def check_free_space(directory: Path, size: int) -> None:
@@ -157,7 +157,7 @@ class UploadFile:
         try:
             if self._reserve_limit:
                 check_free_space(directory, self._reserve_limit)
-        except DSSError:
+        except NoSpace:
             self.discard()
             raise
 
@@ -253,22 +253,22 @@ def upload_dir(datastore: Path) -> Path:
 def safe_name(raw: str | None) -> str:
     """The basename to store an upload under; traversal, absolute paths, control chars -> 400."""
     if not raw:
-        raise DSSError(400, "The upload has no file name")
+        raise Invalid("The upload has no file name")
     name = raw.replace("\\", "/")
     parts = PurePosixPath(name).parts
     if name.startswith("/") or ".." in parts or (len(name) > 1 and name[1] == ":"):
-        raise DSSError(400, f"Invalid file name {raw!r}: paths are not allowed")
+        raise Invalid(f"Invalid file name {raw!r}: paths are not allowed")
     base = name.rsplit("/", 1)[-1]
     if base in ("", ".", "..") or any(ord(ch) < 32 or ord(ch) == 127 for ch in base):
-        raise DSSError(400, f"Invalid file name {raw!r}")
+        raise Invalid(f"Invalid file name {raw!r}")
     if len(base.encode("utf-8", "surrogatepass")) > MAX_NAME_LENGTH:
-        raise DSSError(400, f"Invalid file name {raw!r}: longer than {MAX_NAME_LENGTH} bytes")
+        raise Invalid(f"Invalid file name {raw!r}: longer than {MAX_NAME_LENGTH} bytes")
     return base
 
 
 def check_area(area: str) -> str:
     if area not in FILE_AREAS:
-        raise DSSError(404, "not found")
+        raise NotFound("not found")
     return area
 
 
@@ -315,13 +315,13 @@ def indexed_file(db: DB, datastore: Path, ticket_id: int, area: str, index: str)
     try:
         position = int(index)
     except ValueError:
-        raise DSSError(400, f"File index must be a number, got {index!r}") from None
+        raise Invalid(f"File index must be a number, got {index!r}") from None
     rows = listing(db, ticket_id, area)
     if not 0 <= position < len(rows):
-        raise DSSError(404, f"Ticket {ticket_id} has no {area} file with index {position}")
+        raise NotFound(f"Ticket {ticket_id} has no {area} file with index {position}")
     path = ticket_dir(datastore, ticket_id, area) / rows[position].name
     if not path.is_file():
-        raise DSSError(404, f"File {rows[position].name} of ticket {ticket_id} is gone")
+        raise NotFound(f"File {rows[position].name} of ticket {ticket_id} is gone")
     return path, rows[position]
 
 
@@ -400,8 +400,8 @@ def check_mime_type(value: str | None) -> str | None:
     """The provider's `mime_type`, surrounding blanks removed; None when not given."""
     value = (value or "").strip()
     if value and (len(value) > MAX_MIME_TYPE_LENGTH or not MIME_TYPE.fullmatch(value)):
-        raise DSSError(400, f"Invalid 'mime_type' {value[:80]!r}: expected a media type "
-                            "such as image/png or text/plain; charset=utf-8")
+        raise Invalid(f"Invalid 'mime_type' {value[:80]!r}: expected a media type "
+                      "such as image/png or text/plain; charset=utf-8")
     return value or None
 
 
@@ -410,6 +410,6 @@ def blob(db: DB, datastore: Path, prefix: str) -> tuple[Path, str]:
                     .order_by(TicketAttachment.id).limit(1))
     path = attachment_dir(datastore, row.ticket_id) / row.filename if row else None
     if path is None or not path.is_file():
-        raise DSSError(400, f"Resource {prefix} not found")
+        raise ResourceNotFound(f"Resource {prefix} not found")
     valid = row.mime_type and MIME_TYPE.fullmatch(row.mime_type)  # stored before the check
     return path, row.mime_type if valid else "application/octet-stream"

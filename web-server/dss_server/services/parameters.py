@@ -10,7 +10,7 @@ import json
 import math
 import re
 
-from ..errors import DSSError
+from ..errors import DSSError, Invalid
 
 TYPES = ("float", "int", "bool", "choice", "string")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
@@ -37,20 +37,20 @@ def check_declaration(descriptor: dict) -> None:
     """Refuse a malformed `parameters` list of a service.json, naming the parameter at fault."""
     parameters = descriptor.get("parameters", [])
     if not isinstance(parameters, list) or len(parameters) > MAX_PARAMETERS:
-        raise DSSError(400, f"service.json: 'parameters' must be a list of at most "
-                            f"{MAX_PARAMETERS} objects")
+        raise Invalid(f"service.json: 'parameters' must be a list of at most "
+                      f"{MAX_PARAMETERS} objects")
     seen: set[str] = set()
     for index, parameter in enumerate(parameters):
         name = parameter.get("name") if isinstance(parameter, dict) else None
         if not isinstance(name, str) or not NAME.fullmatch(name):
-            raise DSSError(400, f"service.json: parameter {index + 1} needs a 'name' of letters, "
-                                "digits and _ (at most 40, not starting with a digit)")
+            raise Invalid(f"service.json: parameter {index + 1} needs a 'name' of letters, "
+                          "digits and _ (at most 40, not starting with a digit)")
         if name in seen:
-            raise DSSError(400, f"service.json: parameter '{name}' is declared twice")
+            raise Invalid(f"service.json: parameter '{name}' is declared twice")
         seen.add(name)
         problem = _declaration_problem(parameter)
         if problem:
-            raise DSSError(400, f"service.json: parameter '{name}': {problem}")
+            raise Invalid(f"service.json: parameter '{name}': {problem}")
 
 
 def _declaration_problem(parameter: dict) -> str | None:
@@ -107,8 +107,8 @@ def resolve(parameters: list[dict], given: dict[str, str]) -> dict:
     unknown = sorted(set(given) - names)
     if unknown:
         known = ", ".join(sorted(names)) or "none"
-        raise DSSError(400, f"Parameter '{unknown[0][:80]}': unknown to this service "
-                            f"(its parameters: {known})")
+        raise Invalid(f"Parameter '{unknown[0][:80]}': unknown to this service "
+                      f"(its parameters: {known})")
     return {p["name"]: typed(p, given[p["name"]]) if p["name"] in given else typed(p, p["default"])
             for p in parameters}
 
@@ -159,4 +159,4 @@ def _number_phrase(whole: bool, low, high) -> str:
 def _refuse(parameter: dict, expected: str, value) -> None:
     expected = expected if expected.startswith("expected") else f"expected {expected}"
     shown = value if isinstance(value, str) else json.dumps(value)
-    raise DSSError(400, f"Parameter '{parameter['name']}': {expected}, got {shown[:80]!r}")
+    raise Invalid(f"Parameter '{parameter['name']}': {expected}, got {shown[:80]!r}")

@@ -5,7 +5,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
-from ..errors import DSSError, conflict
+from ..errors import Conflict, Invalid
 from ..metrics import observe_ticket_finished
 from ..models import Ticket, TicketHistory
 from . import leases, tickets
@@ -15,27 +15,29 @@ from .auth import Identity
 PROVIDER_STATUSES = ("success", "failed")
 
 
-def active_ticket(db: DB, identity: Identity, ticket_id, policy: leases.ClaimPolicy) -> Ticket:
-    """The ticket if the caller holds its current claim; renews the lease.
-
-    An overdue lease is expired (and committed) first, so the late write is refused with 409.
-    """
+def expire_overdue(db: DB, ticket_id, policy: leases.ClaimPolicy) -> bool:
+    """Expire the ticket's claim if its lease is overdue; True if it did. The caller commits
+    that before active_ticket, so the late write is refused with 409 and the expiry stays."""
     ticket = db.scalar(select(Ticket).where(Ticket.id == parse_id(ticket_id)).with_for_update())
-    if ticket is not None and leases.is_expired(ticket, policy.lease):
-        leases.expire(db, ticket, policy)
-        db.commit()
+    if ticket is None or not leases.is_expired(ticket, policy.lease):
+        return False
+    leases.expire(db, ticket, policy)
+    return True
+
+
+def active_ticket(db: DB, identity: Identity, ticket_id) -> Ticket:
+    """The ticket if the caller holds its current claim (expire_overdue first); renews the lease."""
     ticket = claimed_ticket(db, identity, ticket_id)
     if ticket.status == "claimed":
         leases.touch(ticket)
     return ticket
 
 
-def writable_ticket(db: DB, identity: Identity, ticket_id, policy: leases.ClaimPolicy) -> Ticket:
-    """active_ticket, for a log line, file, attachment or progress: a final status keeps its
+def require_writable(ticket: Ticket) -> Ticket:
+    """An active ticket, for a log line, file, attachment or progress: a final status keeps its
     claim (the provider may repeat it), but what the user was shown as done must not change."""
-    ticket = active_ticket(db, identity, ticket_id, policy)
     if ticket.status != "claimed":
-        raise conflict(f"Ticket {ticket.id} is {ticket.status}: its provider can no longer "
+        raise Conflict(f"Ticket {ticket.id} is {ticket.status}: its provider can no longer "
                        f"write to it (logs, files, attachments and progress are taken only "
                        f"while it is claimed)")
     return ticket
@@ -44,7 +46,7 @@ def writable_ticket(db: DB, identity: Identity, ticket_id, policy: leases.ClaimP
 def set_status(db: DB, ticket: Ticket, requested: str) -> str:
     """claimed -> success|failed; repeating the final status is a no-op; changing it is 409."""
     if requested not in PROVIDER_STATUSES:
-        raise DSSError(400, f"Cannot set status of ticket to {requested}")
+        raise Invalid(f"Cannot set status of ticket to {requested}")
     was = ticket.status
     status = tickets.change_status(db, ticket, requested, {lifecycle.PROVIDER})
     if was == "claimed":

@@ -6,7 +6,7 @@ import re
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session as DB
 
-from ..errors import DSSError
+from ..errors import Forbidden, Invalid, NotFound, ProviderNotFound, ServiceNotFound
 from ..models import Provider, ProviderAccess, ProviderService, Service, User
 from .auth import ensure_user, find_user, issue_token, revoke_provider_tokens, user_by_id
 
@@ -16,7 +16,7 @@ PROVIDER_NAME = re.compile(r"^[\w\-]{1,78}$")
 def check_name(name: str | None) -> str:
     name = (name or "").strip()
     if not PROVIDER_NAME.match(name):
-        raise DSSError(400, f"Invalid provider name {name!r}: use 1-78 letters, digits, _ or -")
+        raise Invalid(f"Invalid provider name {name!r}: use 1-78 letters, digits, _ or -")
     return name
 
 
@@ -37,7 +37,7 @@ def add(db: DB, name: str) -> None:
 def existing(db: DB, name: str) -> Provider:
     provider = db.get(Provider, name)
     if provider is None:
-        raise DSSError(400, f"Provider {name} does not exist")
+        raise ProviderNotFound(f"Provider {name} does not exist")
     return provider
 
 
@@ -69,7 +69,7 @@ def grant(db: DB, provider: str, email: str, admin: bool = False) -> User:
     existing(db, provider)
     user = find_user(db, email or "")
     if user is None:
-        raise DSSError(401, "Email unrecognized by the system")
+        raise Forbidden("Email unrecognized by the system")
     db.execute(delete(ProviderAccess).where(ProviderAccess.user_id == user.id,
                                             ProviderAccess.provider == provider))
     db.add(ProviderAccess(user_id=user.id, provider=provider, admin=admin))
@@ -83,7 +83,7 @@ def revoke(db: DB, provider: str, user_id: str) -> User | None:
     try:
         user = user_by_id(db, int(user_id))
     except ValueError:
-        raise DSSError(400, f"Not a user id: {user_id!r}") from None
+        raise Invalid(f"Not a user id: {user_id!r}") from None
     if user is None:
         return None
     removed = db.execute(delete(ProviderAccess).where(ProviderAccess.user_id == user.id,
@@ -98,7 +98,7 @@ def revoke_existing(db: DB, provider: str, user_id: str) -> User:
     """Revoke for the admin page, which reports what happened: no access to revoke is a 404."""
     user = revoke(db, provider, user_id)
     if user is None:
-        raise DSSError(404, f"User {user_id} has no access to provider {provider}")
+        raise NotFound(f"User {user_id} has no access to provider {provider}")
     return user
 
 
@@ -131,6 +131,6 @@ def services(db: DB, provider: str) -> list[tuple[str, str, str, str]]:
 def retire_service(db: DB, provider: str, githash: str) -> None:
     link = db.get(ProviderService, (provider, githash))
     if link is None:
-        raise DSSError(400, f"Provider {provider} does not provide service {githash}")
+        raise ServiceNotFound(f"Provider {provider} does not provide service {githash}")
     link.current = False
     retire_orphans(db)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
-from ..errors import DSSError
+from ..errors import Invalid, NotFound
 from ..models import Ticket, TicketHistory, utcnow
 from . import tickets
 
@@ -27,10 +27,10 @@ def interval(days: str | None, hours: str | None) -> timedelta:
     else:
         amount = 7
     if amount < 0:
-        raise DSSError(400, "The purge interval must not be negative")
+        raise Invalid("The purge interval must not be negative")
     if amount > MAX_INTERVAL_DAYS:
-        raise DSSError(400, f"The purge interval must be at most {MAX_INTERVAL_DAYS} days "
-                            "(100 years)")
+        raise Invalid(f"The purge interval must be at most {MAX_INTERVAL_DAYS} days "
+                      "(100 years)")
     return timedelta(days=amount)
 
 
@@ -40,13 +40,13 @@ def _number(value: str) -> float:
     except ValueError:
         number = math.nan
     if not math.isfinite(number):
-        raise DSSError(400, "Parameters 'days' and 'hours' must be numbers")
+        raise Invalid("Parameters 'days' and 'hours' must be numbers")
     return number
 
 
 def purge(db: DB, datastore: Path, scope: str, older_than: timedelta) -> int:
     if scope not in SCOPES:
-        raise DSSError(404, "not found")
+        raise NotFound("not found")
     cutoff = utcnow() - older_than
     created = (select(TicketHistory.ticket_id).where(TicketHistory.status == "init",
                                                      TicketHistory.atime < cutoff))

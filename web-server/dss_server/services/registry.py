@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
-from ..errors import DSSError
+from ..errors import AlreadyExists, Invalid
 from ..models import ProviderService, Service
 from . import parameters, providers
 
@@ -21,7 +21,7 @@ GIT_TIMEOUT = 300
 _GIT = ["git", "-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never"]
 
 
-class GitTimeout(DSSError):
+class GitTimeout(Invalid):
     """The remote did not answer in time (a retry would only wait as long again)."""
 
 
@@ -37,23 +37,23 @@ def _git(args: list[str], cwd: Path) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-            raise GitTimeout(400, f"Error fetching Git repository (no answer within "
-                                  f"{GIT_TIMEOUT:g} s)") from None
+            raise GitTimeout(f"Error fetching Git repository (no answer within "
+                             f"{GIT_TIMEOUT:g} s)") from None
     if process.returncode != 0:
-        raise DSSError(400, "Error fetching Git repository")
+        raise Invalid("Error fetching Git repository")
     return stdout.strip()
 
 
 def fetch(repo: str, ref: str, workdir: Path) -> str:
     """Fetch `ref` (empty: the remote HEAD) of `repo` into `workdir`; returns the commit hash."""
     if not repo or repo.startswith("-") or (ref or "").startswith("-"):
-        raise DSSError(400, "Error fetching Git repository")
+        raise Invalid("Error fetching Git repository")
     _git(["init", "-q"], workdir)
     try:
         _git(["fetch", "-q", "--depth=1", "--", repo, ref or "HEAD"], workdir)
     except GitTimeout:
         raise
-    except DSSError:  # servers that refuse shallow fetches of a commit id
+    except Invalid:  # servers that refuse shallow fetches of a commit id
         _git(["fetch", "-q", "--", repo, ref or "HEAD"], workdir)
     _git(["checkout", "-q", "FETCH_HEAD"], workdir)
     return _git(["rev-parse", "HEAD"], workdir)
@@ -69,22 +69,22 @@ def refuse_symlinks(workdir: Path) -> None:
         for name in dirs + names:
             path = Path(folder, name)
             if path.is_symlink():
-                raise DSSError(400, f"Service repository refused: {path.relative_to(workdir)} "
-                                    f"is a symbolic link (links are not allowed in a service's "
-                                    f"tree)")
+                raise Invalid(f"Service repository refused: {path.relative_to(workdir)} "
+                              f"is a symbolic link (links are not allowed in a service's "
+                              f"tree)")
 
 
 def read_descriptor(workdir: Path) -> dict:
     try:
         descriptor = json.loads((workdir / "service.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        raise DSSError(400, "Error parsing service.json file") from None
+        raise Invalid("Error parsing service.json file") from None
     if not isinstance(descriptor, dict) or not all(
             isinstance(descriptor.get(key), str) and descriptor[key].strip()
             for key in ("name", "version")):
-        raise DSSError(400, "Error parsing service.json file")
+        raise Invalid("Error parsing service.json file")
     if len(descriptor["name"]) > 40 or len(descriptor["version"]) > 40:
-        raise DSSError(400, "Error parsing service.json file")
+        raise Invalid("Error parsing service.json file")
     parameters.check_declaration(descriptor)
     return descriptor
 
@@ -109,7 +109,7 @@ def _save(db: DB, provider: str, githash: str, descriptor: dict) -> None:
     clash = db.scalar(select(Service).where(Service.name == name, Service.version == version,
                                             Service.current.is_(True), Service.githash != githash))
     if clash is not None:
-        raise DSSError(400, "A service with same name and version already exists")
+        raise AlreadyExists("A service with same name and version already exists")
     service = db.get(Service, githash) or Service(githash=githash)
     service.name, service.version = name, version
     service.shortdesc = str(descriptor.get("shortdesc") or "")[:78]

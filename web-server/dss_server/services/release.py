@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
-from ..errors import DSSError
+from ..errors import Invalid
 from ..models import ClaimHistory, Ticket
 from . import leases, tickets
 from .access import parse_id, provides_service
@@ -34,7 +34,7 @@ def release(db: DB, datastore: Path, ticket: Ticket, message: str | None) -> str
     """claimed -> ready for the session holding the claim (the caller fenced it); 409 otherwise."""
     message = (message or "").strip()
     if len(message) > MAX_MESSAGE:
-        raise DSSError(400, f"Parameter 'message' may have at most {MAX_MESSAGE} characters")
+        raise Invalid(f"Parameter 'message' may have at most {MAX_MESSAGE} characters")
     claim = db.get(ClaimHistory, ticket.claim_id) if ticket.claim_id else None
     status = tickets.change_status(db, ticket, "release", {lifecycle.PROVIDER})
     tickets.release_claim(ticket)

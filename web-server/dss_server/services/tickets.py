@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
-from ..errors import DSSError
+from ..errors import Conflict, Invalid, QuotaExceeded
 from ..models import (
     Service,
     Ticket,
@@ -32,7 +32,7 @@ def change_status(db: DB, ticket: Ticket, event: str, actors: set[str]) -> str:
     try:
         new_status = lifecycle.transition(ticket.status, event, actors)
     except lifecycle.IllegalTransition as exc:
-        raise DSSError(409, f"Ticket {ticket.id}: {exc}") from None
+        raise Conflict(f"Ticket {ticket.id}: {exc}") from None
     if new_status != ticket.status:
         ticket.status = new_status
         db.add(TicketHistory(ticket_id=ticket.id, status=new_status, atime=utcnow()))
@@ -94,7 +94,7 @@ def create(db: DB, identity: Identity, datastore, githash: str | None, name: str
     open_tickets = db.scalar(select(func.count()).select_from(Ticket)
                              .where(Ticket.user_id == user.id, Ticket.status != "deleted"))
     if open_tickets >= limit:
-        raise DSSError(400, f"Maximum allowed number of open tickets ({limit}) exceeded.")
+        raise QuotaExceeded(f"Maximum allowed number of open tickets ({limit}) exceeded.")
     status = lifecycle.transition(None, "create", {lifecycle.OWNER})
     ticket = Ticket(user_id=user.id, service_githash=service.githash, status=status, attempts=0)
     db.add(ticket)
@@ -108,7 +108,7 @@ def mark_ready(db: DB, identity: Identity, datastore, ticket: Ticket, requested:
     """Queue the ticket, with the parameters and scan name its workspace gives (a refused
     parameter is a 400 and the ticket stays as it was: the transaction is rolled back)."""
     if requested != "ready":
-        raise DSSError(400, f"Changing ticket status to {requested} is not supported")
+        raise Invalid(f"Changing ticket status to {requested} is not supported")
     status = change_status(db, ticket, "ready", consumer_actors(identity, ticket))
     info = workspace_info.read(files.workspace_file(db, datastore, ticket.id))
     values = parameters.resolve(service_parameters(db, ticket), info.parameters)
@@ -173,16 +173,16 @@ def parse_fraction(name: str, value: str | None) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise DSSError(400, f"Parameter '{name}' must be a number, got {value!r}") from None
+        raise Invalid(f"Parameter '{name}' must be a number, got {value!r}") from None
     if math.isnan(number) or not 0.0 <= number <= 1.0:
-        raise DSSError(400, f"Parameter '{name}' must be between 0 and 1, got {value!r}")
+        raise Invalid(f"Parameter '{name}' must be between 0 and 1, got {value!r}")
     return number
 
 
 def set_progress(db: DB, ticket_id: int, start: float, end: float, progress: float) -> None:
     """Spec (b) progress model; a repeated chunk start updates its row instead of failing."""
     if end < start:
-        raise DSSError(400, "chunk_end must not be smaller than chunk_start")
+        raise Invalid("chunk_end must not be smaller than chunk_start")
     if progress == 0:
         db.execute(delete(TicketProgress).where(TicketProgress.ticket_id == ticket_id,
                                                 TicketProgress.chunk_start >= start,
