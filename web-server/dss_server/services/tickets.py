@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import delete, func, insert, literal, select
+from sqlalchemy import bindparam, case, delete, func, insert, literal, select
 from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
@@ -22,9 +24,58 @@ from ..models import (
     utcnow,
 )
 from . import catalog, files, notify, parameters, workspace_info
+from .access import require_readable
 from .auth import Identity
 
 FINISHED_PROGRESS = ("failed", "success", "timeout")
+
+
+class Attachment(NamedTuple):
+    id: int
+    description: str
+    mime_type: str
+    uuid: str
+
+
+class LogEntry(NamedTuple):
+    id: int
+    atime: datetime
+    category: str
+    message: str
+    attachments: list[Attachment]
+
+
+class Detail(NamedTuple):
+    """What a client's status poll shows of a ticket (`GET api/tickets/<id>/detail`)."""
+    status: str
+    progress: float
+    queue_position: int | None  # only while ready
+    log: list[LogEntry]
+
+
+_TICKETS, _PROGRESS = Ticket.__table__, TicketProgress.__table__
+_QUEUED = _TICKETS.alias("queued")
+_LOG, _LINKS, _ATTACHMENTS = (TicketLog.__table__, TicketLogAttachment.__table__,
+                              TicketAttachment.__table__)
+# Polls are most of the traffic: the ticket's owner, status, claimed progress and queue
+# position in one round trip, then the new log entries with their attachments in another;
+# both statements are built once, so SQLAlchemy reuses their compiled form.
+_POLLED_TICKET = select(
+    _TICKETS.c.user_id, _TICKETS.c.status,
+    case((_TICKETS.c.status == "claimed",
+          select(func.sum((_PROGRESS.c.chunk_end - _PROGRESS.c.chunk_start) * _PROGRESS.c.progress))
+          .where(_PROGRESS.c.ticket_id == _TICKETS.c.id).scalar_subquery())),
+    case((_TICKETS.c.status == "ready",
+          select(func.count()).select_from(_QUEUED)
+          .where(_QUEUED.c.status == "ready", _QUEUED.c.id <= _TICKETS.c.id).scalar_subquery())),
+).where(_TICKETS.c.id == bindparam("ticket_id"))
+_NEW_LOG_ENTRIES = (
+    select(_LOG.c.id, _LOG.c.atime, _LOG.c.category, _LOG.c.message, _ATTACHMENTS.c.id,
+           _ATTACHMENTS.c.description, _ATTACHMENTS.c.mime_type, _ATTACHMENTS.c.uuid)
+    .select_from(_LOG.outerjoin(_LINKS, _LINKS.c.log_id == _LOG.c.id)
+                 .outerjoin(_ATTACHMENTS, _ATTACHMENTS.c.id == _LINKS.c.attachment_id))
+    .where(_LOG.c.ticket_id == bindparam("ticket_id"), _LOG.c.id > bindparam("since"))
+    .order_by(_LOG.c.id, _ATTACHMENTS.c.id))
 
 
 def change_status(db: DB, ticket: Ticket, event: str, actors: set[str]) -> str:
@@ -164,9 +215,31 @@ def total_progress(db: DB, ticket_id: int) -> float:
 
 
 def displayed_progress(db: DB, ticket: Ticket) -> float:
-    if ticket.status == "claimed":
-        return total_progress(db, ticket.id)
-    return 1.0 if ticket.status in FINISHED_PROGRESS else 0.0
+    claimed_total = total_progress(db, ticket.id) if ticket.status == "claimed" else None
+    return _shown_progress(ticket.status, claimed_total)
+
+
+def _shown_progress(status: str, claimed_total: float | None) -> float:
+    if status == "claimed":
+        return max(0.0, float(claimed_total or 0.0))
+    return 1.0 if status in FINISHED_PROGRESS else 0.0
+
+
+def detail(db: DB, identity: Identity, ticket_id: int, since: int | None) -> Detail:
+    """The ticket's status, progress, queue position (while ready) and log entries after
+    `since` (None: none), if the caller may read it (access.user_ticket's rule)."""
+    row = db.execute(_POLLED_TICKET, {"ticket_id": ticket_id}).first()
+    require_readable(identity, ticket_id, row and row[0])
+    _, status, claimed_total, queue_position = row
+    entries: list[LogEntry] = []
+    if since is not None:
+        for log_id, atime, category, message, *attachment in db.execute(
+                _NEW_LOG_ENTRIES, {"ticket_id": ticket_id, "since": since}):
+            if not entries or entries[-1].id != log_id:
+                entries.append(LogEntry(log_id, atime, category, message, []))
+            if attachment[0] is not None:
+                entries[-1].attachments.append(Attachment(*attachment))
+    return Detail(status, _shown_progress(status, claimed_total), queue_position, entries)
 
 
 def parse_fraction(name: str, value: str | None) -> float:
