@@ -57,9 +57,15 @@ _TICKETS, _PROGRESS = Ticket.__table__, TicketProgress.__table__
 _QUEUED = _TICKETS.alias("queued")
 _LOG, _LINKS, _ATTACHMENTS = (TicketLog.__table__, TicketLogAttachment.__table__,
                               TicketAttachment.__table__)
-# Polls are most of the traffic: the ticket's owner, status, claimed progress and queue
-# position in one round trip, then the new log entries with their attachments in another;
-# both statements are built once, so SQLAlchemy reuses their compiled form.
+# Polls are most of the traffic: a poll lists the user's tickets, then reads the ticket's
+# owner, status, claimed progress and queue position in one round trip and its new log
+# entries with their attachments in another. The statements are built once, so SQLAlchemy
+# reuses their compiled form (building one costs about as much as running it).
+_SERVICES = Service.__table__
+_USER_TICKETS = (select(_TICKETS.c.id, _SERVICES.c.name, _TICKETS.c.status)
+                 .join(_SERVICES, _SERVICES.c.githash == _TICKETS.c.service_githash)
+                 .where(_TICKETS.c.user_id == bindparam("user_id"), _TICKETS.c.status != "deleted")
+                 .order_by(_TICKETS.c.id))
 _POLLED_TICKET = select(
     _TICKETS.c.user_id, _TICKETS.c.status,
     case((_TICKETS.c.status == "claimed",
@@ -102,10 +108,7 @@ def consumer_actors(identity: Identity, ticket: Ticket) -> set[str]:
 
 
 def list_tickets(db: DB, user_id: int) -> list[tuple[int, str, str]]:
-    query = (select(Ticket.id, Service.name, Ticket.status)
-             .join(Service, Service.githash == Ticket.service_githash)
-             .where(Ticket.user_id == user_id, Ticket.status != "deleted").order_by(Ticket.id))
-    return [tuple(row) for row in db.execute(query)]
+    return [tuple(row) for row in db.execute(_USER_TICKETS, {"user_id": user_id})]
 
 
 def ticket_summaries(db: DB, user: User) -> list[dict]:
