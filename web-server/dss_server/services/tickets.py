@@ -125,37 +125,42 @@ def ticket_summaries(db: DB, user: User) -> list[dict]:
             for tid, name, status, scan, at in db.execute(query)]
 
 
-def ticket_quota(db: DB, user: User) -> int:
-    """The most open tickets the user may have: their own override, else their tier's."""
-    if user.max_tickets is not None:
-        return user.max_tickets
-    return db.scalar(select(UserTier.max_tickets).where(UserTier.tier == user.tier)) or 0
-
-
-def _lock_user(db: DB, user_id: int) -> User:
-    """The user's row, locked until the transaction ends: concurrent creates of one user queue
-    here, so each counts the tickets the one before it committed and the quota holds. NO KEY
-    UPDATE does not block the rows that merely reference the user (sessions, tokens, tickets).
-    SQLite ignores it: its BEGIN IMMEDIATE (db.py) already serialises every transaction."""
-    return db.scalar(select(User).where(User.id == user_id)
-                     .with_for_update(key_share=True).execution_options(populate_existing=True))
+# The most open tickets the user may have (their own override, else their tier's), read with
+# the user's row locked until the transaction ends: concurrent creates of one user queue here,
+# so each counts the tickets the one before it committed and the quota holds. NO KEY UPDATE
+# does not block the rows that merely reference the user (sessions, tokens, tickets). SQLite
+# ignores it: its BEGIN IMMEDIATE (db.py) already serialises every transaction.
+_USERS, _TIERS = User.__table__, UserTier.__table__
+_LOCKED_QUOTA = (select(func.coalesce(_USERS.c.max_tickets,
+                                      select(_TIERS.c.max_tickets)
+                                      .where(_TIERS.c.tier == _USERS.c.tier).scalar_subquery(),
+                                      0))
+                 .where(_USERS.c.id == bindparam("user_id"))
+                 .with_for_update(key_share=True, of=_USERS))
+# The new ticket, unless the user's open tickets (counted in this statement: PostgreSQL reads
+# with a fresh snapshot, taken after the lock above was granted) already fill the quota.
+_OPEN_TICKETS = (select(func.count()).select_from(_TICKETS)
+                 .where(_TICKETS.c.user_id == bindparam("user_id"), _TICKETS.c.status != "deleted")
+                 .scalar_subquery())
+_NEW_TICKET = (insert(_TICKETS)
+               .from_select(["user_id", "service_githash", "status", "attempts"],
+                            select(bindparam("user_id"), bindparam("githash"), bindparam("status"),
+                                   literal(0)).where(_OPEN_TICKETS < bindparam("quota")))
+               .returning(_TICKETS.c.id))
+_NEW_HISTORY = insert(TicketHistory.__table__)
 
 
 def create(db: DB, identity: Identity, datastore, githash: str | None, name: str | None) -> int:
     service = catalog.resolve(db, githash, name)
-    user = _lock_user(db, identity.user_id)
-    limit = ticket_quota(db, user)
-    open_tickets = db.scalar(select(func.count()).select_from(Ticket)
-                             .where(Ticket.user_id == user.id, Ticket.status != "deleted"))
-    if open_tickets >= limit:
-        raise DSSError(400, f"Maximum allowed number of open tickets ({limit}) exceeded.")
+    limit = db.execute(_LOCKED_QUOTA, {"user_id": identity.user_id}).scalar_one()
     status = lifecycle.transition(None, "create", {lifecycle.OWNER})
-    ticket = Ticket(user_id=user.id, service_githash=service.githash, status=status, attempts=0)
-    db.add(ticket)
-    db.flush()
-    db.add(TicketHistory(ticket_id=ticket.id, status=status, atime=utcnow()))
-    files.wipe_ticket(datastore, ticket.id)
-    return ticket.id
+    ticket_id = db.execute(_NEW_TICKET, {"user_id": identity.user_id, "githash": service.githash,
+                                         "status": status, "quota": limit}).scalar()
+    if ticket_id is None:
+        raise DSSError(400, f"Maximum allowed number of open tickets ({limit}) exceeded.")
+    db.execute(_NEW_HISTORY, {"ticket_id": ticket_id, "status": status, "atime": utcnow()})
+    files.wipe_ticket(datastore, ticket_id)
+    return ticket_id
 
 
 def mark_ready(db: DB, identity: Identity, datastore, ticket: Ticket, requested: str) -> str:
