@@ -148,6 +148,13 @@ _NEW_TICKET = (insert(_TICKETS)
                                    literal(0)).where(_OPEN_TICKETS < bindparam("quota")))
                .returning(_TICKETS.c.id))
 _NEW_HISTORY = insert(TicketHistory.__table__)
+_DESCRIPTOR = select(_SERVICES.c.json).where(_SERVICES.c.githash == bindparam("githash"))
+_NEW_LOG_ENTRY = insert(_LOG).returning(_LOG.c.id)
+_LINK_ATTACHMENTS = insert(_LINKS).from_select(
+    ["log_id", "attachment_id"],
+    select(bindparam("log_id"), _ATTACHMENTS.c.id)
+    .where(_ATTACHMENTS.c.ticket_id == bindparam("ticket_id"),
+           _ATTACHMENTS.c.id.not_in(select(_LINKS.c.attachment_id))))
 
 
 def create(db: DB, identity: Identity, datastore, githash: str | None, name: str | None) -> int:
@@ -169,17 +176,18 @@ def mark_ready(db: DB, identity: Identity, datastore, ticket: Ticket, requested:
     if requested != "ready":
         raise DSSError(400, f"Changing ticket status to {requested} is not supported")
     status = change_status(db, ticket, "ready", consumer_actors(identity, ticket))
-    info = workspace_info.read(files.workspace_file(db, datastore, ticket.id))
-    values = parameters.resolve(service_parameters(db, ticket), info.parameters)
+    with db.no_autoflush:  # reads of other tables: the ticket's changes are flushed once, below
+        info = workspace_info.read(files.workspace_file(db, datastore, ticket.id))
+        values = parameters.resolve(service_parameters(db, ticket), info.parameters)
     ticket.parameters, ticket.scan_name = json.dumps(values), info.scan_name
     append_log(db, ticket.id, "info", "Ticket received and queued for processing")
     return status
 
 
 def service_parameters(db: DB, ticket: Ticket) -> list[dict]:
-    service = db.get(Service, ticket.service_githash)
+    descriptor_text = db.execute(_DESCRIPTOR, {"githash": ticket.service_githash}).scalar()
     try:
-        descriptor = json.loads(service.json or "{}")
+        descriptor = json.loads(descriptor_text or "{}")
     except ValueError:
         return []
     return parameters.declared(descriptor) if isinstance(descriptor, dict) else []
@@ -288,14 +296,10 @@ def queue_position(db: DB, ticket: Ticket, same_service: bool) -> int:
 
 def append_log(db: DB, ticket_id: int, category: str, message: str) -> int:
     """A log row; it takes every attachment of the ticket not yet linked to a log row."""
-    entry = TicketLog(ticket_id=ticket_id, category=category, message=message, atime=utcnow())
-    db.add(entry)
-    db.flush()
-    unlinked = (select(literal(entry.id), TicketAttachment.id)
-                .where(TicketAttachment.ticket_id == ticket_id,
-                       TicketAttachment.id.not_in(select(TicketLogAttachment.attachment_id))))
-    db.execute(insert(TicketLogAttachment).from_select(["log_id", "attachment_id"], unlinked))
-    return entry.id
+    log_id = db.execute(_NEW_LOG_ENTRY, {"ticket_id": ticket_id, "category": category,
+                                         "message": message, "atime": utcnow()}).scalar_one()
+    db.execute(_LINK_ATTACHMENTS, {"log_id": log_id, "ticket_id": ticket_id})
+    return log_id
 
 
 def parse_since(value: str | None) -> int | None:
