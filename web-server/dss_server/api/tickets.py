@@ -6,7 +6,7 @@ from flask import Blueprint
 from .. import wire
 from ..errors import Conflict, LogEntryNotFound
 from ..services import files, tickets
-from ..services.access import user_ticket
+from ..services.access import parse_id, user_ticket
 from ..services.tickets import consumer_actors
 from ._http import config, db, download, identity, param, public_base, receive_upload, wants_json
 
@@ -116,16 +116,14 @@ def log(ticket_id):
 
 @bp.get("/api/tickets/<int:ticket_id>/detail")
 def detail(ticket_id):
-    ticket = _ticket(ticket_id)
-    entries = tickets.log_entries(db(), ticket.id, tickets.parse_since(param("since")))
-    attachments = tickets.attachments_of(db(), [entry.id for entry in entries])
-    result = {"status": ticket.status, "progress": tickets.displayed_progress(db(), ticket)}
-    if ticket.status == "ready":
-        result["queue_position"] = tickets.queue_position(db(), ticket, same_service=False)
+    found = tickets.detail(db(), identity(), parse_id(ticket_id), tickets.parse_since(param("since")))
+    result = {"status": found.status, "progress": found.progress}
+    if found.queue_position is not None:
+        result["queue_position"] = found.queue_position
     result["log"] = [{"id": e.id, "atime": wire.timestamp(e.atime), "category": e.category,
                       "message": e.message,
-                      "attachments": [_attachment_json(a) for a in attachments[e.id]]}
-                     for e in entries]
+                      "attachments": [_attachment_json(a) for a in e.attachments]}
+                     for e in found.log]
     return wire.json_response(result)
 
 

@@ -25,15 +25,21 @@ def parse_id(value: str | int) -> int:
 
 
 def user_ticket(db: DB, identity: Identity, ticket_id: int | str, for_update: bool = False) -> Ticket:
-    """The ticket if the caller owns it or is an admin; else the original's 400."""
+    """The ticket if the caller owns it or is an admin; else TicketNotFound (the original's 400)."""
     ticket_id = parse_id(ticket_id)
     query = select(Ticket).where(Ticket.id == ticket_id)
     if for_update:
         query = query.with_for_update()
     ticket = db.scalar(query)
-    if ticket is None or (ticket.user_id != identity.user_id and not identity.sysadmin):
-        raise TicketNotFound(f"Ticket {ticket_id} not found for user {identity.user_id}")
+    require_readable(identity, ticket_id, ticket and ticket.user_id)
     return ticket
+
+
+def require_readable(identity: Identity, ticket_id: int, owner_id: int | None) -> None:
+    """The caller owns ticket `ticket_id` (`owner_id`: its owner, None if there is no such
+    ticket) or is an admin; else TicketNotFound (the original's 400)."""
+    if owner_id is None or (owner_id != identity.user_id and not identity.sysadmin):
+        raise TicketNotFound(f"Ticket {ticket_id} not found for user {identity.user_id}")
 
 
 def provides_service(db: DB, identity: Identity, githash: str) -> bool:

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session as DB
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -305,10 +305,17 @@ def listing(db: DB, ticket_id: int, area: str) -> list[TicketFile]:
     return sorted(rows, key=lambda row: row.name.lower().endswith(".itksnap"))
 
 
+_FILES = TicketFile.__table__
+_INPUT_NAMES = (select(_FILES.c.name)
+                .where(_FILES.c.ticket_id == bindparam("ticket_id"), _FILES.c.area == "input")
+                .order_by(_FILES.c.id))
+
+
 def workspace_file(db: DB, datastore: Path, ticket_id: int) -> Path | None:
     """The ticket's input workspace: the last listed .itksnap file (what the ASHS daemon takes)."""
-    rows = [row for row in listing(db, ticket_id, "input") if row.name.lower().endswith(".itksnap")]
-    return ticket_dir(datastore, ticket_id, "input") / rows[-1].name if rows else None
+    names = [name for name in db.scalars(_INPUT_NAMES, {"ticket_id": ticket_id})
+             if name.lower().endswith(".itksnap")]
+    return ticket_dir(datastore, ticket_id, "input") / names[-1] if names else None
 
 
 def indexed_file(db: DB, datastore: Path, ticket_id: int, area: str, index: str) -> tuple[Path, TicketFile]:

@@ -19,6 +19,7 @@ CHANNEL = "dss_ticket_ready"
 POLL_SECONDS = 1.0
 log = logging.getLogger(__name__)
 
+_NOTIFY = text("SELECT pg_notify(:channel, '')")
 _condition = threading.Condition()
 _generation = 0
 _listeners: dict[str, threading.Thread] = {}
@@ -29,7 +30,8 @@ def ticket_ready(db: DB) -> None:
     """Called inside the transaction that made a ticket ready; fires when it commits."""
     db.info["ticket_ready"] = True
     if db.get_bind().dialect.name == "postgresql":
-        db.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        with db.no_autoflush:  # the ticket's pending changes go with the request's next flush
+            db.execute(_NOTIFY, {"channel": CHANNEL})
 
 
 def wake() -> None:

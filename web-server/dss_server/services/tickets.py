@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import delete, func, insert, literal, select
+from sqlalchemy import bindparam, case, delete, func, insert, literal, select
 from sqlalchemy.orm import Session as DB
 
 from .. import lifecycle
@@ -22,9 +24,64 @@ from ..models import (
     utcnow,
 )
 from . import catalog, files, notify, parameters, workspace_info
+from .access import require_readable
 from .auth import Identity
 
 FINISHED_PROGRESS = ("failed", "success", "timeout")
+
+
+class Attachment(NamedTuple):
+    id: int
+    description: str
+    mime_type: str
+    uuid: str
+
+
+class LogEntry(NamedTuple):
+    id: int
+    atime: datetime
+    category: str
+    message: str
+    attachments: list[Attachment]
+
+
+class Detail(NamedTuple):
+    """What a client's status poll shows of a ticket (`GET api/tickets/<id>/detail`)."""
+    status: str
+    progress: float
+    queue_position: int | None  # only while ready
+    log: list[LogEntry]
+
+
+_TICKETS, _PROGRESS = Ticket.__table__, TicketProgress.__table__
+_QUEUED = _TICKETS.alias("queued")
+_LOG, _LINKS, _ATTACHMENTS = (TicketLog.__table__, TicketLogAttachment.__table__,
+                              TicketAttachment.__table__)
+# Polls are most of the traffic: a poll lists the user's tickets, then reads the ticket's
+# owner, status, claimed progress and queue position in one round trip and its new log
+# entries with their attachments in another. The statements are built once, so SQLAlchemy
+# reuses their compiled form (building one costs about as much as running it).
+_SERVICES = Service.__table__
+_USER_TICKETS = (select(_TICKETS.c.id, _SERVICES.c.name, _TICKETS.c.status)
+                 .join(_SERVICES, _SERVICES.c.githash == _TICKETS.c.service_githash)
+                 .where(_TICKETS.c.user_id == bindparam("user_id"), _TICKETS.c.status != "deleted")
+                 .order_by(_TICKETS.c.id))
+_POLLED_TICKET = select(
+    _TICKETS.c.user_id, _TICKETS.c.status,
+    case((_TICKETS.c.status == "claimed",
+          select(func.sum((_PROGRESS.c.chunk_end - _PROGRESS.c.chunk_start) * _PROGRESS.c.progress))
+          .where(_PROGRESS.c.ticket_id == _TICKETS.c.id).scalar_subquery())),
+    case((_TICKETS.c.status == "ready",
+          select(func.count()).select_from(_QUEUED)
+          .where(_QUEUED.c.status == "ready", _QUEUED.c.id <= _TICKETS.c.id).scalar_subquery())),
+).where(_TICKETS.c.id == bindparam("ticket_id"))
+_NEW_LOG_ENTRIES = (
+    select(_LOG.c.id, _LOG.c.atime, _LOG.c.category, _LOG.c.message, _ATTACHMENTS.c.id,
+           _ATTACHMENTS.c.description, _ATTACHMENTS.c.mime_type, _ATTACHMENTS.c.uuid)
+    .select_from(_LOG.outerjoin(_LINKS, _LINKS.c.log_id == _LOG.c.id)
+                 .outerjoin(_ATTACHMENTS, _ATTACHMENTS.c.id == _LINKS.c.attachment_id))
+    .where(_LOG.c.ticket_id == bindparam("ticket_id"), _LOG.c.id > bindparam("since"))
+    .order_by(_LOG.c.id, _ATTACHMENTS.c.id))
 
 
 def change_status(db: DB, ticket: Ticket, event: str, actors: set[str]) -> str:
@@ -51,10 +108,7 @@ def consumer_actors(identity: Identity, ticket: Ticket) -> set[str]:
 
 
 def list_tickets(db: DB, user_id: int) -> list[tuple[int, str, str]]:
-    query = (select(Ticket.id, Service.name, Ticket.status)
-             .join(Service, Service.githash == Ticket.service_githash)
-             .where(Ticket.user_id == user_id, Ticket.status != "deleted").order_by(Ticket.id))
-    return [tuple(row) for row in db.execute(query)]
+    return [tuple(row) for row in db.execute(_USER_TICKETS, {"user_id": user_id})]
 
 
 def ticket_summaries(db: DB, user: User) -> list[dict]:
@@ -71,37 +125,49 @@ def ticket_summaries(db: DB, user: User) -> list[dict]:
             for tid, name, status, scan, at in db.execute(query)]
 
 
-def ticket_quota(db: DB, user: User) -> int:
-    """The most open tickets the user may have: their own override, else their tier's."""
-    if user.max_tickets is not None:
-        return user.max_tickets
-    return db.scalar(select(UserTier.max_tickets).where(UserTier.tier == user.tier)) or 0
-
-
-def _lock_user(db: DB, user_id: int) -> User:
-    """The user's row, locked until the transaction ends: concurrent creates of one user queue
-    here, so each counts the tickets the one before it committed and the quota holds. NO KEY
-    UPDATE does not block the rows that merely reference the user (sessions, tokens, tickets).
-    SQLite ignores it: its BEGIN IMMEDIATE (db.py) already serialises every transaction."""
-    return db.scalar(select(User).where(User.id == user_id)
-                     .with_for_update(key_share=True).execution_options(populate_existing=True))
+# The most open tickets the user may have (their own override, else their tier's), read with
+# the user's row locked until the transaction ends: concurrent creates of one user queue here,
+# so each counts the tickets the one before it committed and the quota holds. NO KEY UPDATE
+# does not block the rows that merely reference the user (sessions, tokens, tickets). SQLite
+# ignores it: its BEGIN IMMEDIATE (db.py) already serialises every transaction.
+_USERS, _TIERS = User.__table__, UserTier.__table__
+_LOCKED_QUOTA = (select(func.coalesce(_USERS.c.max_tickets,
+                                      select(_TIERS.c.max_tickets)
+                                      .where(_TIERS.c.tier == _USERS.c.tier).scalar_subquery(),
+                                      0))
+                 .where(_USERS.c.id == bindparam("user_id"))
+                 .with_for_update(key_share=True, of=_USERS))
+# The new ticket, unless the user's open tickets (counted in this statement: PostgreSQL reads
+# with a fresh snapshot, taken after the lock above was granted) already fill the quota.
+_OPEN_TICKETS = (select(func.count()).select_from(_TICKETS)
+                 .where(_TICKETS.c.user_id == bindparam("user_id"), _TICKETS.c.status != "deleted")
+                 .scalar_subquery())
+_NEW_TICKET = (insert(_TICKETS)
+               .from_select(["user_id", "service_githash", "status", "attempts"],
+                            select(bindparam("user_id"), bindparam("githash"), bindparam("status"),
+                                   literal(0)).where(_OPEN_TICKETS < bindparam("quota")))
+               .returning(_TICKETS.c.id))
+_NEW_HISTORY = insert(TicketHistory.__table__)
+_DESCRIPTOR = select(_SERVICES.c.json).where(_SERVICES.c.githash == bindparam("githash"))
+_NEW_LOG_ENTRY = insert(_LOG).returning(_LOG.c.id)
+_LINK_ATTACHMENTS = insert(_LINKS).from_select(
+    ["log_id", "attachment_id"],
+    select(bindparam("log_id"), _ATTACHMENTS.c.id)
+    .where(_ATTACHMENTS.c.ticket_id == bindparam("ticket_id"),
+           _ATTACHMENTS.c.id.not_in(select(_LINKS.c.attachment_id))))
 
 
 def create(db: DB, identity: Identity, datastore, githash: str | None, name: str | None) -> int:
     service = catalog.resolve(db, githash, name)
-    user = _lock_user(db, identity.user_id)
-    limit = ticket_quota(db, user)
-    open_tickets = db.scalar(select(func.count()).select_from(Ticket)
-                             .where(Ticket.user_id == user.id, Ticket.status != "deleted"))
-    if open_tickets >= limit:
-        raise QuotaExceeded(f"Maximum allowed number of open tickets ({limit}) exceeded.")
+    limit = db.execute(_LOCKED_QUOTA, {"user_id": identity.user_id}).scalar_one()
     status = lifecycle.transition(None, "create", {lifecycle.OWNER})
-    ticket = Ticket(user_id=user.id, service_githash=service.githash, status=status, attempts=0)
-    db.add(ticket)
-    db.flush()
-    db.add(TicketHistory(ticket_id=ticket.id, status=status, atime=utcnow()))
-    files.wipe_ticket(datastore, ticket.id)
-    return ticket.id
+    ticket_id = db.execute(_NEW_TICKET, {"user_id": identity.user_id, "githash": service.githash,
+                                         "status": status, "quota": limit}).scalar()
+    if ticket_id is None:
+        raise QuotaExceeded(f"Maximum allowed number of open tickets ({limit}) exceeded.")
+    db.execute(_NEW_HISTORY, {"ticket_id": ticket_id, "status": status, "atime": utcnow()})
+    files.wipe_ticket(datastore, ticket_id)
+    return ticket_id
 
 
 def mark_ready(db: DB, identity: Identity, datastore, ticket: Ticket, requested: str) -> str:
@@ -110,17 +176,18 @@ def mark_ready(db: DB, identity: Identity, datastore, ticket: Ticket, requested:
     if requested != "ready":
         raise Invalid(f"Changing ticket status to {requested} is not supported")
     status = change_status(db, ticket, "ready", consumer_actors(identity, ticket))
-    info = workspace_info.read(files.workspace_file(db, datastore, ticket.id))
-    values = parameters.resolve(service_parameters(db, ticket), info.parameters)
+    with db.no_autoflush:  # reads of other tables: the ticket's changes are flushed once, below
+        info = workspace_info.read(files.workspace_file(db, datastore, ticket.id))
+        values = parameters.resolve(service_parameters(db, ticket), info.parameters)
     ticket.parameters, ticket.scan_name = json.dumps(values), info.scan_name
     append_log(db, ticket.id, "info", "Ticket received and queued for processing")
     return status
 
 
 def service_parameters(db: DB, ticket: Ticket) -> list[dict]:
-    service = db.get(Service, ticket.service_githash)
+    descriptor_text = db.execute(_DESCRIPTOR, {"githash": ticket.service_githash}).scalar()
     try:
-        descriptor = json.loads(service.json or "{}")
+        descriptor = json.loads(descriptor_text or "{}")
     except ValueError:
         return []
     return parameters.declared(descriptor) if isinstance(descriptor, dict) else []
@@ -164,9 +231,31 @@ def total_progress(db: DB, ticket_id: int) -> float:
 
 
 def displayed_progress(db: DB, ticket: Ticket) -> float:
-    if ticket.status == "claimed":
-        return total_progress(db, ticket.id)
-    return 1.0 if ticket.status in FINISHED_PROGRESS else 0.0
+    claimed_total = total_progress(db, ticket.id) if ticket.status == "claimed" else None
+    return _shown_progress(ticket.status, claimed_total)
+
+
+def _shown_progress(status: str, claimed_total: float | None) -> float:
+    if status == "claimed":
+        return max(0.0, float(claimed_total or 0.0))
+    return 1.0 if status in FINISHED_PROGRESS else 0.0
+
+
+def detail(db: DB, identity: Identity, ticket_id: int, since: int | None) -> Detail:
+    """The ticket's status, progress, queue position (while ready) and log entries after
+    `since` (None: none), if the caller may read it (access.user_ticket's rule)."""
+    row = db.execute(_POLLED_TICKET, {"ticket_id": ticket_id}).first()
+    require_readable(identity, ticket_id, row and row[0])
+    _, status, claimed_total, queue_position = row
+    entries: list[LogEntry] = []
+    if since is not None:
+        for log_id, atime, category, message, *attachment in db.execute(
+                _NEW_LOG_ENTRIES, {"ticket_id": ticket_id, "since": since}):
+            if not entries or entries[-1].id != log_id:
+                entries.append(LogEntry(log_id, atime, category, message, []))
+            if attachment[0] is not None:
+                entries[-1].attachments.append(Attachment(*attachment))
+    return Detail(status, _shown_progress(status, claimed_total), queue_position, entries)
 
 
 def parse_fraction(name: str, value: str | None) -> float:
@@ -207,14 +296,10 @@ def queue_position(db: DB, ticket: Ticket, same_service: bool) -> int:
 
 def append_log(db: DB, ticket_id: int, category: str, message: str) -> int:
     """A log row; it takes every attachment of the ticket not yet linked to a log row."""
-    entry = TicketLog(ticket_id=ticket_id, category=category, message=message, atime=utcnow())
-    db.add(entry)
-    db.flush()
-    unlinked = (select(literal(entry.id), TicketAttachment.id)
-                .where(TicketAttachment.ticket_id == ticket_id,
-                       TicketAttachment.id.not_in(select(TicketLogAttachment.attachment_id))))
-    db.execute(insert(TicketLogAttachment).from_select(["log_id", "attachment_id"], unlinked))
-    return entry.id
+    log_id = db.execute(_NEW_LOG_ENTRY, {"ticket_id": ticket_id, "category": category,
+                                         "message": message, "atime": utcnow()}).scalar_one()
+    db.execute(_LINK_ATTACHMENTS, {"log_id": log_id, "ticket_id": ticket_id})
+    return log_id
 
 
 def parse_since(value: str | None) -> int | None:
