@@ -48,7 +48,7 @@ class Settings:
     workers: int | None = None
     queue_size: int = 8
     job_timeout: float = 900.0
-    # The models peak at about 17 bytes of memory per input voxel (imageio.BYTES_PER_VOXEL):
+    # The models peak at about 17 bytes of memory per input voxel (imageio.headers.BYTES_PER_VOXEL):
     # 3e8 voxels (512 x 512 x 1144) need about 5 GB; 1e9 would have needed 17 GB.
     max_voxels: int = 300_000_000
     max_upload_bytes: int = 4 * 1024**3

@@ -6,7 +6,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from .imageio import ImageInputError
+from .imageio.exceptions import ImageInputError
 from .jobs import QueueFull
 
 log = logging.getLogger(__name__)

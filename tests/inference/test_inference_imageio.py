@@ -16,6 +16,8 @@ import SimpleITK as sitk
 
 from dss_inference import imageio
 from dss_inference.config import Settings
+from dss_inference.imageio import dicom, formats, headers
+from dss_inference.imageio.exceptions import ImageInputError
 from helpers import CT_SAMPLES
 from inference_testing import ORIGIN, ROTATION, SPACING, ct_like_image, geometry, write_image
 
@@ -25,7 +27,7 @@ DICOM_J2K = CT_SAMPLES / "totalseg_abdomen_dicom_j2k"
 
 
 def inspect(path: Path, work_dir: Path, **limits):
-    fmt = imageio.input_format(path.name)
+    fmt = formats.input_format(path.name)
     return imageio.inspect_input(path, fmt, work_dir, **{**LIMITS, **limits})
 
 
@@ -37,7 +39,7 @@ def zip_folder(folder: Path, target: Path, prefix: str = "series/") -> Path:
 
 
 def expect_refusal(status: int, words: str, call, *args, **kwargs):
-    with pytest.raises(imageio.ImageInputError) as caught:
+    with pytest.raises(ImageInputError) as caught:
         call(*args, **kwargs)
     assert caught.value.status == status, caught.value.reason
     assert words in caught.value.reason
@@ -180,9 +182,9 @@ def test_a_zip_of_a_single_dicom_slice_is_422(tmp_path):
 
 
 def test_unsupported_types_are_415(tmp_path):
-    expect_refusal(415, "unsupported file type", imageio.input_format, "notes.txt")
-    expect_refusal(415, "unsupported file type", imageio.input_format, "slice.dcm")
-    expect_refusal(415, "separate data file", imageio.input_format, "ct.mhd")
+    expect_refusal(415, "unsupported file type", formats.input_format, "notes.txt")
+    expect_refusal(415, "unsupported file type", formats.input_format, "slice.dcm")
+    expect_refusal(415, "separate data file", formats.input_format, "ct.mhd")
 
 
 def test_a_text_file_named_as_an_image_is_422(tmp_path):
@@ -307,7 +309,7 @@ def test_the_voxel_limit_by_default_keeps_a_job_within_a_few_gigabytes(tmp_path)
     path = tmp_path / "bomb.nii.gz"
     path.write_bytes(gzip.compress(nifti_header_declaring((1000, 1000, 400))))
     limit = Settings().max_voxels
-    assert limit * imageio.BYTES_PER_VOXEL <= 6e9
+    assert limit * headers.BYTES_PER_VOXEL <= 6e9
     reason = expect_refusal(413, f"more than the limit of {limit} (INFERENCE_MAX_VOXELS)",
                             inspect, path, tmp_path, max_voxels=limit)
     assert "need about 6.8 GB of memory" in reason
@@ -330,7 +332,7 @@ def test_a_nii_gz_holding_far_more_than_its_header_declares_is_413(tmp_path):
     reason = expect_refusal(413, "more than 524640 bytes, what its header declares",
                             inspect, path, tmp_path)
     assert "decompression bomb" in reason
-    path.write_bytes(gzip.compress(body + bytes(imageio.NIFTI_TRAILING_BYTES - 1024)))
+    path.write_bytes(gzip.compress(body + bytes(headers.NIFTI_TRAILING_BYTES - 1024)))
     assert inspect(path, tmp_path).size == (64, 64, 64)
 
 
@@ -422,11 +424,11 @@ def test_zip_sizes_that_lie_are_caught_while_extracting(tmp_path):
     for offset in _find_all(data, b"PK\x01\x02"):
         struct.pack_into("<I", data, offset + 24, 10)
     archive.write_bytes(bytes(data))
-    with pytest.raises(imageio.ImageInputError) as caught:
+    with pytest.raises(ImageInputError) as caught:
         inspect(archive, tmp_path / "job", max_voxels=100_000)
     assert caught.value.status in (413, 422)
     extracted = tmp_path / "job" / "dicom"
-    assert sum(f.stat().st_size for f in extracted.iterdir()) <= imageio.zip_byte_limit(100_000, 1)
+    assert sum(f.stat().st_size for f in extracted.iterdir()) <= dicom.zip_byte_limit(100_000, 1)
 
 
 def test_a_small_zip_expanding_far_beyond_its_declared_images_is_413(tmp_path):
@@ -440,7 +442,7 @@ def test_a_small_zip_expanding_far_beyond_its_declared_images_is_413(tmp_path):
         archive.writestr("padding.bin", bytes(40 * 1024**2))
     assert bomb.stat().st_size < 1_000_000
     max_voxels = 512 * 512 * 2
-    limit = imageio.zip_byte_limit(max_voxels, 3)
+    limit = dicom.zip_byte_limit(max_voxels, 3)
     assert limit < 3_000_000
     reason = expect_refusal(413, f"more than {limit}, the limit that {max_voxels} voxels "
                                  "(INFERENCE_MAX_VOXELS)", inspect, bomb, tmp_path / "job",
