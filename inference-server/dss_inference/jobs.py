@@ -24,6 +24,7 @@ import torch
 
 from . import imageio
 from .config import Settings
+from .errors import ApiError, image_error_status
 from .imageio.exceptions import ImageInputError
 from .imageio.files import remove_tree, without_paths
 from .imageio.formats import RESULT_FORMATS
@@ -39,10 +40,9 @@ FINISHED = ("done", "failed", "cancelled")
 ORPHAN_MIN_AGE = 600.0
 
 
-class QueueFull(Exception):
+class QueueFull(ApiError):
     def __init__(self, retry_after: int):
-        super().__init__(f"the job queue is full; retry in {retry_after} s")
-        self.retry_after = retry_after
+        super().__init__(503, f"the job queue is full; retry in {retry_after} s", retry_after)
 
 
 class JobStopped(Exception):
@@ -197,7 +197,8 @@ class JobManager:
                 self._finish(job, "failed", "timeout", error=stop.reason, http_status=stop.status)
         except ImageInputError as exc:
             tracker.close()
-            self._finish(job, "failed", "failed", error=exc.reason, http_status=exc.status)
+            self._finish(job, "failed", "failed", error=exc.reason,
+                         http_status=image_error_status(exc))
         except Exception as exc:  # a model bug must fail the job, never the worker
             tracker.close()
             log.exception("job %s (%s) failed", job.id, job.model)

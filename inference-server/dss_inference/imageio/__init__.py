@@ -1,8 +1,9 @@
 """Reading CT volumes (NIfTI, NRRD, MHA, DICOM series in a zip) and writing label images.
 
 Every input is checked from its header before any pixel is read, so that a file declaring
-gigavoxels is refused without allocating memory. Problems with the input raise
-`ImageInputError` carrying the HTTP status the API answers with.
+gigavoxels is refused without allocating memory. Problems with the input raise an
+`ImageInputError` naming what is wrong (exceptions.py); dss_inference.errors maps each to
+the HTTP status the API answers with.
 
 The modules: `formats` (file names and formats), `headers` (checks from headers only),
 `dicom` (DICOM zips and series), `files` (filesystem helpers and error texts), `exceptions`.
@@ -17,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .dicom import extract_zip, largest_series
-from .exceptions import ImageInputError
+from .exceptions import InvalidImage
 from .files import is_gzip, itk_reason
 from .formats import IMAGE_IOS, RESULT_FORMATS
 from .headers import check_data_is_embedded, check_geometry, check_nifti_body, checked_size, header_reader
@@ -87,10 +88,10 @@ def read_volume(source: ImageSource) -> Volume:
         else:
             image = sitk.ReadImage(str(source.paths[0]), imageIO=IMAGE_IOS[source.fmt])
     except RuntimeError as exc:
-        raise ImageInputError(422, f"cannot read the image: {itk_reason(exc)}") from None
+        raise InvalidImage(f"cannot read the image: {itk_reason(exc)}") from None
     if tuple(image.GetSize()) != source.size:
-        raise ImageInputError(422, f"the image holds {image.GetSize()} voxels, "
-                                   f"its header declared {source.size}")
+        raise InvalidImage(f"the image holds {image.GetSize()} voxels, "
+                           f"its header declared {source.size}")
     check_geometry(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
     # One float32 copy straight from ITK's buffer (a view), not an int16 copy first.
     hu = sitk.GetArrayViewFromImage(image).astype(np.float32)

@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import SimpleITK as sitk
 
-from .exceptions import ImageInputError
+from .exceptions import ImageTooLarge, InvalidImage
 from .files import COPY_CHUNK, itk_reason, without_paths
 
 log = logging.getLogger(__name__)
@@ -32,28 +32,28 @@ def extract_zip(path: Path, target: Path, max_voxels: int, max_members: int) -> 
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):
-        raise ImageInputError(422, "the .zip upload is not a readable zip archive") from None
+        raise InvalidImage("the .zip upload is not a readable zip archive") from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
         for member in archive.infolist():
             _check_member_name(member)
         if not members:
-            raise ImageInputError(422, "the zip archive holds no files")
+            raise InvalidImage("the zip archive holds no files")
         if len(members) > max_members:
-            raise ImageInputError(413, f"the zip archive holds {len(members)} files, "
-                                       f"more than the limit of {max_members}")
+            raise ImageTooLarge(f"the zip archive holds {len(members)} files, "
+                                f"more than the limit of {max_members}")
         limit = zip_byte_limit(max_voxels, len(members))
         declared = sum(m.file_size for m in members)
         if declared > limit:
-            raise ImageInputError(413, f"the zip archive expands to {declared} bytes, more than "
-                                       f"{limit}, {_zip_limit_words(max_voxels)}")
+            raise ImageTooLarge(f"the zip archive expands to {declared} bytes, more than "
+                                f"{limit}, {_zip_limit_words(max_voxels)}")
         target.mkdir(parents=True, exist_ok=True)
         budget, paths = [limit], []
         for i, member in enumerate(members):
             paths.append(_extract_member(archive, member, target / f"{i:06d}.dcm", budget))
             if budget[0] < 0:
-                raise ImageInputError(413, f"the zip archive expands to more than {limit} "
-                                           f"bytes, {_zip_limit_words(max_voxels)}")
+                raise ImageTooLarge(f"the zip archive expands to more than {limit} "
+                                    f"bytes, {_zip_limit_words(max_voxels)}")
         return paths
 
 
@@ -72,9 +72,9 @@ def _check_member_name(member: zipfile.ZipInfo) -> None:
     name = member.filename
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
-        raise ImageInputError(422, f"the zip archive holds an unsafe path name: {name!r}")
+        raise InvalidImage(f"the zip archive holds an unsafe path name: {name!r}")
     if stat.S_ISLNK(member.external_attr >> 16):
-        raise ImageInputError(422, f"the zip archive holds a symbolic link: {name!r}")
+        raise InvalidImage(f"the zip archive holds a symbolic link: {name!r}")
 
 
 def _extract_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, dest: Path,
@@ -91,8 +91,8 @@ def _extract_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, dest: Pat
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError,
             EOFError, OSError) as exc:
         log.info("cannot extract %r from %s: %s", member.filename, archive.filename, exc)
-        raise ImageInputError(422, f"cannot extract {member.filename!r} from the zip: "
-                                   f"{without_paths(str(exc))}") from None
+        raise InvalidImage(f"cannot extract {member.filename!r} from the zip: "
+                           f"{without_paths(str(exc))}") from None
     return dest
 
 
@@ -104,7 +104,7 @@ def largest_series(directory: Path) -> tuple[Path, ...]:
     except RuntimeError:
         series = ()
     if not series:
-        raise ImageInputError(422, "the zip archive holds no DICOM image series")
+        raise InvalidImage("the zip archive holds no DICOM image series")
     files = max((reader.GetGDCMSeriesFileNames(str(directory), sid) for sid in series), key=len)
     return _evenly_spaced_slices([Path(f) for f in files])
 
@@ -139,7 +139,7 @@ def _dicom_tags(path: Path, keys: tuple[str, ...]) -> dict[str, str]:
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise ImageInputError(422, f"not a readable DICOM file: {itk_reason(exc)}") from None
+        raise InvalidImage(f"not a readable DICOM file: {itk_reason(exc)}") from None
     return {key: reader.GetMetaData(key).strip(" \0") if reader.HasMetaDataKey(key) else ""
             for key in keys}
 
@@ -163,6 +163,6 @@ def _check_even_gaps(positions: list[float]) -> None:
     if median > 0 and np.abs(gaps - median).max() <= SLICE_GAP_TOLERANCE * median:
         return
     expected = round((max(positions) - min(positions)) / median) + 1 if median > 0 else 1
-    raise ImageInputError(422, "the DICOM slices are not evenly spaced (gaps from "
-                               f"{gaps.min():.3g} to {gaps.max():.3g} mm): "
-                               f"{abs(len(positions) - expected)} missing or duplicate slices?")
+    raise InvalidImage("the DICOM slices are not evenly spaced (gaps from "
+                       f"{gaps.min():.3g} to {gaps.max():.3g} mm): "
+                       f"{abs(len(positions) - expected)} missing or duplicate slices?")

@@ -1,7 +1,7 @@
 """Input formats from upload names, and result formats."""
 from __future__ import annotations
 
-from .exceptions import ImageInputError
+from .exceptions import UnknownResultFormat, UnsupportedFormat
 
 # Upload name suffix -> input format; the longest suffix wins (".nii.gz" before ".gz").
 INPUT_FORMATS = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": None,
@@ -15,18 +15,18 @@ IMAGE_IOS = {"nifti": "NiftiImageIO", "nrrd": "NrrdImageIO", "mha": "MetaImageIO
 
 
 def input_format(filename: str) -> str:
-    """The input format of an upload from its file name, or ImageInputError 415."""
+    """The input format of an upload from its file name, or UnsupportedFormat."""
     name = filename.lower()
     for suffix in sorted(INPUT_FORMATS, key=len, reverse=True):
         if name.endswith(suffix):
             fmt = INPUT_FORMATS[suffix]
             if fmt is None:
-                raise ImageInputError(415, f"'{suffix}' headers need a separate data file; "
-                                           "send a single-file .nrrd or .mha instead")
+                raise UnsupportedFormat(f"'{suffix}' headers need a separate data file; "
+                                        "send a single-file .nrrd or .mha instead")
             return fmt
     supported = ", ".join(s for s, f in INPUT_FORMATS.items() if f)
-    raise ImageInputError(415, f"unsupported file type {filename[:100]!r}; "
-                               f"send one of {supported}")
+    raise UnsupportedFormat(f"unsupported file type {filename[:100]!r}; "
+                            f"send one of {supported}")
 
 
 def upload_suffix(fmt: str) -> str:
@@ -38,6 +38,6 @@ def result_format(requested: str | None) -> str:
     """The result format name for a `format=` value; nrrd when none is given."""
     fmt = (requested or "nrrd").lower().lstrip(".")
     if fmt not in RESULT_FORMATS:
-        raise ImageInputError(400, f"unknown result format {requested!r}; use one of "
-                                   f"{', '.join(RESULT_FORMATS)}")
+        raise UnknownResultFormat(f"unknown result format {requested!r}; use one of "
+                                  f"{', '.join(RESULT_FORMATS)}")
     return fmt

@@ -11,7 +11,7 @@ import nibabel
 import numpy as np
 import SimpleITK as sitk
 
-from .exceptions import ImageInputError
+from .exceptions import ImageTooLarge, InvalidImage
 from .files import COPY_CHUNK, is_gzip, itk_reason, without_paths
 
 MIN_SLICES = 2
@@ -49,16 +49,16 @@ _NRRD_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 def _check_nrrd_header(head: bytes) -> None:
     if not head.startswith(b"NRRD"):
-        raise ImageInputError(422, "not a NRRD file: it does not start with 'NRRD'")
+        raise InvalidImage("not a NRRD file: it does not start with 'NRRD'")
     lines = _NRRD_LINE_END.split(head)
     if b"" not in lines:
-        raise ImageInputError(422, "the NRRD header does not end (with an empty line) "
-                                   f"within its first {_HEADER_BYTES} bytes")
+        raise InvalidImage("the NRRD header does not end (with an empty line) "
+                           f"within its first {_HEADER_BYTES} bytes")
     for line in lines[: lines.index(b"")]:
         field = b"".join(line.split(b":", 1)[0].lower().split())  # teem ignores case
         if field == b"datafile":
-            raise ImageInputError(422, "the NRRD header names a separate data file; "
-                                       "send a single-file .nrrd with the data attached")
+            raise InvalidImage("the NRRD header names a separate data file; "
+                               "send a single-file .nrrd with the data attached")
 
 
 def _check_metaimage_header(head: bytes) -> None:
@@ -68,12 +68,12 @@ def _check_metaimage_header(head: bytes) -> None:
     data_files = [(key, value) for key, value in map(_metaimage_field, head.split(b"\n"))
                   if key.lower() == b"elementdatafile"]
     if not data_files:
-        raise ImageInputError(422, "not a readable MetaImage: no ElementDataFile in its header")
+        raise InvalidImage("not a readable MetaImage: no ElementDataFile in its header")
     for key, value in data_files:
         if key != b"ElementDataFile" or value != b"LOCAL":
             shown = value[:100].decode("latin-1")
-            raise ImageInputError(422, "the MetaImage header names a separate data file "
-                                       f"({shown!r}); send a single-file .mha")
+            raise InvalidImage("the MetaImage header names a separate data file "
+                               f"({shown!r}); send a single-file .mha")
 
 
 def _metaimage_field(line: bytes) -> tuple[bytes, bytes]:
@@ -89,7 +89,7 @@ def header_reader(path: Path, image_io: str) -> sitk.ImageFileReader:
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise ImageInputError(422, f"not a readable image: {itk_reason(exc)}") from None
+        raise InvalidImage(f"not a readable image: {itk_reason(exc)}") from None
     return reader
 
 
@@ -101,26 +101,26 @@ def checked_size(reader: sitk.ImageFileReader, slices: int | None,
         if len(size) == 3 and size[2] == 1:
             size = size[:2]
         if len(size) != 2:
-            raise ImageInputError(422, f"DICOM series files must each hold one 2-D slice, "
-                                       f"got a {len(size)}-D image")
+            raise InvalidImage(f"DICOM series files must each hold one 2-D slice, "
+                               f"got a {len(size)}-D image")
         size.append(slices)
     while len(size) > 3 and size[-1] == 1:
         size.pop()
     if len(size) != 3:
-        raise ImageInputError(422, f"expected a 3-D CT volume, got a {len(size)}-D image "
-                                   f"of size {tuple(size)}")
+        raise InvalidImage(f"expected a 3-D CT volume, got a {len(size)}-D image "
+                           f"of size {tuple(size)}")
     if reader.GetNumberOfComponents() != 1:
-        raise ImageInputError(422, f"expected a scalar CT image, got "
-                                   f"{reader.GetNumberOfComponents()} components per voxel")
+        raise InvalidImage(f"expected a scalar CT image, got "
+                           f"{reader.GetNumberOfComponents()} components per voxel")
     if min(size) < MIN_SLICES:
-        raise ImageInputError(422, f"the image size {tuple(size)} is not a 3-D volume "
-                                   f"(every axis needs at least {MIN_SLICES} voxels)")
+        raise InvalidImage(f"the image size {tuple(size)} is not a 3-D volume "
+                           f"(every axis needs at least {MIN_SLICES} voxels)")
     voxels = math.prod(size)
     if voxels > max_voxels:
-        raise ImageInputError(413, f"the image declares {voxels} voxels {tuple(size)}, "
-                                   f"more than the limit of {max_voxels} "
-                                   f"(INFERENCE_MAX_VOXELS): segmenting it would need about "
-                                   f"{voxels * BYTES_PER_VOXEL / 1e9:.3g} GB of memory")
+        raise ImageTooLarge(f"the image declares {voxels} voxels {tuple(size)}, "
+                            f"more than the limit of {max_voxels} "
+                            f"(INFERENCE_MAX_VOXELS): segmenting it would need about "
+                            f"{voxels * BYTES_PER_VOXEL / 1e9:.3g} GB of memory")
     # A series' slice spacing comes from the slice positions, known only once read.
     check_geometry(reader.GetSpacing()[: 2 if slices else 3], reader.GetOrigin(),
                     reader.GetDirection())
@@ -129,16 +129,16 @@ def checked_size(reader: sitk.ImageFileReader, slices: int | None,
 
 def check_geometry(spacing, origin, direction) -> None:
     if not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise ImageInputError(422, f"the image spacing {tuple(spacing)} is not positive and finite")
+        raise InvalidImage(f"the image spacing {tuple(spacing)} is not positive and finite")
     low, high = SPACING_RANGE_MM
     if not all(low <= s <= high for s in spacing):
-        raise ImageInputError(422, f"the image spacing {_mm(spacing)} mm is outside "
-                                   f"{low}-{high} mm per axis: is the header's unit mm?")
+        raise InvalidImage(f"the image spacing {_mm(spacing)} mm is outside "
+                           f"{low}-{high} mm per axis: is the header's unit mm?")
     if not all(math.isfinite(v) for v in origin):
-        raise ImageInputError(422, "the image origin is not finite")
+        raise InvalidImage("the image origin is not finite")
     if max(abs(v) for v in origin) > MAX_ORIGIN_MM:
-        raise ImageInputError(422, f"the image origin {_mm(origin)} mm is more than "
-                                   f"{MAX_ORIGIN_MM:g} mm from 0 on an axis")
+        raise InvalidImage(f"the image origin {_mm(origin)} mm is more than "
+                           f"{MAX_ORIGIN_MM:g} mm from 0 on an axis")
     _check_direction(direction)
 
 
@@ -151,9 +151,9 @@ def _check_direction(direction) -> None:
     if (not np.all(np.isfinite(matrix))
             or np.abs(matrix @ matrix.T - np.eye(len(matrix))).max() > DIRECTION_TOLERANCE):
         shown = " ".join(f"{v:g}" for v in matrix.ravel())
-        raise ImageInputError(422, f"the image direction matrix ({shown}) is not a rotation: "
-                                   "its axes must be orthogonal unit vectors "
-                                   f"(determinant {np.linalg.det(matrix):.3g})")
+        raise InvalidImage(f"the image direction matrix ({shown}) is not a rotation: "
+                           "its axes must be orthogonal unit vectors "
+                           f"(determinant {np.linalg.det(matrix):.3g})")
 
 
 def _mm(values) -> str:
@@ -170,19 +170,19 @@ def check_nifti_body(path: Path) -> None:
         # The image's header has its offset reset to 0; the data proxy keeps the file's.
         body = nibabel.load(str(path)).dataobj
     except Exception as exc:  # nibabel raises many types for broken headers
-        raise ImageInputError(422, f"not a readable NIfTI header: {without_paths(str(exc))}") from None
+        raise InvalidImage(f"not a readable NIfTI header: {without_paths(str(exc))}") from None
     needed = int(body.offset) + np.dtype(body.dtype).itemsize * math.prod(body.shape)
     if is_gzip(path):
         available = _gzip_size(path, needed + NIFTI_TRAILING_BYTES)
         if available > needed + NIFTI_TRAILING_BYTES:
-            raise ImageInputError(413, f"the NIfTI gzip stream expands to more than {needed} "
-                                       f"bytes, what its header declares, plus "
-                                       f"{NIFTI_TRAILING_BYTES}: refused as a decompression bomb")
+            raise ImageTooLarge(f"the NIfTI gzip stream expands to more than {needed} "
+                                f"bytes, what its header declares, plus "
+                                f"{NIFTI_TRAILING_BYTES}: refused as a decompression bomb")
     else:
         available = path.stat().st_size
     if available < needed:
-        raise ImageInputError(422, f"the NIfTI file is truncated: its header declares "
-                                   f"{needed} bytes, it holds {available}")
+        raise InvalidImage(f"the NIfTI file is truncated: its header declares "
+                           f"{needed} bytes, it holds {available}")
 
 
 def _gzip_size(path: Path, limit: int) -> int:
@@ -193,6 +193,6 @@ def _gzip_size(path: Path, limit: int) -> int:
             while total <= limit and (chunk := stream.read(COPY_CHUNK)):
                 total += len(chunk)
     except (OSError, EOFError, zlib.error) as exc:
-        raise ImageInputError(422, f"the NIfTI gzip stream is corrupt: "
-                                   f"{without_paths(str(exc))}") from None
+        raise InvalidImage(f"the NIfTI gzip stream is corrupt: "
+                           f"{without_paths(str(exc))}") from None
     return total
