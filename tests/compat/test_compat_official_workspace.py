@@ -10,7 +10,8 @@ import pytest
 import SimpleITK as sitk
 from itksnap_dss import WorkspaceWrapper
 
-from dss_client.workspace import Registry, Workspace
+from dss_client.workspace import Workspace
+from dss_client.workspace_format import Registry
 from helpers import wait_for_status
 
 pytestmark = pytest.mark.slow   # the module's fixture runs two tickets through the whole stack

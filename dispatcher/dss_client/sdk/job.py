@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from .. import DSSClient, DSSError, DSSLocalError, DSSTransientError, TransientError
-from ..workspace import Workspace, WorkspaceError
+from ..workspace import Workspace
+from ..workspace_format import WorkspaceError
 from . import metrics
 from .config import Settings
 from .context import RUN, SHUTDOWN_REASON, Cancelled, Context, TicketFailed, lost_reason
