@@ -20,8 +20,7 @@ pytestmark = pytest.mark.slow   # the module's fixture runs two tickets through 
 @pytest.fixture(scope="module")
 def finished_tickets(compat_stack, tmp_path_factory):
     """A lung segmentation and a nodule detection of a small phantom, both finished."""
-    pytest.importorskip("dss_inference.phantom", reason="the inference package is not installed")
-    from dss_inference.phantom import make_phantom, write_phantom
+    from dss_client.phantom import make_phantom, write_phantom
 
     phantom = make_phantom()
     ct_path = tmp_path_factory.mktemp("phantom") / "phantom_ct.nii.gz"
