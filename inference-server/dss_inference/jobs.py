@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import imageio
-from .config import Settings
+from .config import Config
 from .errors import ApiError, image_error_status
 from .imageio.exceptions import ImageInputError
 from .imageio.files import remove_tree, without_paths
@@ -83,7 +83,7 @@ class Job:
 
 
 class JobManager:
-    def __init__(self, settings: Settings, registry: ModelRegistry, metrics: Metrics):
+    def __init__(self, settings: Config, registry: ModelRegistry, metrics: Metrics):
         self.settings, self.registry, self.metrics = settings, registry, metrics
         self.output_dir = Path(settings.output_dir).resolve()
         self._jobs: dict[str, Job] = {}

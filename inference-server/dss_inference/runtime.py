@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import current_app
 
-from .config import Settings
+from .config import Config
 from .imageio import convert_labels
 from .imageio.formats import RESULT_FORMATS, result_format
 from .jobs import Job, JobManager
@@ -18,13 +18,13 @@ EXTENSION = "dss_inference"
 
 @dataclass
 class Runtime:
-    settings: Settings
+    settings: Config
     registry: ModelRegistry
     jobs: JobManager
     metrics: Metrics
 
     @classmethod
-    def start(cls, settings: Settings) -> "Runtime":
+    def start(cls, settings: Config) -> "Runtime":
         metrics = Metrics()
         registry = ModelRegistry(settings)
         registry.load_in_background()

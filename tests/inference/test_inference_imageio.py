@@ -15,7 +15,7 @@ import pytest
 import SimpleITK as sitk
 
 from dss_inference import imageio
-from dss_inference.config import Settings
+from dss_inference.config import Config
 from dss_inference.imageio import dicom, formats, headers
 from dss_inference.imageio.exceptions import ImageInputError, ImageTooLarge, InvalidImage, UnsupportedFormat
 from helpers import CT_SAMPLES
@@ -308,7 +308,7 @@ def test_the_voxel_limit_by_default_keeps_a_job_within_a_few_gigabytes(tmp_path)
     """A 778 KB gzip of 1000 x 1000 x 400 voxels took 5.8 GB under the old 1e9 default."""
     path = tmp_path / "bomb.nii.gz"
     path.write_bytes(gzip.compress(nifti_header_declaring((1000, 1000, 400))))
-    limit = Settings().max_voxels
+    limit = Config().max_voxels
     assert limit * headers.BYTES_PER_VOXEL <= 6e9
     reason = expect_refusal(ImageTooLarge, f"more than the limit of {limit} (INFERENCE_MAX_VOXELS)",
                             inspect, path, tmp_path, max_voxels=limit)
