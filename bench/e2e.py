@@ -26,7 +26,7 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT / "tests"), str(REPO_ROOT / "tests" / "e2e")]
 
-from dss_inference.phantom import make_phantom, write_phantom  # noqa: E402
+from dss_client.phantom import make_phantom, write_phantom  # noqa: E402
 from e2e_stack import Stack  # noqa: E402  (the e2e tests' stack: same processes, same settings)
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"

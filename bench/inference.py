@@ -112,9 +112,9 @@ def nodule_accuracy(paths: list[Path], threads: int, work: Path) -> dict:
 
     import torch
 
+    from dss_client.phantom import detection_matches, make_phantom
     from dss_inference.imageio import Volume
     from dss_inference.models import load_models
-    from dss_inference.phantom import detection_matches, make_phantom
 
     torch.set_num_threads(threads)
     model = load_models(SimpleNamespace(device="cpu", lung_model_weights=None,

@@ -3,10 +3,10 @@ live in that process; HTTP concurrency comes from threads. The image sets INFERE
 (gunicorn reads every public name here as a setting, hence the underscores.)"""
 from gunicorn.glogging import CONFIG_DEFAULTS as _GUNICORN_LOGGING
 
-from dss_inference.config import from_environment as _from_environment
+from dss_inference.config import load_config as _load_config
 
 wsgi_app = "dss_inference:create_app()"
-bind = f"0.0.0.0:{_from_environment().port}"
+bind = f"0.0.0.0:{_load_config().port}"
 workers = 1
 worker_class = "gthread"
 threads = 8
@@ -29,4 +29,4 @@ def on_starting(server):
     """The app's log lines (the root logger) as text or JSON lines (DSS_LOG_JSON)."""
     from dss_inference import logs
 
-    logs.configure(_from_environment().log_json)
+    logs.configure(_load_config().log_json)

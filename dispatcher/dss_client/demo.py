@@ -1,6 +1,6 @@
 """`dss demo`: a synthetic chest CT through both lung services, end to end, with what came back.
 
-A fresh clone has no CT of its own, so the phantom generator of the inference package makes one.
+A fresh clone has no CT of its own, so the phantom generator (`phantom`) makes one.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .api import DSSClient
+from .phantom import detection_matches, make_phantom, write_phantom
 from .terminal import CLIError, ProgressBar, wait_for_ticket
 
 PHANTOM_NAME = "phantom_chest_ct.nii.gz"
@@ -17,11 +18,6 @@ PHANTOM_NAME = "phantom_chest_ct.nii.gz"
 
 def _write_phantom(out_dir: Path):
     """Write the phantom CT and print its truth, to compare with what the services find."""
-    try:
-        from dss_inference.phantom import make_phantom, write_phantom
-    except ImportError as exc:
-        raise CLIError(f"dss demo needs the inference package to make its phantom CT ({exc}); "
-                       "run `make install` in the DSS checkout") from None
     phantom = make_phantom()
     path = out_dir / PHANTOM_NAME
     write_phantom(path, phantom)
@@ -34,16 +30,10 @@ def _write_phantom(out_dir: Path):
     return path, phantom
 
 
-def _matches(finding: dict, nodule) -> bool:
-    """A finding whose centre lies within the true nodule's radius (at least 3 mm) plus 2 mm."""
-    distance = float(np.linalg.norm(np.subtract(finding["center_mm"], nodule.center_mm)))
-    return distance <= max(nodule.diameter_mm / 2, 3.0) + 2.0
-
-
 def compare_with_truth(findings: list[dict], nodules) -> str:
     """'found k of n nodules (...), m false positives' for a nodule report against the truth."""
-    found = [n for n in nodules if any(_matches(f, n) for f in findings)]
-    false = [f for f in findings if not any(_matches(f, n) for n in nodules)]
+    found = [n for n in nodules if any(detection_matches(f["center_mm"], n) for f in findings)]
+    false = [f for f in findings if not any(detection_matches(f["center_mm"], n) for n in nodules)]
     missed = [n for n in nodules if n not in found]
     return (f"found {len(found)} of {len(nodules)} nodules" +
             (f" (missed {', '.join(f'{n.diameter_mm:g} mm' for n in missed)})" if missed else "") +

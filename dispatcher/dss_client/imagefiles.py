@@ -5,7 +5,7 @@ MetaImage and NRRD headers may name another file as their voxels (`ElementDataFi
 file's content. A workspace layer could thus make the dispatcher return any file it can read
 as a result layer. So every image is read by the ImageIO its suffix names, single-file formats
 only, and a MetaImage or NRRD header must keep its voxels in the file itself: the rules of the
-inference server's `imageio.py`, kept apart from it because the two are built separately.
+inference server's `imageio/headers.py`, kept apart from it because the two are built separately.
 Errors name no paths: the dispatcher shows them to the user who submitted the file.
 """
 from __future__ import annotations

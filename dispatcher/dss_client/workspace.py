@@ -1,10 +1,6 @@
 """ITK-SNAP workspaces (`.itksnap` registry files): read, edit, save and export like ITK-SNAP.
 
-The file format is ITK-SNAP's `Registry` (SNAP `Common/Registry.cxx`): an XML document with a
-fixed DOCTYPE, nested `<folder key=..>` and `<entry key=.. value=..>`, entries before folders,
-each sorted by key (ITK-SNAP keeps them in `std::map`), values escaped with `EncodeXML`. A key
-with dots (`Layers.Layer[000]`) names nested folders, and a folder key seen twice is merged, as
-ITK-SNAP's reader does.
+The file format is in `workspace_format`, the checks of layer images in `workspace_images`.
 """
 from __future__ import annotations
 
@@ -13,135 +9,19 @@ import hashlib
 import os
 import re
 import shutil
-import xml.parsers.expat
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import imagefiles
+from .workspace_format import WORKSPACE_VERSION, Registry, WorkspaceError
+from .workspace_images import header_image, read_header, read_layer, require_volume
 
-WORKSPACE_VERSION = "20230925"
-HEADER = ("ITK-SNAP (itksnap.org) Project File\n\n"
-          "This file can be moved/copied along with the images that it references\n"
-          "as long as the relative location of the images to the project file is \n"
-          "the same. Do not modify the SaveLocation entry, or this will not work.\n")
-DOCTYPE = ("<!DOCTYPE registry [\n"
-           "<!ELEMENT registry (entry*,folder*)>\n"
-           "<!ELEMENT folder (entry*,folder*)>\n"
-           "<!ELEMENT entry EMPTY>\n"
-           "<!ATTLIST folder key CDATA #REQUIRED>\n"
-           "<!ATTLIST entry key CDATA #REQUIRED>\n"
-           "<!ATTLIST entry value CDATA #REQUIRED>\n"
-           "]>\n")
 ROLES = ("MainRole", "OverlayRole", "SegmentationRole")
 LAYER_KEY = re.compile(r"^Layer\[(\d{3,})\]$")
 EXPORTED_NAME = re.compile(r"^layer_\d{3}_([0-9a-f]{32})\.nii\.gz$")
 PARAMETERS = "DSS.Parameters"
 SCAN_NAME = "DSS.ScanName"
 MAX_WORKSPACE_BYTES = 16 * 1024 * 1024  # a real workspace is a few KB; refuse anything absurd
-_XML_ESCAPES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;"}
-
-
-class WorkspaceError(ValueError):
-    """The file is not an ITK-SNAP workspace ITK-SNAP would open."""
-
-
-class Registry:
-    """One registry folder: entries and sub-folders, addressed by dotted keys."""
-
-    def __init__(self):
-        self.entries: dict[str, str] = {}
-        self.folders: dict[str, Registry] = {}
-
-    def folder(self, key: str) -> "Registry":
-        """The folder at a dotted key, created when missing (ITK-SNAP's `Registry::Folder`)."""
-        node = self
-        for part in key.split("."):
-            node = node.folders.setdefault(part, Registry())
-        return node
-
-    def has_folder(self, key: str) -> bool:
-        node = self
-        for part in key.split("."):
-            if part not in node.folders:
-                return False
-            node = node.folders[part]
-        return True
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        parent, _, name = key.rpartition(".")
-        if parent and not self.has_folder(parent):
-            return default
-        return (self.folder(parent) if parent else self).entries.get(name, default)
-
-    def set(self, key: str, value) -> None:
-        parent, _, name = key.rpartition(".")
-        (self.folder(parent) if parent else self).entries[name] = str(value)
-
-    def remove_folder(self, key: str) -> None:
-        parent, _, name = key.rpartition(".")
-        if not parent or self.has_folder(parent):
-            (self.folder(parent) if parent else self).folders.pop(name, None)
-
-    def write_xml(self, lines: list[str], indent: str) -> None:
-        for key in sorted(self.entries, key=_byte_order):
-            lines.append(f'{indent}<entry key="{_escape(key)}" value="{_escape(self.entries[key])}" />')
-        for key in sorted(self.folders, key=_byte_order):
-            lines.append(f'{indent}<folder key="{_escape(key)}" >')
-            self.folders[key].write_xml(lines, indent + "  ")
-            lines.append(f"{indent}</folder>")
-
-    def to_xml(self) -> str:
-        lines = ['<?xml version="1.0" encoding="UTF-8" ?>', f"<!--{HEADER}-->", DOCTYPE + "<registry>"]
-        self.write_xml(lines, "  ")
-        lines.append("</registry>")
-        return "\n".join(lines) + "\n"
-
-    @classmethod
-    def from_xml(cls, data: bytes) -> "Registry":
-        root, stack = cls(), []
-        parser = xml.parsers.expat.ParserCreate()
-
-        def refuse_entities(*_):  # billion-laughs and external entities
-            raise WorkspaceError("entity declarations are not allowed in a workspace")
-
-        def start(name, attrs):
-            name = name.lower()
-            if name == "registry":
-                stack.append(root)
-                return
-            if not stack:
-                raise WorkspaceError("not an ITK-SNAP registry: <registry> is missing")
-            if "key" not in attrs:
-                raise WorkspaceError(f"<{name}> without a 'key' attribute")
-            if name == "folder":
-                stack.append(stack[-1].folder(attrs["key"]))
-            elif name == "entry":
-                if "value" not in attrs:
-                    raise WorkspaceError(f"entry {attrs['key']!r} has no 'value' attribute")
-                stack[-1].set(attrs["key"], attrs["value"])
-            else:
-                raise WorkspaceError(f"unknown XML element <{name}>")
-
-        def end(name):
-            if name.lower() == "folder":
-                stack.pop()
-
-        parser.EntityDeclHandler = refuse_entities
-        parser.ExternalEntityRefHandler = refuse_entities
-        parser.StartElementHandler, parser.EndElementHandler = start, end
-        try:
-            parser.Parse(data, True)
-        except xml.parsers.expat.ExpatError as exc:
-            raise WorkspaceError(f"not valid XML: {exc}") from None
-        return root
-
-
-def _escape(text: str) -> str:
-    return "".join(_XML_ESCAPES.get(c, c) for c in text)
-
-
-def _byte_order(key: str) -> bytes:
-    return key.encode("utf-8")
 
 
 def _parameter_text(value) -> str:
@@ -332,7 +212,7 @@ class Workspace:
 
         ITK-SNAP keeps annotation positions in its image coordinates, where voxel i spans
         [i, i+1), so the main image's header converts them."""
-        image = _read_header(self.main_layer().path)
+        image = read_header(self.main_layer().path)
         annotations = self.registry.folder("Annotations")
         annotations.set("Format", "ITK-SNAP Annotation File")
         annotations.set("FormatDate", "20150624")
@@ -356,15 +236,15 @@ class Workspace:
         for index, layer in enumerate(self.layers):
             if not layer.path.is_file():
                 raise WorkspaceError(self._missing_layer(index, layer))
-            headers.append(_read_layer(index, layer, imagefiles.read_information))
+            headers.append(read_layer(index, layer, imagefiles.read_information))
         return headers
 
     def check_images(self) -> None:
         """Every layer's header reads as a 3-D image ITK accepts (a WorkspaceError says which
         does not)."""
         for layer, header in zip(self.layers, self.check_layer_files()):
-            _require_volume(header, layer.path)
-            _header_image(header, layer.path)
+            require_volume(header, layer.path)
+            header_image(header, layer.path)
 
     def _missing_layer(self, index: int, layer: Layer) -> str:
         """Where a layer's file was looked for, in the user's terms (not the stored path, which
@@ -375,7 +255,7 @@ class Workspace:
                 "(nor at the path stored in it)")
 
     def landmark_point_mm(self, landmark: Landmark) -> tuple[float, float, float]:
-        image = _read_header(self.main_layer().path)
+        image = read_header(self.main_layer().path)
         return tuple(image.TransformContinuousIndexToPhysicalPoint([p - 0.5 for p in landmark.position]))
 
     # ----- writing
@@ -439,7 +319,7 @@ class Workspace:
         exported = Workspace(copy.deepcopy(self.registry), self.path)
         files = []
         for index, layer in enumerate(self.layers):
-            image = _read_layer(index, layer, imagefiles.read_image)
+            image = read_layer(index, layer, imagefiles.read_image)
             digest = hashlib.md5(sitk.GetArrayViewFromImage(image).tobytes()).hexdigest()
             target = out_dir / f"layer_{index:03d}_{digest}.nii.gz"
             exported_before = EXPORTED_NAME.match(layer.path.name)
@@ -472,54 +352,3 @@ def _file_in_folder(stored: str, save_location: str, folder: Path) -> Path:
         if candidate.is_file() and candidate.resolve().is_relative_to(folder):
             return candidate.resolve()
     return folder / NOT_RECEIVED / (name or "unnamed")
-
-
-def _read_header(path: Path):
-    """The image's geometry without reading its voxels."""
-    try:
-        return _header_image(imagefiles.read_information(path), path)
-    except imagefiles.ImageFileError as exc:
-        raise WorkspaceError(f"{path.name}: {exc}") from None
-
-
-def _read_layer(index: int, layer: Layer, read):
-    """`read(layer.path)`; a refusal names the layer by number and file name (no folder: on
-    the dispatcher that is the server's)."""
-    try:
-        return read(layer.path)
-    except imagefiles.ImageFileError as exc:
-        raise WorkspaceError(f"layer {index} ({layer.path.name}): {exc}") from None
-
-
-def _require_volume(header, path: Path) -> None:
-    """Refuse an image that is not a 3-D volume (2-D, one slice, 4-D): the services need one."""
-    size = header.GetSize()
-    if len(size) == 3 and min(size) > 1:
-        return
-    flat = len(size) < 3 or (len(size) == 3 and min(size) == 1)
-    dimensions = "2-D" if flat else f"{len(size)}-D"
-    raise WorkspaceError(f"{path} is a {dimensions} image ({' x '.join(map(str, size))}): "
-                         "the services need a 3-D CT volume")
-
-
-def _header_image(header, path: Path):
-    """A one-voxel image with the header's geometry; ITK's refusal (negative spacing, a 4-D
-    direction) made one WorkspaceError."""
-    import SimpleITK as sitk
-
-    image = sitk.Image([1, 1, 1], sitk.sitkUInt8)
-    try:
-        image.SetOrigin(header.GetOrigin())
-        image.SetSpacing(header.GetSpacing())
-        image.SetDirection(header.GetDirection())
-    except RuntimeError as exc:
-        raise WorkspaceError(f"cannot use {path}: ITK refuses its geometry "
-                             f"({_itk_reason(str(exc))})") from None
-    return image
-
-
-def _itk_reason(message: str) -> str:
-    """The first sentence of the `ITK ERROR: Object(0x..): reason.` line of an ITK exception."""
-    found = re.search(r"ITK ERROR: \S+: ([^.\n]+?)(?: and may result in undefined behavior)?[.\n]",
-                      message)
-    return found.group(1).strip() if found else message.strip().splitlines()[-1]

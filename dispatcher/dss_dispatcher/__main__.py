@@ -7,13 +7,13 @@ import sys
 
 from dss_client.sdk import serve
 
-from .config import ConfigError, load_settings
+from .config import ConfigError, load_config
 from .worker import inference_service
 
 
 def main() -> int:
     try:
-        settings = load_settings()
+        settings = load_config()
     except ConfigError as exc:
         print(f"dss-dispatcher: {exc}", file=sys.stderr)
         return 2

@@ -32,7 +32,7 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
-class Settings(sdk_config.Settings):
+class Config(sdk_config.Config):
     inference_timeout: float   # seconds an inference job may take
     services: tuple[ServiceSpec, ...] = field(default_factory=tuple)
 
@@ -82,7 +82,7 @@ def _parse_service(item, defaults: dict[str, str], where: str) -> ServiceSpec:
                        str(item.get("provider") or "").strip())
 
 
-def load_settings() -> Settings:
+def load_config() -> Config:
     # checked here whatever uses them: a bad URL would otherwise fail every ticket
     lung_url = _http_url("LUNG_SEGMENTATION_SERVICE_URL",
                          _env("LUNG_SEGMENTATION_SERVICE_URL", "http://127.0.0.1:8081"))
@@ -98,7 +98,7 @@ def load_settings() -> Settings:
     else:
         services = builtin_services(lung_url, nodule_url)
     common = sdk_config.provider_settings()
-    return Settings(
+    return Config(
         **common,
         inference_timeout=_number("DSS_INFERENCE_TIMEOUT", _env("DSS_INFERENCE_TIMEOUT", "1800"), float, 1),
         services=tuple(replace(s, provider=s.provider or common["provider_name"]) for s in services),
@@ -106,7 +106,7 @@ def load_settings() -> Settings:
 
 
 @dataclass(frozen=True)
-class DevStackSettings:
+class DevStackConfig:
     """What `make up` needs: the ports of the three processes it starts."""
 
     web_port: int
@@ -114,8 +114,8 @@ class DevStackSettings:
     metrics_port: int
 
 
-def load_devstack_settings() -> DevStackSettings:
-    return DevStackSettings(
+def load_devstack_config() -> DevStackConfig:
+    return DevStackConfig(
         web_port=_port("PORT", "8080", 1),
         inference_port=_port("INFERENCE_PORT", "8081", 1),
         metrics_port=_port("DSS_METRICS_PORT", "9100"))

@@ -22,7 +22,7 @@ import requests
 from dss_client import DSSClient, DSSError
 from dss_client.sdk.register import service_repo
 
-from .config import child_environment, load_devstack_settings
+from .config import child_environment, load_devstack_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICES_DIR = REPO_ROOT / "services"
@@ -143,7 +143,7 @@ def check_ports_free(ports: dict[str, int]) -> None:
 
 
 def run() -> int:
-    settings = load_devstack_settings()
+    settings = load_devstack_config()
     server_url = f"http://127.0.0.1:{settings.web_port}"
     inference_url = f"http://127.0.0.1:{settings.inference_port}"
     children: list[Child] = []

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from flask import Flask, Request, current_app
 
-from .config import Settings, from_environment
+from .config import Config, load_config
 from .runtime import EXTENSION, Runtime
 
 UPLOAD_SPOOL = ".uploads"
@@ -24,30 +24,30 @@ class _SpoolingRequest(Request):
         return tempfile.TemporaryFile(dir=spool)
 
 
-def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
-    """The app. config: None (the environment), a Settings, or overrides of Settings fields."""
+def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
+    """The app. config: None (the environment), a Config, or overrides of Config fields."""
     settings = _settings(config)
     app = Flask(__name__)
     app.request_class = _SpoolingRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False
 
-    from .api import blueprints
+    from .api import BLUEPRINTS
     from .errors import register_error_handlers
 
-    for blueprint in blueprints:
+    for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     app.extensions[EXTENSION] = Runtime.start(settings)
     return app
 
 
-def _settings(overrides) -> Settings:
-    if isinstance(overrides, Settings):
+def _settings(overrides) -> Config:
+    if isinstance(overrides, Config):
         return overrides
-    settings = from_environment()
+    settings = load_config()
     if overrides:
-        known = {f.name for f in fields(Settings)}
+        known = {f.name for f in fields(Config)}
         unknown = set(overrides) - known
         if unknown:
             raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")

@@ -12,7 +12,7 @@ from . import config, create_app, logs
 
 
 def main() -> None:
-    settings = config.from_environment()
+    settings = config.load_config()
     logs.configure(settings.log_json)
     app = create_app(settings)
     server = make_server("127.0.0.1", settings.port, app, threaded=True)

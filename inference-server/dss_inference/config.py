@@ -7,6 +7,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+class ConfigError(ValueError):
+    """A setting cannot work; the message names it and says why."""
+
+
 def _env(name: str, default: str | None, parse: Callable[[str], Any] = str) -> Any:
     """The variable's value parsed, or the default when unset or empty (compose passes "")."""
     value = os.environ.get(name)
@@ -17,7 +21,7 @@ def _env(name: str, default: str | None, parse: Callable[[str], Any] = str) -> A
     try:
         return parse(value)
     except ValueError:
-        raise ValueError(f"{name}={value!r} is not a valid {parse.__name__.strip('_')}") from None
+        raise ConfigError(f"{name}={value!r} is not a valid {parse.__name__.strip('_')}") from None
 
 
 def _integer(text: str) -> int:
@@ -38,7 +42,7 @@ def _flag(text: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Config:
     port: int = 8081
     output_dir: Path = Path("var/inference")
     # "auto", "cpu" or "cuda" as configured; create_app hands the models a resolved
@@ -48,7 +52,7 @@ class Settings:
     workers: int | None = None
     queue_size: int = 8
     job_timeout: float = 900.0
-    # The models peak at about 17 bytes of memory per input voxel (imageio.BYTES_PER_VOXEL):
+    # The models peak at about 17 bytes of memory per input voxel (imageio.headers.BYTES_PER_VOXEL):
     # 3e8 voxels (512 x 512 x 1144) need about 5 GB; 1e9 would have needed 17 GB.
     max_voxels: int = 300_000_000
     max_upload_bytes: int = 4 * 1024**3
@@ -58,7 +62,7 @@ class Settings:
     nodule_model_weights: str | None = None
     log_json: bool = False
     # Tests inject a loader here; None means dss_inference.models.load_models.
-    load_models: Callable[["Settings"], dict[str, Any]] | None = field(default=None, compare=False)
+    load_models: Callable[["Config"], dict[str, Any]] | None = field(default=None, compare=False)
 
     def __post_init__(self):
         at_least = {"workers": 1, "queue_size": 0, "max_voxels": 1, "max_upload_bytes": 1,
@@ -66,11 +70,11 @@ class Settings:
         for name, minimum in at_least.items():
             value = getattr(self, name)
             if value is not None and value < minimum:
-                raise ValueError(f"setting {name} must be at least {minimum}, not {value}")
+                raise ConfigError(f"setting {name} must be at least {minimum}, not {value}")
 
 
-def from_environment() -> Settings:
-    return Settings(
+def load_config() -> Config:
+    return Config(
         port=_env("INFERENCE_PORT", "8081", _integer),
         output_dir=_env("INFERENCE_OUTPUT_DIR", "var/inference", Path),
         device=_env("INFERENCE_DEVICE", "auto").lower(),

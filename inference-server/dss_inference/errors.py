@@ -6,10 +6,13 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from .imageio import ImageInputError
-from .jobs import QueueFull
+from .imageio.exceptions import ImageInputError, ImageTooLarge, InvalidImage, UnknownResultFormat, UnsupportedFormat
 
 log = logging.getLogger(__name__)
+
+# The HTTP status answering each problem with an input image, at upload or when a job reads it.
+IMAGE_ERROR_STATUS = {UnknownResultFormat: 400, ImageTooLarge: 413, UnsupportedFormat: 415,
+                      InvalidImage: 422}
 
 
 class ApiError(Exception):
@@ -27,6 +30,10 @@ def error_response(code: int, message: str, retry_after: int | None = None, **ex
     return response
 
 
+def image_error_status(exc: ImageInputError) -> int:
+    return IMAGE_ERROR_STATUS[type(exc)]
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -34,11 +41,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ImageInputError)
     def _bad_image(exc: ImageInputError):
-        return error_response(exc.status, exc.reason)
-
-    @app.errorhandler(QueueFull)
-    def _queue_full(exc: QueueFull):
-        return error_response(503, str(exc), exc.retry_after)
+        return error_response(image_error_status(exc), exc.reason)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

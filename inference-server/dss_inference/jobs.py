@@ -23,7 +23,11 @@ import numpy as np
 import torch
 
 from . import imageio
-from .config import Settings
+from .config import Config
+from .errors import ApiError, image_error_status
+from .imageio.exceptions import ImageInputError
+from .imageio.files import remove_tree, without_paths
+from .imageio.formats import RESULT_FORMATS
 from .metrics import Metrics
 from .registry import ModelRegistry
 
@@ -36,10 +40,9 @@ FINISHED = ("done", "failed", "cancelled")
 ORPHAN_MIN_AGE = 600.0
 
 
-class QueueFull(Exception):
+class QueueFull(ApiError):
     def __init__(self, retry_after: int):
-        super().__init__(f"the job queue is full; retry in {retry_after} s")
-        self.retry_after = retry_after
+        super().__init__(503, f"the job queue is full; retry in {retry_after} s", retry_after)
 
 
 class JobStopped(Exception):
@@ -80,7 +83,7 @@ class Job:
 
 
 class JobManager:
-    def __init__(self, settings: Settings, registry: ModelRegistry, metrics: Metrics):
+    def __init__(self, settings: Config, registry: ModelRegistry, metrics: Metrics):
         self.settings, self.registry, self.metrics = settings, registry, metrics
         self.output_dir = Path(settings.output_dir).resolve()
         self._jobs: dict[str, Job] = {}
@@ -127,7 +130,7 @@ class JobManager:
             try:
                 self.check_capacity(job.model)
             except QueueFull:
-                imageio.remove_tree(job.directory)
+                remove_tree(job.directory)
                 raise
             self._jobs[job.id] = job
             self._waiting.append(job)
@@ -149,7 +152,7 @@ class JobManager:
                 job.cancel_requested.set()
             else:
                 self._jobs.pop(job.id, None)
-                imageio.remove_tree(job.directory)
+                remove_tree(job.directory)
 
     def _check_capacity(self) -> None:
         if len(self._waiting) >= self.settings.queue_size:
@@ -192,14 +195,15 @@ class JobManager:
                 self._finish(job, "cancelled", "cancelled", error=stop.reason)
             else:
                 self._finish(job, "failed", "timeout", error=stop.reason, http_status=stop.status)
-        except imageio.ImageInputError as exc:
+        except ImageInputError as exc:
             tracker.close()
-            self._finish(job, "failed", "failed", error=exc.reason, http_status=exc.status)
+            self._finish(job, "failed", "failed", error=exc.reason,
+                         http_status=image_error_status(exc))
         except Exception as exc:  # a model bug must fail the job, never the worker
             tracker.close()
             log.exception("job %s (%s) failed", job.id, job.model)
             self._finish(job, "failed", "failed", http_status=500,
-                         error=imageio.without_paths(
+                         error=without_paths(
                              f"{job.model} failed: {type(exc).__name__}: {exc}")[:500])
         self._seconds_per_job = 0.8 * self._seconds_per_job + 0.2 * (time.monotonic() - started)
 
@@ -231,7 +235,7 @@ class JobManager:
                             f"expected uint8/uint16 {volume.shape}")
         # Round trip now, so a report that is not JSON fails the job rather than the GET.
         report = json.loads(json.dumps(result.report, default=_plain_json))
-        suffix = imageio.RESULT_FORMATS[job.result_format]
+        suffix = RESULT_FORMATS[job.result_format]
         job.result_path = imageio.write_labels(labels, volume,
                                                job.directory / f"{job.result_stem}{suffix}")
         (job.directory / "report.json").write_text(json.dumps(report))
@@ -243,7 +247,7 @@ class JobManager:
         job.error, job.error_status = error, http_status
         self._remove_inputs(job)
         if state == "cancelled":
-            imageio.remove_tree(job.directory)
+            remove_tree(job.directory)
         self.metrics.jobs.labels(job.model, metric_status).inc()
         log.info("job %s (%s on %s) %s%s", job.id, job.model, job.device or "no device",
                  metric_status, f": {error}" if error else "")
@@ -259,7 +263,7 @@ class JobManager:
             return
         for path in job.directory.iterdir():
             if path.name == "dicom":
-                imageio.remove_tree(path)
+                remove_tree(path)
             elif path.name.startswith("input"):
                 path.unlink(missing_ok=True)
 
@@ -272,7 +276,7 @@ class JobManager:
                    and now - job.finished_at > self.settings.result_retention]
         for job in expired:
             self._jobs.pop(job.id, None)
-            imageio.remove_tree(job.directory)
+            remove_tree(job.directory)
         self._remove_stale_directories(now)
         return len(expired)
 
@@ -290,7 +294,7 @@ class JobManager:
         for path in self.output_dir.iterdir():
             if _is_job_id(path.name) and path.name not in self._jobs and path.is_dir() \
                     and path.stat().st_mtime < cutoff:
-                imageio.remove_tree(path)
+                remove_tree(path)
 
 
 class _StageTracker:

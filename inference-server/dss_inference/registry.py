@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from .config import Settings
+from .config import Config
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +32,16 @@ def resolve_devices(requested: str) -> list[str]:
     return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
-def _default_loader(settings: Settings) -> dict[str, Any]:
+def _default_loader(settings: Config) -> dict[str, Any]:
     from .models import load_models
 
     return load_models(settings)
 
 
 class ModelRegistry:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Config):
         self.settings = settings
-        self._loader: Callable[[Settings], dict[str, Any]] = settings.load_models or _default_loader
+        self._loader: Callable[[Config], dict[str, Any]] = settings.load_models or _default_loader
         self._sets: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._ready = threading.Event()

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from flask import current_app
 
-from . import imageio
-from .config import Settings
+from .config import Config
+from .imageio import convert_labels
+from .imageio.formats import RESULT_FORMATS, result_format
 from .jobs import Job, JobManager
 from .metrics import Metrics
 from .registry import ModelRegistry
@@ -17,13 +18,13 @@ EXTENSION = "dss_inference"
 
 @dataclass
 class Runtime:
-    settings: Settings
+    settings: Config
     registry: ModelRegistry
     jobs: JobManager
     metrics: Metrics
 
     @classmethod
-    def start(cls, settings: Settings) -> "Runtime":
+    def start(cls, settings: Config) -> "Runtime":
         metrics = Metrics()
         registry = ModelRegistry(settings)
         registry.load_in_background()
@@ -36,10 +37,10 @@ class Runtime:
 
     def result_in_format(self, job: Job, fmt: str) -> Path:
         """The job's result in another format, converted once and kept beside it."""
-        suffix = imageio.RESULT_FORMATS[imageio.result_format(fmt)]
+        suffix = RESULT_FORMATS[result_format(fmt)]
         target = job.directory / f"{job.result_stem}{suffix}"
         if not target.exists():
-            imageio.convert_labels(job.result_path, target)
+            convert_labels(job.result_path, target)
         return target
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
-from . import imageio
 from .errors import ApiError
+from .imageio import formats, inspect_input
+from .imageio.files import remove_tree
 from .jobs import Job, JobManager
 from .registry import ModelRegistry
 
@@ -29,20 +30,20 @@ def submit_upload(manager: JobManager, registry: ModelRegistry, model: str,
     """`fields`: the request's form fields and query parameters, the model's options among
     them."""
     _check_model(registry, model)
-    result_format = imageio.result_format(result_format)
+    result_format = formats.result_format(result_format)
     if upload is None or not upload.filename:
         raise ApiError(400, "send the image as the multipart file field 'itk_image'")
     options = model_options(registry.options(model), model, fields)
-    fmt = imageio.input_format(upload.filename)
+    fmt = formats.input_format(upload.filename)
     job_id, directory = manager.new_job_directory()
     try:
-        path = directory / f"input{imageio.upload_suffix(fmt)}"
+        path = directory / f"input{formats.upload_suffix(fmt)}"
         upload.save(path)
         settings = manager.settings
-        source = imageio.inspect_input(path, fmt, directory, settings.max_voxels,
+        source = inspect_input(path, fmt, directory, settings.max_voxels,
                                        settings.max_zip_members)
     except BaseException:
-        imageio.remove_tree(directory)
+        remove_tree(directory)
         raise
     job = Job(id=job_id, model=model, directory=directory, source=source,
               result_format=result_format, result_stem=result_stem(upload.filename, model),
@@ -75,7 +76,7 @@ def model_options(declared: dict[str, tuple[float, float]], model: str,
 def result_stem(upload_name: str, model: str) -> str:
     """The result's file name without suffix: the input's name, made safe, plus the model."""
     name = Path(secure_filename(upload_name) or "image").name
-    for suffix in sorted(imageio.INPUT_FORMATS, key=len, reverse=True):
+    for suffix in sorted(formats.INPUT_FORMATS, key=len, reverse=True):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break

@@ -8,7 +8,8 @@ import SimpleITK as sitk
 
 from client_stack import ADMIN_EMAIL, PROVIDER, PROVIDER_EMAIL, drain_ready, service_repo
 from dss_client import DSSClient, DSSError, DSSTransientError
-from dss_client.workspace import Workspace, WorkspaceError
+from dss_client.workspace import Workspace
+from dss_client.workspace_format import WorkspaceError
 
 
 def test_login_whoami_and_session_restore(stack, user):

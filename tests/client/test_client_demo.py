@@ -8,8 +8,8 @@ import pytest
 from client_cli import one_line_error, run_dss
 from client_stack import PROVIDER, drain_ready
 from dss_client import DSSClient
+from dss_client.phantom import make_phantom
 from dss_client.workspace import Workspace
-from dss_inference.phantom import make_phantom
 
 
 @functools.cache

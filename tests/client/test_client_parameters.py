@@ -10,7 +10,8 @@ import helpers
 from client_cli import one_line_error, run_dss
 from client_stack import ADMIN_EMAIL, PROVIDER
 from dss_client import DSSClient
-from dss_client.workspace import Registry, Workspace
+from dss_client.workspace import Workspace
+from dss_client.workspace_format import Registry
 
 DECLARED = [{"name": "min_score", "type": "float", "default": 0.5, "min": 0, "max": 1},
             {"name": "mode", "type": "choice", "choices": ["fast", "accurate"],

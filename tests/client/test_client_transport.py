@@ -314,7 +314,7 @@ def proxy_environment(monkeypatch):
 
 
 def test_the_proxy_comes_from_the_environment_as_with_requests(proxy_environment):
-    from dss_client.api import _proxy_for
+    from dss_client.transport import _proxy_for
 
     assert _proxy_for("https://dss.example.org") is None
     proxy_environment.setenv("HTTPS_PROXY", "proxy.lab:3128")

@@ -10,7 +10,8 @@ import pytest
 import SimpleITK as sitk
 from itksnap_dss import WorkspaceWrapper
 
-from dss_client.workspace import Registry, Workspace
+from dss_client.workspace import Workspace
+from dss_client.workspace_format import Registry
 from helpers import wait_for_status
 
 pytestmark = pytest.mark.slow   # the module's fixture runs two tickets through the whole stack
@@ -19,8 +20,7 @@ pytestmark = pytest.mark.slow   # the module's fixture runs two tickets through 
 @pytest.fixture(scope="module")
 def finished_tickets(compat_stack, tmp_path_factory):
     """A lung segmentation and a nodule detection of a small phantom, both finished."""
-    pytest.importorskip("dss_inference.phantom", reason="the inference package is not installed")
-    from dss_inference.phantom import make_phantom, write_phantom
+    from dss_client.phantom import make_phantom, write_phantom
 
     phantom = make_phantom()
     ct_path = tmp_path_factory.mktemp("phantom") / "phantom_ct.nii.gz"

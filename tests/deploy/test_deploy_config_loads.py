@@ -71,9 +71,9 @@ def test_web_server_config_uses_postgresql_with_the_seed_names(deployment, envir
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS)
 def test_dispatcher_settings_point_at_the_services_and_use_the_token(deployment, environment):
-    from dss_dispatcher.config import load_settings
+    from dss_dispatcher.config import load_config
     environment(DEPLOYMENTS[deployment]("dispatcher"))
-    settings = load_settings()
+    settings = load_config()
     assert settings.provider_token == TOKEN and settings.provider_name == "DSS-LAB"
     assert settings.shared_datastore == Path("/datastore") and settings.metrics_port == 9100
     assert settings.server_url.endswith(":8080") and len(settings.services) == 2
@@ -83,9 +83,9 @@ def test_dispatcher_settings_point_at_the_services_and_use_the_token(deployment,
 
 @pytest.mark.parametrize("deployment", DEPLOYMENTS)
 def test_inference_settings_listen_on_8080_and_write_to_the_volume(deployment, environment):
-    from dss_inference.config import from_environment
+    from dss_inference.config import load_config
     environment(DEPLOYMENTS[deployment]("inference-server"))
-    settings = from_environment()
+    settings = load_config()
     assert settings.port == 8080 and settings.output_dir == Path("/wmlce/data/output")
     assert settings.device == "auto" and settings.workers is None
     assert settings.lung_model_weights is None and settings.nodule_model_weights is None

@@ -120,7 +120,7 @@ def test_a_ticket_runs_through_the_stack_as_the_deployment_docs_bootstrap_it(sta
     """Services registered from git repositories holding service.json (docs/deployment.md),
     then a chest CT segmented by the dispatcher that reads the shared datastore."""
     from dss_client import DSSClient
-    from dss_inference.phantom import make_phantom, write_phantom
+    from dss_client.phantom import make_phantom, write_phantom
 
     repo = tmp_path / "lung-segmentation"
     repo.mkdir()

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from dss_client.sdk.job import TicketJob
-from dss_dispatcher.config import ServiceSpec, Settings
+from dss_dispatcher.config import Config, ServiceSpec
 from dss_dispatcher.worker import inference_service
 
 SPEC = ServiceSpec("LungSegmentation", "/lung_segmentation/inference", "http://127.0.0.1:9",
@@ -44,12 +44,12 @@ def serve_in_thread(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTT
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def job_settings(work_dir: Path, **overrides) -> Settings:
+def job_settings(work_dir: Path, **overrides) -> Config:
     values = dict(server_url="http://127.0.0.1:9", provider_token="t" * 48, provider_name="lab",
                   provider_code="node", workers=1, shared_datastore=None, metrics_port=0,
                   log_json=False, work_dir=work_dir, claim_wait=1.0, poll_interval=0.5,
                   retry_budget=1.0, inference_timeout=60.0)
-    return Settings(**{**values, **overrides})
+    return Config(**{**values, **overrides})
 
 
 class InferenceStub:
@@ -123,11 +123,11 @@ class FakeProviderSession:
         return [call[1:] for call in self.calls if call[0] == name]
 
 
-def lung_job(settings: Settings, spec: ServiceSpec, session, ticket_id: int, stopping) -> TicketJob:
+def lung_job(settings: Config, spec: ServiceSpec, session, ticket_id: int, stopping) -> TicketJob:
     """The SDK's ticket job running the dispatcher's service for `spec`."""
     return TicketJob(settings, inference_service(spec, settings.inference_timeout), session,
                      ticket_id, stopping)
 
 
-def lung_services(settings: Settings) -> list:
+def lung_services(settings: Config) -> list:
     return [inference_service(spec, settings.inference_timeout) for spec in settings.services]

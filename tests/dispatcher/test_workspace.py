@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from dss_client.workspace import Workspace, WorkspaceError
+from dss_client.workspace import Workspace
+from dss_client.workspace_format import WorkspaceError
 
 # What ITK-SNAP 4 writes for a CT with a second (tagged) image and no segmentation, trimmed of
 # display settings but otherwise byte-for-byte its layout: header comment, DOCTYPE, entries

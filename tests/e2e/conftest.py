@@ -21,7 +21,7 @@ def stack(tmp_path_factory, make_database):
 def phantom_ct(tmp_path_factory):
     """The small default phantom (96 x 96 x 64 voxels of 4 mm) and its truth."""
     require_components()
-    from dss_inference.phantom import make_phantom, write_phantom
+    from dss_client.phantom import make_phantom, write_phantom
 
     phantom = make_phantom()
     path = tmp_path_factory.mktemp("phantom") / "phantom_ct.nii.gz"

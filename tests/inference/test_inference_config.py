@@ -45,26 +45,26 @@ def test_config_reads_literal_names_that_the_docs_document():
 def test_defaults_and_overrides(monkeypatch):
     for name in ("INFERENCE_PORT", "INFERENCE_WORKERS", "INFERENCE_MAX_VOXELS", "INFERENCE_DEVICE"):
         monkeypatch.delenv(name, raising=False)
-    defaults = config.from_environment()
+    defaults = config.load_config()
     assert (defaults.port, defaults.workers, defaults.max_voxels, defaults.device) == \
         (8081, None, 3 * 10**8, "auto")
     monkeypatch.setenv("INFERENCE_MAX_VOXELS", "2.5e8")
     monkeypatch.setenv("INFERENCE_WORKERS", "")  # compose passes an empty value: the default
     monkeypatch.setenv("INFERENCE_DEVICE", "CPU")
-    settings = config.from_environment()
+    settings = config.load_config()
     assert (settings.max_voxels, settings.workers, settings.device) == (250_000_000, None, "cpu")
 
 
 def test_a_malformed_value_names_its_variable(monkeypatch):
     monkeypatch.setenv("INFERENCE_QUEUE_SIZE", "eight")
-    with pytest.raises(ValueError, match="^INFERENCE_QUEUE_SIZE='eight' is not a valid integer$"):
-        config.from_environment()
+    with pytest.raises(config.ConfigError, match="^INFERENCE_QUEUE_SIZE='eight' is not a valid integer$"):
+        config.load_config()
 
 
 def test_out_of_range_values_are_refused(monkeypatch):
     monkeypatch.setenv("INFERENCE_WORKERS", "0")
-    with pytest.raises(ValueError, match="workers must be at least 1"):
-        config.from_environment()
+    with pytest.raises(config.ConfigError, match="workers must be at least 1"):
+        config.load_config()
 
 
 def test_json_log_lines_when_asked(monkeypatch, capsys):
@@ -74,12 +74,12 @@ def test_json_log_lines_when_asked(monkeypatch, capsys):
     from dss_inference import logs
 
     monkeypatch.setenv("DSS_LOG_JSON", "yes")
-    assert config.from_environment().log_json is True
+    assert config.load_config().log_json is True
     monkeypatch.setenv("DSS_LOG_JSON", "Off")  # the words the other components take
-    assert config.from_environment().log_json is False
+    assert config.load_config().log_json is False
     monkeypatch.setenv("DSS_LOG_JSON", "maybe")
-    with pytest.raises(ValueError, match="^DSS_LOG_JSON='maybe' is not a valid flag$"):
-        config.from_environment()
+    with pytest.raises(config.ConfigError, match="^DSS_LOG_JSON='maybe' is not a valid flag$"):
+        config.load_config()
     previous = logging.getLogger().handlers[:], logging.getLogger().level
     try:
         logs.configure(json_lines=True)

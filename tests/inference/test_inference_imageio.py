@@ -15,7 +15,9 @@ import pytest
 import SimpleITK as sitk
 
 from dss_inference import imageio
-from dss_inference.config import Settings
+from dss_inference.config import Config
+from dss_inference.imageio import dicom, formats, headers
+from dss_inference.imageio.exceptions import ImageInputError, ImageTooLarge, InvalidImage, UnsupportedFormat
 from helpers import CT_SAMPLES
 from inference_testing import ORIGIN, ROTATION, SPACING, ct_like_image, geometry, write_image
 
@@ -25,7 +27,7 @@ DICOM_J2K = CT_SAMPLES / "totalseg_abdomen_dicom_j2k"
 
 
 def inspect(path: Path, work_dir: Path, **limits):
-    fmt = imageio.input_format(path.name)
+    fmt = formats.input_format(path.name)
     return imageio.inspect_input(path, fmt, work_dir, **{**LIMITS, **limits})
 
 
@@ -36,10 +38,10 @@ def zip_folder(folder: Path, target: Path, prefix: str = "series/") -> Path:
     return target
 
 
-def expect_refusal(status: int, words: str, call, *args, **kwargs):
-    with pytest.raises(imageio.ImageInputError) as caught:
+def expect_refusal(problem: type[ImageInputError], words: str, call, *args, **kwargs):
+    with pytest.raises(ImageInputError) as caught:
         call(*args, **kwargs)
-    assert caught.value.status == status, caught.value.reason
+    assert type(caught.value) is problem, caught.value.reason
     assert words in caught.value.reason
     return caught.value.reason
 
@@ -124,7 +126,7 @@ def test_missing_dicom_slices_are_422(tmp_path):
     with zipfile.ZipFile(tmp_path / "gap.zip", "w") as archive:
         for path in files[:5] + files[7:]:
             archive.write(path, path.name)
-    expect_refusal(422, "not evenly spaced (gaps from 2 to 6 mm): 2 missing or duplicate",
+    expect_refusal(InvalidImage, "not evenly spaced (gaps from 2 to 6 mm): 2 missing or duplicate",
                    inspect, tmp_path / "gap.zip", tmp_path / "job")
 
 
@@ -154,7 +156,7 @@ def test_two_different_dicom_slices_at_one_position_are_422(tmp_path):
     folder.mkdir()
     for index, z_mm in enumerate([0, 2, 4, 4, 6]):
         write_dicom_slice(folder / f"{index}.dcm", z_mm, f"1.2.3.4.{index}")
-    expect_refusal(422, "not evenly spaced (gaps from 0 to 2 mm): 1 missing or duplicate",
+    expect_refusal(InvalidImage, "not evenly spaced (gaps from 0 to 2 mm): 1 missing or duplicate",
                    inspect, zip_folder(folder, tmp_path / "same.zip"), tmp_path / "job")
 
 
@@ -176,37 +178,37 @@ def test_the_largest_of_several_series_is_chosen(tmp_path):
 def test_a_zip_of_a_single_dicom_slice_is_422(tmp_path):
     with zipfile.ZipFile(tmp_path / "slice.zip", "w") as archive:
         archive.write(CT_SAMPLES / "lidc_chest_slice.dcm", "slice.dcm")
-    expect_refusal(422, "not a 3-D volume", inspect, tmp_path / "slice.zip", tmp_path)
+    expect_refusal(InvalidImage, "not a 3-D volume", inspect, tmp_path / "slice.zip", tmp_path)
 
 
 def test_unsupported_types_are_415(tmp_path):
-    expect_refusal(415, "unsupported file type", imageio.input_format, "notes.txt")
-    expect_refusal(415, "unsupported file type", imageio.input_format, "slice.dcm")
-    expect_refusal(415, "separate data file", imageio.input_format, "ct.mhd")
+    expect_refusal(UnsupportedFormat, "unsupported file type", formats.input_format, "notes.txt")
+    expect_refusal(UnsupportedFormat, "unsupported file type", formats.input_format, "slice.dcm")
+    expect_refusal(UnsupportedFormat, "separate data file", formats.input_format, "ct.mhd")
 
 
 def test_a_text_file_named_as_an_image_is_422(tmp_path):
     path = tmp_path / "ct.nii.gz"
     path.write_text("this is not an image\n" * 50)
-    expect_refusal(422, "not a readable image", inspect, path, tmp_path)
+    expect_refusal(InvalidImage, "not a readable image", inspect, path, tmp_path)
 
 
 def test_a_2d_image_is_422(tmp_path):
     path = tmp_path / "slice.nrrd"
     sitk.WriteImage(sitk.Image(64, 64, sitk.sitkInt16), str(path))
-    expect_refusal(422, "3-D", inspect, path, tmp_path)
+    expect_refusal(InvalidImage, "3-D", inspect, path, tmp_path)
 
 
 def test_a_single_slice_volume_is_422(tmp_path):
     path = tmp_path / "flat.nrrd"
     sitk.WriteImage(sitk.Image(64, 64, 1, sitk.sitkInt16), str(path))
-    expect_refusal(422, "not a 3-D volume", inspect, path, tmp_path)
+    expect_refusal(InvalidImage, "not a 3-D volume", inspect, path, tmp_path)
 
 
 def test_a_colour_image_is_422(tmp_path):
     path = tmp_path / "rgb.nrrd"
     sitk.WriteImage(sitk.Image([8, 8, 8], sitk.sitkVectorUInt8, 3), str(path))
-    expect_refusal(422, "scalar", inspect, path, tmp_path)
+    expect_refusal(InvalidImage, "scalar", inspect, path, tmp_path)
 
 
 def nifti_header_declaring(dims: tuple[int, int, int]) -> bytes:
@@ -227,7 +229,7 @@ def nifti_header_declaring(dims: tuple[int, int, int]) -> bytes:
 def test_a_spacing_outside_the_plausible_range_is_refused_from_the_header(tmp_path, spacing):
     image = ct_like_image()
     image.SetSpacing(spacing)
-    reason = expect_refusal(422, "outside 0.01-50.0 mm per axis", inspect,
+    reason = expect_refusal(InvalidImage, "outside 0.01-50.0 mm per axis", inspect,
                             write_image(image, tmp_path / "ct.nrrd"), tmp_path)
     assert f"{spacing[2]:g}" in reason
 
@@ -235,7 +237,7 @@ def test_a_spacing_outside_the_plausible_range_is_refused_from_the_header(tmp_pa
 def test_an_origin_kilometres_away_is_refused_from_the_header(tmp_path):
     image = ct_like_image()
     image.SetOrigin((1e300, 0.0, 0.0))
-    expect_refusal(422, "origin (1e+300, 0, 0) mm is more than", inspect,
+    expect_refusal(InvalidImage, "origin (1e+300, 0, 0) mm is more than", inspect,
                    write_image(image, tmp_path / "ct.nrrd"), tmp_path)
 
 
@@ -244,7 +246,7 @@ def test_a_singular_direction_matrix_is_refused_from_the_header(tmp_path):
     path.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\n"
                      b"sizes: 4 4 4\nspace directions: (3,0,0) (3,0,0) (0,0,3)\n"
                      b"space origin: (0,0,0)\nendian: little\nencoding: raw\n\n" + bytes(128))
-    expect_refusal(422, "direction matrix (1 1 0 0 0 0 0 0 1) is not a rotation", inspect,
+    expect_refusal(InvalidImage, "direction matrix (1 1 0 0 0 0 0 0 1) is not a rotation", inspect,
                    path, tmp_path)
     # DICOM rounds its direction cosines to 6 decimals: still a rotation
     c, s = round(math.cos(0.3), 6), round(math.sin(0.3), 6)
@@ -272,7 +274,7 @@ def header_naming_a_secret(tmp_path: Path, name: str, header: str) -> Path:
 def test_headers_naming_another_file_as_data_are_refused(tmp_path, name, header):
     path = header_naming_a_secret(tmp_path, name, header)
     assert sitk.ReadImage(str(path)).GetSize() == (4, 4, 4)  # what ITK alone would do
-    expect_refusal(422, "separate data file", inspect, path, tmp_path / "job")
+    expect_refusal(InvalidImage, "separate data file", inspect, path, tmp_path / "job")
 
 
 @pytest.mark.parametrize("name, header", [
@@ -284,7 +286,7 @@ def test_headers_naming_another_file_as_data_are_refused(tmp_path, name, header)
 ])
 def test_every_metaimage_data_file_line_must_say_local(tmp_path, name, header):
     path = header_naming_a_secret(tmp_path, name, header)
-    expect_refusal(422, "separate data file", inspect, path, tmp_path / "job")
+    expect_refusal(InvalidImage, "separate data file", inspect, path, tmp_path / "job")
 
 
 def test_a_metaimage_named_nrrd_is_refused(tmp_path):
@@ -292,13 +294,13 @@ def test_a_metaimage_named_nrrd_is_refused(tmp_path):
     path = tmp_path / "ct.nrrd"
     sitk.WriteImage(ct_like_image(), str(tmp_path / "ct.mha"))
     os.replace(tmp_path / "ct.mha", path)
-    expect_refusal(422, "not a NRRD file", inspect, path, tmp_path / "job")
+    expect_refusal(InvalidImage, "not a NRRD file", inspect, path, tmp_path / "job")
 
 
 def test_a_header_declaring_gigavoxels_is_refused_before_reading(tmp_path):
     path = tmp_path / "huge.nii.gz"
     path.write_bytes(gzip.compress(nifti_header_declaring((30000, 30000, 30000))))
-    reason = expect_refusal(413, "voxels", inspect, path, tmp_path, max_voxels=10**9)
+    reason = expect_refusal(ImageTooLarge, "voxels", inspect, path, tmp_path, max_voxels=10**9)
     assert "27000000000000" in reason
 
 
@@ -306,9 +308,9 @@ def test_the_voxel_limit_by_default_keeps_a_job_within_a_few_gigabytes(tmp_path)
     """A 778 KB gzip of 1000 x 1000 x 400 voxels took 5.8 GB under the old 1e9 default."""
     path = tmp_path / "bomb.nii.gz"
     path.write_bytes(gzip.compress(nifti_header_declaring((1000, 1000, 400))))
-    limit = Settings().max_voxels
-    assert limit * imageio.BYTES_PER_VOXEL <= 6e9
-    reason = expect_refusal(413, f"more than the limit of {limit} (INFERENCE_MAX_VOXELS)",
+    limit = Config().max_voxels
+    assert limit * headers.BYTES_PER_VOXEL <= 6e9
+    reason = expect_refusal(ImageTooLarge, f"more than the limit of {limit} (INFERENCE_MAX_VOXELS)",
                             inspect, path, tmp_path, max_voxels=limit)
     assert "need about 6.8 GB of memory" in reason
 
@@ -318,7 +320,7 @@ def test_a_nifti_body_shorter_than_its_header_declares_is_422(tmp_path, name):
     data = nifti_header_declaring((64, 64, 64))
     path = tmp_path / name
     path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-    expect_refusal(422, "truncated", inspect, path, tmp_path)
+    expect_refusal(InvalidImage, "truncated", inspect, path, tmp_path)
 
 
 def test_a_nii_gz_holding_far_more_than_its_header_declares_is_413(tmp_path):
@@ -327,10 +329,10 @@ def test_a_nii_gz_holding_far_more_than_its_header_declares_is_413(tmp_path):
     body = nifti_header_declaring((64, 64, 64)) + bytes(2 * 64**3)
     path.write_bytes(gzip.compress(body + bytes(50 * 1024**2), compresslevel=1))
     assert path.stat().st_size < 500_000
-    reason = expect_refusal(413, "more than 524640 bytes, what its header declares",
+    reason = expect_refusal(ImageTooLarge, "more than 524640 bytes, what its header declares",
                             inspect, path, tmp_path)
     assert "decompression bomb" in reason
-    path.write_bytes(gzip.compress(body + bytes(imageio.NIFTI_TRAILING_BYTES - 1024)))
+    path.write_bytes(gzip.compress(body + bytes(headers.NIFTI_TRAILING_BYTES - 1024)))
     assert inspect(path, tmp_path).size == (64, 64, 64)
 
 
@@ -340,7 +342,7 @@ def test_a_nii_gz_whose_size_field_lies_is_422(tmp_path):
     struct.pack_into("<I", data, len(data) - 4, 352 + 2 * 64**3)
     path = tmp_path / "liar.nii.gz"
     path.write_bytes(bytes(data))
-    expect_refusal(422, "gzip stream is corrupt", inspect, path, tmp_path)
+    expect_refusal(InvalidImage, "gzip stream is corrupt", inspect, path, tmp_path)
 
 
 def test_an_itk_failure_is_told_by_its_error_line(tmp_path):
@@ -350,7 +352,7 @@ def test_an_itk_failure_is_told_by_its_error_line(tmp_path):
                      b"sizes: 4 4 4\nspace directions: (3,0,0) (3,0,0) (0,0,3)\nendian: little\n"
                      b"encoding: raw\n\n" + bytes(128))
     source = imageio.ImageSource("nrrd", (path,), (4, 4, 4))  # past the header checks
-    reason = expect_refusal(422, "cannot read the image: Bad direction, determinant is 0",
+    reason = expect_refusal(InvalidImage, "cannot read the image: Bad direction, determinant is 0",
                             imageio.read_volume, source)
     assert str(tmp_path) not in reason
 
@@ -360,7 +362,7 @@ def test_a_truncated_compressed_nrrd_fails_on_reading(tmp_path):
     sitk.WriteImage(sitk.ReadImage(str(path)), str(path), useCompression=True)
     path.write_bytes(path.read_bytes()[:-40])
     source = inspect(path, tmp_path)
-    expect_refusal(422, "cannot read", imageio.read_volume, source)
+    expect_refusal(InvalidImage, "cannot read", imageio.read_volume, source)
 
 
 def make_zip(path: Path, members: dict[str, bytes]) -> Path:
@@ -374,7 +376,7 @@ def make_zip(path: Path, members: dict[str, bytes]) -> Path:
                                   "C:/evil.dcm", "..\\evil.dcm"])
 def test_zip_traversal_and_absolute_names_are_refused(tmp_path, name):
     archive = make_zip(tmp_path / "bad.zip", {"ok.dcm": b"x", name: b"x"})
-    expect_refusal(422, "unsafe path", inspect, archive, tmp_path / "job")
+    expect_refusal(InvalidImage, "unsafe path", inspect, archive, tmp_path / "job")
     assert not (tmp_path / "evil.dcm").exists()
     assert not (tmp_path / "job" / "dicom").exists()
 
@@ -384,21 +386,21 @@ def test_zip_symlinks_are_refused(tmp_path):
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
     with zipfile.ZipFile(tmp_path / "link.zip", "w") as archive:
         archive.writestr(link, "/etc/passwd")
-    expect_refusal(422, "symbolic link", inspect, tmp_path / "link.zip", tmp_path / "job")
+    expect_refusal(InvalidImage, "symbolic link", inspect, tmp_path / "link.zip", tmp_path / "job")
 
 
 def test_an_empty_zip_is_422(tmp_path):
-    expect_refusal(422, "no files", inspect, make_zip(tmp_path / "empty.zip", {}), tmp_path)
+    expect_refusal(InvalidImage, "no files", inspect, make_zip(tmp_path / "empty.zip", {}), tmp_path)
 
 
 def test_a_zip_without_dicom_is_422(tmp_path):
     archive = make_zip(tmp_path / "text.zip", {"readme.txt": b"hello"})
-    expect_refusal(422, "no DICOM", inspect, archive, tmp_path / "job")
+    expect_refusal(InvalidImage, "no DICOM", inspect, archive, tmp_path / "job")
 
 
 def test_a_corrupt_zip_is_422(tmp_path):
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really")
-    expect_refusal(422, "not a readable zip", inspect, tmp_path / "broken.zip", tmp_path)
+    expect_refusal(InvalidImage, "not a readable zip", inspect, tmp_path / "broken.zip", tmp_path)
 
 
 def test_zip_size_and_member_caps_are_413(tmp_path):
@@ -406,9 +408,9 @@ def test_zip_size_and_member_caps_are_413(tmp_path):
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("zeros.dcm", b"\0" * 5_000_000)
     assert bomb.stat().st_size < 50_000
-    expect_refusal(413, "expands to", inspect, bomb, tmp_path / "a", max_voxels=100_000)
+    expect_refusal(ImageTooLarge, "expands to", inspect, bomb, tmp_path / "a", max_voxels=100_000)
     many = make_zip(tmp_path / "many.zip", {f"{i}.dcm": b"x" for i in range(20)})
-    expect_refusal(413, "holds 20 files", inspect, many, tmp_path / "b", max_members=10)
+    expect_refusal(ImageTooLarge, "holds 20 files", inspect, many, tmp_path / "b", max_members=10)
 
 
 def test_zip_sizes_that_lie_are_caught_while_extracting(tmp_path):
@@ -422,11 +424,11 @@ def test_zip_sizes_that_lie_are_caught_while_extracting(tmp_path):
     for offset in _find_all(data, b"PK\x01\x02"):
         struct.pack_into("<I", data, offset + 24, 10)
     archive.write_bytes(bytes(data))
-    with pytest.raises(imageio.ImageInputError) as caught:
+    with pytest.raises(ImageInputError) as caught:
         inspect(archive, tmp_path / "job", max_voxels=100_000)
-    assert caught.value.status in (413, 422)
+    assert type(caught.value) in (ImageTooLarge, InvalidImage)
     extracted = tmp_path / "job" / "dicom"
-    assert sum(f.stat().st_size for f in extracted.iterdir()) <= imageio.zip_byte_limit(100_000, 1)
+    assert sum(f.stat().st_size for f in extracted.iterdir()) <= dicom.zip_byte_limit(100_000, 1)
 
 
 def test_a_small_zip_expanding_far_beyond_its_declared_images_is_413(tmp_path):
@@ -440,9 +442,9 @@ def test_a_small_zip_expanding_far_beyond_its_declared_images_is_413(tmp_path):
         archive.writestr("padding.bin", bytes(40 * 1024**2))
     assert bomb.stat().st_size < 1_000_000
     max_voxels = 512 * 512 * 2
-    limit = imageio.zip_byte_limit(max_voxels, 3)
+    limit = dicom.zip_byte_limit(max_voxels, 3)
     assert limit < 3_000_000
-    reason = expect_refusal(413, f"more than {limit}, the limit that {max_voxels} voxels "
+    reason = expect_refusal(ImageTooLarge, f"more than {limit}, the limit that {max_voxels} voxels "
                                  "(INFERENCE_MAX_VOXELS)", inspect, bomb, tmp_path / "job",
                             max_voxels=max_voxels)
     assert not (tmp_path / "job" / "dicom").exists(), reason

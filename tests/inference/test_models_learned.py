@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from dss_client.phantom import make_phantom
 from dss_inference.imageio import Volume
 from dss_inference.models import ModelLoadError, load_models
 from dss_inference.models.networks import CandidateNet, UNet3D
-from dss_inference.phantom import make_phantom
 
 
 def settings(lung=None, nodule=None):

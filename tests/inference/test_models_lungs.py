@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from dss_client.phantom import make_phantom
 from dss_inference.imageio import Volume
 from dss_inference.models import LungSegmentation
 from dss_inference.models.common import resolve_device
-from dss_inference.phantom import make_phantom
 from helpers import CT_SAMPLES
 
 pytestmark = pytest.mark.skipif(not CT_SAMPLES.is_dir(), reason=f"CT samples not found at {CT_SAMPLES}")

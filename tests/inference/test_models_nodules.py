@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from dss_client.phantom import detection_matches, make_phantom
 from dss_inference.imageio import Volume
 from dss_inference.models import LungSegmentation, NoduleDetection
 from dss_inference.models import nodules as nodule_model
 from dss_inference.models.common import resolve_device
-from dss_inference.phantom import detection_matches, make_phantom
 from helpers import CT_SAMPLES, REPO_ROOT
 
 KNOWN_NODULE_MM = np.array([-87.9, 82.1, -8.5])  # LPS, from the sample's README

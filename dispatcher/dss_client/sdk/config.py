@@ -18,7 +18,7 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class Config:
     server_url: str
     provider_token: str
     provider_name: str
@@ -79,7 +79,7 @@ def http_url(name: str, text: str) -> str:
 
 
 def provider_settings() -> dict:
-    """The settings every provider process shares, as Settings' keyword arguments."""
+    """The settings every provider process shares, as Config's keyword arguments."""
     token = (_env("DSS_PROVIDER_TOKEN", "") or "").strip()
     if not token:
         raise ConfigError("DSS_PROVIDER_TOKEN is required: a reusable provider token "
@@ -101,8 +101,8 @@ def provider_settings() -> dict:
     )
 
 
-def load_settings() -> Settings:
-    return Settings(**provider_settings())
+def load_config() -> Config:
+    return Config(**provider_settings())
 
 
 def child_environment(**overrides: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ import time
 
 from .. import DSSClient, DSSError, TransientError
 from . import metrics
-from .config import Settings
+from .config import Config
 from .job import TicketJob
 from .logs import service_var
 from .retry import backoff_delay
@@ -39,7 +39,7 @@ def resolve_githashes(session: ProviderSession, service: Service, provider: str)
 
 
 class Worker:
-    def __init__(self, settings: Settings, service: Service, index: int, stopping: threading.Event):
+    def __init__(self, settings: Config, service: Service, index: int, stopping: threading.Event):
         self.settings, self.service, self.index, self.stopping = settings, service, index, stopping
         self.provider = service.provider or settings.provider_name
         self.busy_with: int | None = None
@@ -132,7 +132,7 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, services: list[Service]):
+    def __init__(self, settings: Config, services: list[Service]):
         self.settings = settings
         self.stopping = threading.Event()
         self.workers = [Worker(settings, service, i, self.stopping)

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from .. import DSSClient, DSSError, DSSLocalError, DSSTransientError, TransientError
-from ..workspace import Workspace, WorkspaceError
+from ..workspace import Workspace
+from ..workspace_format import WorkspaceError
 from . import metrics
-from .config import Settings
+from .config import Config
 from .context import RUN, SHUTDOWN_REASON, Cancelled, Context, TicketFailed, lost_reason
 from .logs import ticket_var
 from .result import Result
@@ -35,7 +36,7 @@ class LocalFault(Exception):
 
 
 class TicketJob:
-    def __init__(self, settings: Settings, service: Service, dss: ProviderSession,
+    def __init__(self, settings: Config, service: Service, dss: ProviderSession,
                  ticket_id: int, stopping: threading.Event):
         self.settings, self.service, self.dss, self.id = settings, service, dss, ticket_id
         self.stopping = stopping

@@ -10,7 +10,7 @@ import sys
 
 from .. import DSSClient
 from . import metrics
-from .config import ConfigError, Settings, load_settings
+from .config import Config, ConfigError, load_config
 from .daemon import Supervisor
 from .logs import setup_logging
 from .register import ensure_registered
@@ -20,7 +20,7 @@ from .workdirs import remove_stale_workdirs, unwritable_reason
 log = logging.getLogger("dss_client.sdk")
 
 
-def run(settings: Settings, services: list[Service], name: str = "dispatcher") -> int:
+def run(settings: Config, services: list[Service], name: str = "dispatcher") -> int:
     """Serve `services` until SIGTERM or Ctrl-C; 2 when the settings cannot work."""
     if reason := unwritable_reason(settings.work_dir):
         # a scratch folder that cannot be written would release every ticket it claims
@@ -48,7 +48,7 @@ def run(settings: Settings, services: list[Service], name: str = "dispatcher") -
 def serve(target: str) -> int:
     """`dss serve module:function`."""
     try:
-        settings = load_settings()
+        settings = load_config()
         services = load(target)
     except (ConfigError, LoadError) as exc:
         print(f"dss serve: {exc}", file=sys.stderr)
@@ -61,7 +61,7 @@ def register(admin: DSSClient, target: str) -> int:
     what `make up` does for the built-in services, for the provider DSS_PROVIDER_NAME and the
     user of DSS_PROVIDER_TOKEN."""
     try:
-        settings = load_settings()
+        settings = load_config()
         services = [s for s in load(target) if s.descriptor and s.descriptor.exists()]
         if not services:
             raise LoadError(f"no service.json next to {target}")

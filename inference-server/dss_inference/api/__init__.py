@@ -1,5 +1,4 @@
-"""Blueprints: inference jobs, and the service endpoints (models, health, metrics)."""
-from .inference import bp as inference_bp
-from .service import bp as service_bp
+"""Blueprints by resource: inference jobs, and the service endpoints (models, health, metrics)."""
+from . import inference, service
 
-blueprints = (inference_bp, service_bp)
+BLUEPRINTS = (inference.bp, service.bp)

@@ -2,7 +2,7 @@
 import numpy as np
 import SimpleITK as sitk
 
-from dss_inference.phantom import make_phantom, write_phantom
+from dss_client.phantom import make_phantom, write_phantom
 
 
 def test_phantom_has_body_lungs_airways_and_planted_nodules():
