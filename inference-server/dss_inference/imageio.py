@@ -300,7 +300,7 @@ def _evenly_spaced_slices(files: list[Path]) -> tuple[Path, ...]:
         kept.append(path)
         positions.append(_position_along_normal(tags[IMAGE_POSITION], tags[IMAGE_ORIENTATION]))
     if None not in positions:
-        _check_even_gaps(positions)
+        _check_even_gaps([p for p in positions if p is not None])
     return tuple(kept)
 
 
@@ -478,7 +478,8 @@ def _check_nifti_body(path: Path) -> None:
     """
     try:
         # The image's header has its offset reset to 0; the data proxy keeps the file's.
-        body = nibabel.load(str(path)).dataobj
+        # (nibabel.load is typed as returning the base class, which has no dataobj; a NIfTI image has)
+        body = nibabel.load(str(path)).dataobj  # type: ignore[attr-defined]
     except Exception as exc:  # nibabel raises many types for broken headers
         raise ImageInputError(422, f"not a readable NIfTI header: {without_paths(str(exc))}") from None
     needed = int(body.offset) + np.dtype(body.dtype).itemsize * math.prod(body.shape)

@@ -38,6 +38,7 @@ class Runtime:
         """The job's result in another format, converted once and kept beside it."""
         suffix = imageio.RESULT_FORMATS[imageio.result_format(fmt)]
         target = job.directory / f"{job.result_stem}{suffix}"
+        assert job.result_path is not None  # only a finished job's result is asked for
         if not target.exists():
             imageio.convert_labels(job.result_path, target)
         return target
