@@ -15,7 +15,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, ProxyError, SSLError
@@ -89,7 +89,7 @@ def _ca_settings() -> dict[str, str]:
 def _pool_for(base_url: str) -> urllib3.PoolManager:
     """Thread-safe connections to `base_url`; never retried (callers retry), never blocking
     when more threads than POOL_SIZE call at once (extra connections are simply not kept)."""
-    settings = {"maxsize": POOL_SIZE, "block": False, "retries": False, **_ca_settings()}
+    settings: dict[str, Any] = {"maxsize": POOL_SIZE, "block": False, "retries": False, **_ca_settings()}
     proxy = _proxy_for(base_url)
     if proxy is None:
         return urllib3.PoolManager(**settings)
@@ -390,8 +390,8 @@ class DSSClient:
         ticket is deleted again if anything fails before it is ready, so no `init` ticket is
         left counting against the user's open-ticket limit.
         """
-        workspace = (workspace_or_image if hasattr(workspace_or_image, "export")
-                     else load_submission(workspace_or_image))
+        workspace = (load_submission(workspace_or_image) if isinstance(workspace_or_image, (str, Path))
+                     else workspace_or_image)
         workspace.parameters = {**workspace.parameters, **(parameters or {})}
         if not workspace.scan_name:
             workspace.scan_name = (workspace.path or workspace.main_layer().path).name

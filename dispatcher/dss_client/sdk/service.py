@@ -63,7 +63,7 @@ def _import(name: str):
     if name.endswith(".py"):
         path = Path(name).resolve()
         spec = importlib.util.spec_from_file_location(path.stem, path)
-        if spec is None or not path.is_file():
+        if spec is None or spec.loader is None or not path.is_file():
             raise LoadError(f"no such file: {name}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module
