@@ -12,6 +12,9 @@ timeout = 600  # 1 GB uploads and `wait=` claims must not be taken for hung work
 graceful_timeout = 30
 keepalive = 75  # idle kept-alive connections wait in the poller, not in a thread
 accesslog = "-"
+# gunicorn's control socket (~/.gunicorn/gunicorn.ctl) is one path per user, shared by every
+# instance on the machine, in a home folder a container may not let us write; we use none
+control_socket_disable = True
 wsgi_app = "dss_server.wsgi:app"
 
 # glibc gives each buffer of 128 KiB and more its own mmap, so every MiB of an upload or a body

@@ -24,11 +24,11 @@ def gunicorn_server(migrated_db, tmp_path_factory):
     port = free_port()
     env = {"DATABASE_URL": migrated_db, "PORT": str(port), "DSS_SECRET_KEY": "s" * 32,
            "DSS_DATASTORE": str(workdir / "datastore"), "WEB_CONCURRENCY": "2",
-           "DSS_MAX_UPLOAD_BYTES": str(1024 * 1024)}
+           "DSS_MAX_UPLOAD_BYTES": str(1024 * 1024), "HOME": str(workdir / "home")}
     with ServerProcess([PYTHON, "-m", "gunicorn", "-c", "web-server/gunicorn.conf.py"], env,
                        f"http://127.0.0.1:{port}/readyz", workdir / "gunicorn.log",
                        timeout=180) as server:
-        server.url = f"http://127.0.0.1:{port}"
+        server.url, server.home = f"http://127.0.0.1:{port}", workdir / "home"
         server.sessions = database.make_session_factory(database.make_engine(migrated_db))
         yield server
 
@@ -90,6 +90,14 @@ def test_twenty_claimers_over_two_hundred_tickets_claim_each_once(gunicorn_serve
         thread.join(120)
     assert errors == []
     assert sorted(claimed) == ticket_ids, "every ticket claimed exactly once"
+
+
+def test_gunicorn_keeps_no_control_socket_in_home(gunicorn_server):
+    """gunicorn 25+ opens ~/.gunicorn/gunicorn.ctl by default: one path for every instance of
+    a user (several servers on a machine take it from each other), in a home folder that a
+    container may not let it write. We use no control interface, so it is off."""
+    assert requests.get(f"{gunicorn_server.url}/readyz", timeout=10).status_code == 200
+    assert not (gunicorn_server.home / ".gunicorn").exists()
 
 
 def test_concurrent_logins_with_one_single_use_token_let_exactly_one_in(gunicorn_server):

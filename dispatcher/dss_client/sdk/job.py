@@ -96,8 +96,20 @@ class TicketJob:
     def _run_service(self, workspace: Workspace, image: Path):
         scratch = self.workdir / "scratch"
         scratch.mkdir()
-        params = self.dss.call(DSSClient.provider_parameters, self.id)   # once: they cannot change
-        return self.service(Context(self, image, scratch, params), workspace)
+        return self.service(Context(self, image, scratch, self._parameters()), workspace)
+
+    def _parameters(self) -> dict:
+        """The ticket's parameters (once: they cannot change). A server without our parameters
+        route (the original itksnap-dss-server answers 404) stores none: the service's
+        declared defaults stand in, as they would for a ticket that set none."""
+        try:
+            return self.dss.call(DSSClient.provider_parameters, self.id)
+        except DSSError as exc:
+            if exc.status != 404:
+                raise
+            log.warning("the server keeps no ticket parameters (%s): using the defaults of %s",
+                        exc, self.service.descriptor or "the service (none declared)")
+        return self.service.default_parameters()
 
     def _run_stages_blaming_local_faults(self) -> None:
         """A failure caused by this machine's scratch folder is raised as LocalFault, whatever

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,15 @@ class Service:
 
     def __call__(self, ctx, workspace):
         return self.function(ctx, workspace)
+
+    def default_parameters(self) -> dict:
+        """name -> default of the parameters service.json declares; {} without a readable one
+        (the server checked the declaration when the service was registered)."""
+        try:
+            declared = json.loads(self.descriptor.read_text(encoding="utf-8"))["parameters"]
+            return {parameter["name"]: parameter["default"] for parameter in declared}
+        except (AttributeError, OSError, ValueError, KeyError, TypeError):
+            return {}
 
 
 def service(name: str, version: str = "", *, input_tag: str = "", provider: str = "",
