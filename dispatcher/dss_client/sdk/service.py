@@ -35,6 +35,8 @@ class Service:
     def default_parameters(self) -> dict:
         """name -> default of the parameters service.json declares; {} without a readable one
         (the server checked the declaration when the service was registered)."""
+        if self.descriptor is None:
+            return {}
         try:
             declared = json.loads(self.descriptor.read_text(encoding="utf-8"))["parameters"]
             return {parameter["name"]: parameter["default"] for parameter in declared}
