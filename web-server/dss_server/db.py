@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -12,9 +12,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.dialects.postgresql import psycopg2
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Select, TextClause, Update
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30000
@@ -61,7 +61,7 @@ class Query:
     """A Core statement that runs in the request's session, or straight on the cursor of an
     autocommit connection (PostgreSQL), compiled once to psycopg2's SQL text for that."""
 
-    def __init__(self, statement: Executable):
+    def __init__(self, statement: Select[Any] | Update | TextClause):
         self.statement = statement
         self.sql = str(statement.compile(dialect=psycopg2.dialect()))
 
@@ -69,7 +69,7 @@ class Query:
         """The first row (None if none, or the statement returns no rows); `autocommit`: a
         pooled DBAPI connection of make_autocommit_engine, or None to use `db`."""
         if autocommit is None:
-            result = db.execute(self.statement, params)
+            result = cast(CursorResult[Any], db.execute(self.statement, params))  # what a Core statement gives
             return result.first() if result.returns_rows else None
         with autocommit.cursor() as cursor:
             cursor.execute(self.sql, params)

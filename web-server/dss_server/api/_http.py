@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, cast, overload
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from flask import Request, current_app, g, request, send_file
@@ -144,6 +145,10 @@ def session_id() -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
+@overload
+def identity(required: Literal[True] = True) -> auth.Identity: ...
+@overload
+def identity(required: bool) -> auth.Identity | None: ...
 def identity(required: bool = True) -> auth.Identity | None:
     if "identity" not in g:
         with autocommit() as connection:
@@ -166,7 +171,8 @@ def uploaded_file(field: str = "myfile") -> tuple[UploadFile, str]:
         raise DSSError(400, f"Missing multipart file field '{field}'")
     if len(parts) > 1:
         raise DSSError(400, f"One file per upload: the body has {len(parts)} '{field}' parts")
-    return parts[0].stream, parts[0].filename or param("filename") or ""
+    # the stream is the UploadFile that the request's form parser wrote the part into
+    return cast(UploadFile, parts[0].stream), parts[0].filename or param("filename") or ""
 
 
 def receive_upload(authorize, renew_every: float | None = None):

@@ -6,8 +6,9 @@ import re
 import secrets
 from datetime import timedelta
 from functools import cached_property
+from typing import TypeGuard, cast
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DB
 
@@ -32,8 +33,8 @@ def new_session_id() -> str:
     return secrets.token_hex(20)
 
 
-def valid_session_id(value: str | None) -> bool:
-    return bool(value) and bool(_SESSION_ID.match(value))
+def valid_session_id(value: str | None) -> TypeGuard[str]:
+    return value is not None and bool(_SESSION_ID.match(value))
 
 
 class Identity:
@@ -51,10 +52,10 @@ class Identity:
 
     @cached_property
     def user(self) -> User:
-        return self._db.get(User, self.user_id)
+        return self._db.get_one(User, self.user_id)
 
 
-_SESSIONS, _USERS = Session.__table__, User.__table__
+_SESSIONS, _USERS = cast(Table, Session.__table__), cast(Table, User.__table__)
 _SESSION_IDENTITY = Query(select(_SESSIONS.c.user_id, _USERS.c.sysadmin, _SESSIONS.c.atime,
                                   _SESSIONS.c.accept_terms)
                            .join(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
@@ -117,7 +118,7 @@ def ensure_user(db: DB, email: str, dispname: str | None = None, sysadmin: bool 
             user = User(email=email, dispname=dispname or email, sysadmin=sysadmin, tier=tier)
             db.add(user)
     except IntegrityError:
-        user = db.scalar(select(User).where(User.email == email))
+        user = db.scalars(select(User).where(User.email == email)).one()
     return user
 
 
@@ -189,14 +190,14 @@ def redeem(db: DB, token: str) -> User:
     user_id = db.scalar(delete(Token).where(Token.token_hash == token_hash, Token.kind == "login")
                         .returning(Token.user_id))
     if user_id is not None:
-        user = db.get(User, user_id)
+        user = db.get_one(User, user_id)
         issue_token(db, user)
         return user
     user_id = db.scalar(select(Token.user_id).where(Token.token_hash == token_hash,
                                                     Token.kind == "reusable"))
     if user_id is None:
         raise DSSError(401, "unauthorized")
-    return db.get(User, user_id)
+    return db.get_one(User, user_id)
 
 
 def logout(db: DB, session_id: str | None) -> None:

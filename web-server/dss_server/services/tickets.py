@@ -54,7 +54,7 @@ def list_tickets(db: DB, user_id: int) -> list[tuple[int, str, str]]:
     query = (select(Ticket.id, Service.name, Ticket.status)
              .join(Service, Service.githash == Ticket.service_githash)
              .where(Ticket.user_id == user_id, Ticket.status != "deleted").order_by(Ticket.id))
-    return [tuple(row) for row in db.execute(query)]
+    return [(ticket_id, service, status) for ticket_id, service, status in db.execute(query)]
 
 
 def ticket_summaries(db: DB, user: User) -> list[dict]:
@@ -83,16 +83,16 @@ def _lock_user(db: DB, user_id: int) -> User:
     here, so each counts the tickets the one before it committed and the quota holds. NO KEY
     UPDATE does not block the rows that merely reference the user (sessions, tokens, tickets).
     SQLite ignores it: its BEGIN IMMEDIATE (db.py) already serialises every transaction."""
-    return db.scalar(select(User).where(User.id == user_id)
-                     .with_for_update(key_share=True).execution_options(populate_existing=True))
+    return db.scalars(select(User).where(User.id == user_id)
+                      .with_for_update(key_share=True).execution_options(populate_existing=True)).one()
 
 
 def create(db: DB, identity: Identity, datastore, githash: str | None, name: str | None) -> int:
     service = catalog.resolve(db, githash, name)
     user = _lock_user(db, identity.user_id)
     limit = ticket_quota(db, user)
-    open_tickets = db.scalar(select(func.count()).select_from(Ticket)
-                             .where(Ticket.user_id == user.id, Ticket.status != "deleted"))
+    open_tickets = db.execute(select(func.count()).select_from(Ticket)
+                              .where(Ticket.user_id == user.id, Ticket.status != "deleted")).scalar_one()
     if open_tickets >= limit:
         raise DSSError(400, f"Maximum allowed number of open tickets ({limit}) exceeded.")
     status = lifecycle.transition(None, "create", {lifecycle.OWNER})
@@ -118,7 +118,7 @@ def mark_ready(db: DB, identity: Identity, datastore, ticket: Ticket, requested:
 
 
 def service_parameters(db: DB, ticket: Ticket) -> list[dict]:
-    service = db.get(Service, ticket.service_githash)
+    service = db.get_one(Service, ticket.service_githash)
     try:
         descriptor = json.loads(service.json or "{}")
     except ValueError:
@@ -171,8 +171,8 @@ def displayed_progress(db: DB, ticket: Ticket) -> float:
 
 def parse_fraction(name: str, value: str | None) -> float:
     try:
-        number = float(value)
-    except (TypeError, ValueError):
+        number = float(value or "")
+    except ValueError:
         raise DSSError(400, f"Parameter '{name}' must be a number, got {value!r}") from None
     if math.isnan(number) or not 0.0 <= number <= 1.0:
         raise DSSError(400, f"Parameter '{name}' must be between 0 and 1, got {value!r}")
@@ -202,7 +202,7 @@ def queue_position(db: DB, ticket: Ticket, same_service: bool) -> int:
                                                            Ticket.id <= ticket.id)
     if same_service:
         query = query.where(Ticket.service_githash == ticket.service_githash)
-    return db.scalar(query)
+    return db.execute(query).scalar_one()
 
 
 def append_log(db: DB, ticket_id: int, category: str, message: str) -> int:
