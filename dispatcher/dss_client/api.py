@@ -139,8 +139,8 @@ class DSSClient(Transport):
         ticket is deleted again if anything fails before it is ready, so no `init` ticket is
         left counting against the user's open-ticket limit.
         """
-        workspace = (workspace_or_image if hasattr(workspace_or_image, "export")
-                     else load_submission(workspace_or_image))
+        workspace = (load_submission(workspace_or_image) if isinstance(workspace_or_image, (str, Path))
+                     else workspace_or_image)
         workspace.parameters = {**workspace.parameters, **(parameters or {})}
         if not workspace.scan_name:
             workspace.scan_name = (workspace.path or workspace.main_layer().path).name

@@ -29,7 +29,7 @@ def _client(args) -> DSSClient:
     if not server:
         raise CLIError("not logged in: run `dss login URL` first (or pass --server URL)")
     same_server = login is not None and login.server == server.rstrip("/")
-    return DSSClient(server, session_id=login.session_id if same_server else None)
+    return DSSClient(server, session_id=login.session_id if login and same_server else None)
 
 
 def _remember_session(client: DSSClient) -> None:
@@ -116,9 +116,9 @@ def _minutes(duration: float | None) -> str:
 
 def cmd_admin_tickets(args, client: DSSClient) -> int:
     rows = client.admin_tickets()
-    if not args.json:  # JSON keeps the number of minutes
-        rows = [row._replace(duration=_minutes(row.duration)) for row in rows]
-    print_rows(rows, ("id", "email", "service", "status", "duration"), args.json)
+    shown = rows if args.json else [  # JSON keeps the number of minutes
+        (row.id, row.email, row.service, row.status, _minutes(row.duration)) for row in rows]
+    print_rows(shown, ("id", "email", "service", "status", "duration"), args.json)
     return 0
 
 
@@ -171,7 +171,7 @@ def _percent(progress: float) -> str:
     return f"{round(float(progress) * 100)} %"
 
 
-def _download_results(client: DSSClient, ticket_id: int, dest: str) -> list[Path]:
+def _download_results(client: DSSClient, ticket_id: int, dest: str | Path) -> list[Path]:
     """The result files into `dest`, and the log's attachments (reports, previews) into
     `dest/attachments`."""
     paths = client.download(ticket_id, "results", dest)

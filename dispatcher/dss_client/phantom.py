@@ -20,7 +20,7 @@ DEFAULT_NODULE_DIAMETERS = (4.0, 6.0, 9.0, 13.0, 18.0, 25.0)
 
 @dataclass
 class PhantomNodule:
-    center_mm: tuple[float, float, float]
+    center_mm: tuple[float, ...]  # x, y, z
     diameter_mm: float
     label: int
     irregular: bool = False
@@ -32,8 +32,8 @@ class Phantom:
     """hu: int16 (z, y, x); lungs: uint8 truth (1 right, 2 left); nodule_labels: uint16 truth."""
 
     hu: np.ndarray
-    spacing: tuple[float, float, float]
-    origin: tuple[float, float, float]
+    spacing: tuple[float, ...]  # x, y, z
+    origin: tuple[float, ...]
     direction: tuple[float, ...]
     lungs: np.ndarray
     nodules: list[PhantomNodule] = field(default_factory=list)

@@ -12,7 +12,7 @@ import shutil
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError, ProxyError, SSLError
@@ -67,7 +67,7 @@ def _ca_settings() -> dict[str, str]:
 def _pool_for(base_url: str) -> urllib3.PoolManager:
     """Thread-safe connections to `base_url`; never retried (callers retry), never blocking
     when more threads than POOL_SIZE call at once (extra connections are simply not kept)."""
-    settings = {"maxsize": POOL_SIZE, "block": False, "retries": False, **_ca_settings()}
+    settings: dict[str, Any] = {"maxsize": POOL_SIZE, "block": False, "retries": False, **_ca_settings()}
     proxy = _proxy_for(base_url)
     if proxy is None:
         return urllib3.PoolManager(**settings)

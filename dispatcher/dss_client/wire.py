@@ -45,7 +45,7 @@ class Attachment(NamedTuple):
 
 
 class FileEntry(NamedTuple):
-    index: int
+    index: int  # type: ignore[assignment]  # the wire's name; shadows tuple.index, which no caller needs
     name: str
 
 

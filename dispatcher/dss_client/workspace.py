@@ -45,7 +45,7 @@ class Layer:
 @dataclass(frozen=True)
 class Landmark:
     text: str
-    position: tuple[float, float, float]   # ITK-SNAP image coordinates (voxel i spans [i, i+1))
+    position: tuple[float, ...]   # ITK-SNAP image coordinates (voxel i spans [i, i+1))
 
 
 class Workspace:
@@ -75,6 +75,7 @@ class Workspace:
         stored path, the moved-workspace rule) or by file name. A layer naming anything else
         points at a missing file in that folder, never at a file elsewhere on this host."""
         workspace = cls.load(path)
+        assert workspace.path is not None  # load() sets it
         folder = workspace.path.parent
         save_location = workspace.registry.get("SaveLocation", "") or "/"
         for number in workspace._layer_numbers():
@@ -113,7 +114,7 @@ class Workspace:
             tags += [t for t in _split_tags(folder.get("LayerMetaData.Tags")) if t not in tags]
             result.append(Layer(key, folder.entries.get("Role", ""),
                                 self.actual_path(folder.entries.get("AbsolutePath", "")),
-                                tuple(tags), folder.get("LayerMetaData.CustomNickName", "")))
+                                tuple(tags), folder.get("LayerMetaData.CustomNickName", "") or ""))
         return result
 
     def main_layer(self) -> Layer:
@@ -169,7 +170,7 @@ class Workspace:
         self.registry.set(SCAN_NAME, name)
 
     # ----- label table and annotations
-    def label_table(self) -> dict[int, tuple[str, tuple[int, int, int]]]:
+    def label_table(self) -> dict[int, tuple[str, tuple[int, ...]]]:
         """{label value: (name, (r, g, b))} from the main layer's `ProjectMetaData.IRIS.LabelTable`."""
         key = f"{self.main_layer().key}.ProjectMetaData.IRIS.LabelTable"
         if not self.registry.has_folder(key):

@@ -39,6 +39,7 @@ class Runtime:
         """The job's result in another format, converted once and kept beside it."""
         suffix = RESULT_FORMATS[result_format(fmt)]
         target = job.directory / f"{job.result_stem}{suffix}"
+        assert job.result_path is not None  # only a finished job's result is asked for
         if not target.exists():
             convert_labels(job.result_path, target)
         return target

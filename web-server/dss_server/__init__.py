@@ -41,7 +41,7 @@ def create_app(config: Config | Mapping | None = None) -> Flask:
                       MAX_FORM_MEMORY_SIZE=FORM_FIELD_BYTES)
     # Behind a proxy (OpenShift route, compose's TLS front) the scheme and host are the proxy's:
     # they make blob links absolute and the cookie Secure on https.
-    app.wsgi_app = _MergeSlashes(ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1))
+    app.wsgi_app = _MergeSlashes(ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1))  # type: ignore[method-assign]
     _init_database(app, config)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
@@ -121,10 +121,11 @@ def _init_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        description = exc.description or ""
         if exc.code == 413:
-            message = exc.description if "bytes" in (exc.description or "") else _too_large(app)
+            message = description if "bytes" in description else _too_large(app)
         else:
-            message = HTTP_MESSAGES.get(exc.code) or exc.description or exc.name
+            message = (HTTP_MESSAGES.get(exc.code) if exc.code else None) or description or exc.name
         return wire.error(exc.code or 500, message, _json_safe())
 
     @app.errorhandler(DBAPIError)

@@ -7,6 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal, overload
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -19,6 +20,10 @@ _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0
 DRIVERS = {"postgresql": "psycopg2", "postgres": "psycopg2", "sqlite": "pysqlite"}
 
 
+@overload
+def _env(name: str, default: str) -> str: ...
+@overload
+def _env(name: str, default: None = None) -> str | None: ...
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
@@ -27,6 +32,12 @@ class ConfigError(RuntimeError):
     """The configuration cannot work; the message says what to set."""
 
 
+@overload
+def _number(name: str, default: str, minimum: float, maximum: float = ..., *,
+            whole: Literal[True]) -> int: ...
+@overload
+def _number(name: str, default: str, minimum: float, maximum: float = ...,
+            whole: Literal[False] = ...) -> float: ...
 def _number(name: str, default: str, minimum: float, maximum: float = math.inf,
             whole: bool = False) -> float:
     """The variable as a finite number in range (whole numbers may be written 4e9); unset or

@@ -5,6 +5,7 @@ Tables are created only by the Alembic migrations in migrations/versions/.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import cast
 
 from sqlalchemy import (
     BigInteger,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -39,6 +41,12 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Core table, for the statements built once (the ORM types `__table__` as any
+    FromClause, which Core's insert() does not take)."""
+    return cast(Table, model.__table__)
 
 
 class UserTier(Base):

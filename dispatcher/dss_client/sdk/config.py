@@ -8,6 +8,7 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 from urllib.parse import urlsplit
 
 MAX_PORT = 65535
@@ -33,6 +34,10 @@ class Config:
     retry_budget: float        # seconds a transient failure is retried before the ticket fails
 
 
+@overload
+def _env(name: str, default: str) -> str: ...
+@overload
+def _env(name: str, default: None) -> str | None: ...
 def _env(name: str, default: str | None) -> str | None:
     value = os.environ.get(name, default)
     return default if value == "" else value

@@ -10,6 +10,7 @@ import logging
 import re
 import threading
 import time
+from typing import Any
 
 from .. import DSSClient, DSSError, TransientError
 from . import metrics
@@ -176,7 +177,7 @@ class Supervisor:
     def health(self) -> dict:
         stale = self.settings.claim_wait + self.settings.retry_budget + 60
         now = time.monotonic()
-        workers = [{"name": w.thread.name, "alive": w.thread.is_alive(), "ticket": w.busy_with,
+        workers: list[dict[str, Any]] = [{"name": w.thread.name, "alive": w.thread.is_alive(), "ticket": w.busy_with,
                     "idle_s": round(now - w.heartbeat, 1), "fault": w.local_fault,
                     "refused": w.refusals >= REFUSALS_UNHEALTHY}
                    for w in self.workers]

@@ -36,8 +36,8 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(where)s%(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [p for p in (getattr(record, "service", None),
-                             f"ticket {record.ticket}" if getattr(record, "ticket", None) else None) if p]
+        ticket = getattr(record, "ticket", None)
+        parts = [p for p in (getattr(record, "service", None), f"ticket {ticket}" if ticket else None) if p]
         record.where = f"[{' '.join(parts)}] " if parts else ""
         return super().format(record)
 

@@ -39,6 +39,7 @@ def service_repo(descriptor: Path, root: Path) -> Path:
 
 def read_descriptor(service: Service) -> dict:
     """The service's service.json, which must describe the decorated service."""
+    assert service.descriptor is not None  # register() keeps the services that have one
     try:
         descriptor = json.loads(service.descriptor.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -62,5 +63,6 @@ def ensure_registered(admin: DSSClient, service: Service, provider: str, email: 
     if any(row.name == service.name and row.version == descriptor["version"]
            for row in admin.provider_service_list(provider)):
         return f"{service.name} {descriptor['version']} was already registered for {provider}"
+    assert service.descriptor is not None  # read_descriptor read it
     githash = admin.register_service(provider, str(service_repo(service.descriptor, repos)))
     return f"registered {service.name} {descriptor['version']} for {provider}: {githash.strip()}"

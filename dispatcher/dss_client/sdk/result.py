@@ -34,7 +34,8 @@ class Result:
 
     def add_landmark(self, text: str, point_mm) -> "Result":
         """An ITK-SNAP landmark at a physical point (x, y, z in mm, LPS like ITK)."""
-        self._landmarks.append((text, tuple(float(v) for v in point_mm)))
+        x, y, z = point_mm
+        self._landmarks.append((text, (float(x), float(y), float(z))))
         return self
 
     def add_report(self, file_name: str, data, description: str = "") -> "Result":

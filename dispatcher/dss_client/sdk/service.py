@@ -35,6 +35,8 @@ class Service:
     def default_parameters(self) -> dict:
         """name -> default of the parameters service.json declares; {} without a readable one
         (the server checked the declaration when the service was registered)."""
+        if self.descriptor is None:
+            return {}
         try:
             declared = json.loads(self.descriptor.read_text(encoding="utf-8"))["parameters"]
             return {parameter["name"]: parameter["default"] for parameter in declared}
@@ -73,7 +75,7 @@ def _import(name: str):
     if name.endswith(".py"):
         path = Path(name).resolve()
         spec = importlib.util.spec_from_file_location(path.stem, path)
-        if spec is None or not path.is_file():
+        if spec is None or spec.loader is None or not path.is_file():
             raise LoadError(f"no such file: {name}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module

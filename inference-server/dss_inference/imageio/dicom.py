@@ -128,7 +128,7 @@ def _evenly_spaced_slices(files: list[Path]) -> tuple[Path, ...]:
         kept.append(path)
         positions.append(_position_along_normal(tags[IMAGE_POSITION], tags[IMAGE_ORIENTATION]))
     if None not in positions:
-        _check_even_gaps(positions)
+        _check_even_gaps([p for p in positions if p is not None])
     return tuple(kept)
 
 

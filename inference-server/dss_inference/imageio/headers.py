@@ -168,7 +168,8 @@ def check_nifti_body(path: Path) -> None:
     """
     try:
         # The image's header has its offset reset to 0; the data proxy keeps the file's.
-        body = nibabel.load(str(path)).dataobj
+        # (nibabel.load is typed as returning the base class, which has no dataobj; a NIfTI image has)
+        body = nibabel.load(str(path)).dataobj  # type: ignore[attr-defined]
     except Exception as exc:  # nibabel raises many types for broken headers
         raise InvalidImage(f"not a readable NIfTI header: {without_paths(str(exc))}") from None
     needed = int(body.offset) + np.dtype(body.dtype).itemsize * math.prod(body.shape)

@@ -35,6 +35,7 @@ class LungSegmentation:
 
     name = "lung_segmentation"
     options: dict[str, tuple[float, float]] = {}
+    network: torch.nn.Module | None
 
     def __init__(self, device: torch.device, weights: str | None = None):
         self.device = device
@@ -47,15 +48,15 @@ class LungSegmentation:
         hu = _as_tensor(volume, self.device)
         if self.network is None:
             return lungs.segment_lungs(hu, volume, progress)
-        return self._run_network(hu, volume, progress)
+        return self._run_network(self.network, hu, volume, progress)
 
-    def _run_network(self, hu: torch.Tensor, volume, progress: Progress) -> ModelResult:
+    def _run_network(self, network: torch.nn.Module, hu: torch.Tensor, volume, progress: Progress) -> ModelResult:
         spacing = spacing_zyx(volume)
         factors = ops.block_factors(spacing, float(self.config["spacing_mm"]), hu.shape)
         work_spacing = tuple(s * f for s, f in zip(spacing, factors))
         coarse = ops.downsample(hu, factors)
         progress("lungs: network", 0.2)
-        probs = networks.sliding_window(self.network, networks.normalise(coarse),
+        probs = networks.sliding_window(network, networks.normalise(coarse),
                                         int(self.config["patch"]), float(self.config["overlap"]))
         progress("lungs: postprocess", 0.8)
         foreground = (probs.argmax(dim=0) > 0).cpu().numpy()
@@ -72,6 +73,7 @@ class NoduleDetection:
     name = "nodule_detection"
     options = {"min_score": (0.0, 1.0), "min_diameter_mm": (0.0, 100.0),
                "max_diameter_mm": (0.0, 100.0)}
+    network: torch.nn.Module | None
 
     def __init__(self, device: torch.device, lung_model: LungSegmentation, weights: str | None = None):
         self.device, self.lung_model = device, lung_model
@@ -89,16 +91,16 @@ class NoduleDetection:
         result = nodules.detect_nodules(hu, lung_result.labels, volume, progress)
         if self.network is not None and result.report["nodules"]:
             progress("nodules: classifier", 0.9)
-            result = self._rescore(hu, volume, result)
+            result = self._rescore(self.network, hu, volume, result)
         return _relabelled(result, [
             nodule for nodule in result.report["nodules"] if nodule["score"] >= min_score
             and min_diameter_mm <= nodule["diameter_mm"] <= max_diameter_mm])
 
-    def _rescore(self, hu: torch.Tensor, volume, result: ModelResult) -> ModelResult:
+    def _rescore(self, network: torch.nn.Module, hu: torch.Tensor, volume, result: ModelResult) -> ModelResult:
         """Score each classical candidate by the network's probability and reorder labels."""
         patches = torch.stack([self._patch(hu, volume, nodule["center_mm"]) for nodule in result.report["nodules"]])
         with torch.inference_mode():
-            probability = torch.sigmoid(self.network(patches[:, None]).float().reshape(-1)).cpu().numpy()
+            probability = torch.sigmoid(network(patches[:, None]).float().reshape(-1)).cpu().numpy()
         found = sorted(zip(probability, result.report["nodules"]), key=lambda item: -item[0])
         return _relabelled(result, [{**nodule, "score": round(float(score), 4)}
                                     for score, nodule in found])

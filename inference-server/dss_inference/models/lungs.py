@@ -97,7 +97,7 @@ def lung_pieces(candidates: np.ndarray, coarse: np.ndarray, spacing) -> list[np.
     """Components large enough and with lung-like density, largest first."""
     labels, sizes = ops.connected_components(candidates)
     ml_per_voxel = float(np.prod(spacing)) / 1000.0
-    pieces = []
+    pieces: list[np.ndarray] = []
     for label in range(1, len(sizes)):
         if sizes[label] * ml_per_voxel < MIN_LUNG_ML:
             break

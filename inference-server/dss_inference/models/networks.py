@@ -151,6 +151,7 @@ def sliding_window(network: nn.Module, image: torch.Tensor, patch: int, overlap:
                         total = torch.zeros((probs.shape[0], *shape), device=image.device)
                     total[:, z:z + sizes[0], y:y + sizes[1], x:x + sizes[2]] += probs
                     norm[z:z + sizes[0], y:y + sizes[1], x:x + sizes[2]] += weight
+    assert total is not None  # every axis has at least one window
     return total / norm.clamp_min(1e-6)
 
 

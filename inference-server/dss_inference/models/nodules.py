@@ -239,7 +239,7 @@ def _measure(image: np.ndarray, candidates, spacing, labels: np.ndarray,
         if score >= OPERATING_POINT:
             measured.append((score, region, box, volume_mm3, diameter))
     measured.sort(key=lambda item: item[0], reverse=True)
-    report = []
+    report: list[dict] = []
     for score, region, box, volume_mm3, diameter in measured:
         painted = labels[box]
         if (painted[region] > 0).mean() > MAX_OVERLAP or len(report) == MAX_NODULES:

@@ -7,6 +7,7 @@ components go through SimpleITK on the CPU, on downsampled masks where possible.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -46,7 +47,7 @@ def close(mask: torch.Tensor, radius: tuple[int, int, int]) -> torch.Tensor:
 
 
 def radius_in_voxels(radius_mm: float, spacing_zyx: tuple[float, float, float]) -> tuple[int, int, int]:
-    return tuple(max(0, int(round(radius_mm / s))) for s in spacing_zyx)
+    return cast(tuple[int, int, int], tuple(max(0, int(round(radius_mm / s))) for s in spacing_zyx))
 
 
 def gaussian_blur(volume: torch.Tensor, sigma_vox: tuple[float, float, float]) -> torch.Tensor:
@@ -72,7 +73,7 @@ def gaussian_blur(volume: torch.Tensor, sigma_vox: tuple[float, float, float]) -
     return out
 
 
-def downsample(volume: torch.Tensor, factors: tuple[int, int, int]) -> torch.Tensor:
+def downsample(volume: torch.Tensor, factors: tuple[int, ...]) -> torch.Tensor:
     """Block means over `factors` (z, y, x); the last partial blocks are averaged too."""
     if factors == (1, 1, 1):
         return volume
@@ -84,7 +85,7 @@ def downsample(volume: torch.Tensor, factors: tuple[int, int, int]) -> torch.Ten
 
 
 def upsample_labels(labels: torch.Tensor, factors: tuple[int, int, int],
-                    shape: tuple[int, int, int]) -> torch.Tensor:
+                    shape: tuple[int, ...]) -> torch.Tensor:
     """Each low-resolution voxel repeated over its block, cropped to `shape`: exact inverse
     of `downsample`'s block layout."""
     out = labels
@@ -98,8 +99,8 @@ def block_factors(spacing_zyx: tuple[float, float, float], target_mm: float,
                   shape: tuple[int, ...]) -> tuple[int, int, int]:
     """Block sizes (z, y, x) giving about target_mm, never more than the axis holds: a block
     beyond it would only pad the volume (gigabytes for a spacing of microns)."""
-    return tuple(min(n, max(1, int(math.floor(target_mm / s + 0.5))))
-                 for s, n in zip(spacing_zyx, shape))
+    return cast(tuple[int, int, int], tuple(min(n, max(1, int(math.floor(target_mm / s + 0.5))))
+                                            for s, n in zip(spacing_zyx, shape)))
 
 
 def connected_components(mask: np.ndarray, full_connectivity: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, cast, overload
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from flask import Request, current_app, g, request, send_file
@@ -140,6 +141,10 @@ def session_id() -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
+@overload
+def identity(required: Literal[True] = True) -> auth.Identity: ...
+@overload
+def identity(required: bool) -> auth.Identity | None: ...
 def identity(required: bool = True) -> auth.Identity | None:
     if "identity" not in g:
         g.identity = auth.identify(db=db(), session_id=session_id(), noauth=config().noauth,
@@ -162,7 +167,8 @@ def uploaded_file(field: str = "myfile") -> tuple[UploadFile, str]:
         raise Invalid(f"Missing multipart file field '{field}'")
     if len(parts) > 1:
         raise Invalid(f"One file per upload: the body has {len(parts)} '{field}' parts")
-    return parts[0].stream, parts[0].filename or param("filename") or ""
+    # the stream is the UploadFile that the request's form parser wrote the part into
+    return cast(UploadFile, parts[0].stream), parts[0].filename or param("filename") or ""
 
 
 def receive_upload(authorize, renew_every: float | None = None):
@@ -176,7 +182,10 @@ def receive_upload(authorize, renew_every: float | None = None):
     authorize()
     commit_now()
     if renew_every:
-        g.upload_heartbeat = (lambda: (authorize(), commit_now()), renew_every)
+        def heartbeat() -> None:
+            authorize()
+            commit_now()
+        g.upload_heartbeat = (heartbeat, renew_every)
     upload, name = uploaded_file()
     return authorize(), upload, name
 

@@ -47,6 +47,11 @@ def current() -> Identity | None:
     return identity(required=False)
 
 
+def signed_in() -> Identity:
+    """The identity of a view behind login_required or require_admin_page."""
+    return identity()
+
+
 def login_required(view):
     """Anonymous visitors go to the login page and come back afterwards."""
     @wraps(view)

@@ -5,7 +5,7 @@ from flask import render_template, request, url_for
 
 from ..api._http import db
 from . import charts, queries
-from ._web import attempt, current, page_blueprint, require_admin_page
+from ._web import attempt, page_blueprint, require_admin_page, signed_in
 
 bp = page_blueprint("admin_pages", __name__, url_prefix="/admin")
 bp.before_request(require_admin_page)
@@ -37,7 +37,7 @@ def users():
 def update_user(user_id):
     sysadmin = request.form.get("sysadmin") == "on"
     tier = request.form.get("tier", "")
-    return attempt(lambda: queries.update_user(db(), current().user, user_id, sysadmin, tier),
+    return attempt(lambda: queries.update_user(db(), signed_in().user, user_id, sysadmin, tier),
                    "Saved {result.email}.", url_for("admin_pages.users"))
 
 

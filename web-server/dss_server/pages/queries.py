@@ -143,7 +143,7 @@ def admin_tickets(db: DB, wanted: TicketFilter, page: int) -> tuple[list[TicketR
     if wanted.until and wanted.until < date.max:  # no day after date.max: no upper bound
         query = query.where(span.c.created < datetime.combine(wanted.until + timedelta(days=1),
                                                                datetime.min.time()))
-    total = db.scalar(select(func.count()).select_from(query.subquery()))
+    total = db.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     page_query = query.order_by(Ticket.id.desc()).limit(ADMIN_PAGE_SIZE) \
         .offset((page - 1) * ADMIN_PAGE_SIZE)
     return _ticket_rows(db, page_query), total
@@ -165,7 +165,7 @@ def ticket_history(db: DB, ticket_id: int) -> list[TicketHistory]:
 def ticket_claims(db: DB, ticket_id: int) -> list[tuple[ClaimHistory, str]]:
     query = (select(ClaimHistory, User.email).join(User, User.id == ClaimHistory.puser_id)
              .where(ClaimHistory.ticket_id == ticket_id).order_by(ClaimHistory.id))
-    return [tuple(row) for row in db.execute(query)]
+    return [(claim, email) for claim, email in db.execute(query)]
 
 
 # --- dashboard figures -------------------------------------------------------------------

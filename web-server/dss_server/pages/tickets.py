@@ -10,7 +10,7 @@ from ..api._http import config, db, download
 from ..services import files, tickets
 from ..services.tickets import consumer_actors
 from . import queries
-from ._web import attempt, current, login_required, page_blueprint
+from ._web import attempt, login_required, page_blueprint, signed_in
 
 bp = page_blueprint("tickets_page", __name__)
 LIVE_STATUSES = ("init", "ready", "claimed")
@@ -20,7 +20,7 @@ REFRESH_SECONDS = 5
 @bp.get("/tickets")
 @login_required
 def ticket_list():
-    rows = queries.user_tickets(db(), current().user)
+    rows = queries.user_tickets(db(), signed_in().user)
     refresh = REFRESH_SECONDS if any(r.ticket.status in LIVE_STATUSES for r in rows) else None
     return render_template("tickets.html", rows=rows, refresh=refresh)
 
@@ -28,7 +28,7 @@ def ticket_list():
 @bp.get("/tickets/<int:ticket_id>")
 @login_required
 def ticket_page(ticket_id):
-    ticket = queries.visible_ticket(db(), current(), ticket_id)
+    ticket = queries.visible_ticket(db(), signed_in(), ticket_id)
     entries = tickets.log_entries(db(), ticket.id, 0)
     attachments = tickets.attachments_of(db(), [entry.id for entry in entries])
     listing = {area: files.listing(db(), ticket.id, area) for area in ("input", "results")}
@@ -41,7 +41,7 @@ def ticket_page(ticket_id):
 @bp.get("/tickets/<int:ticket_id>/files/<area>/<int:index>")
 @login_required
 def download_file(ticket_id, area, index):
-    ticket = queries.visible_ticket(db(), current(), ticket_id)
+    ticket = queries.visible_ticket(db(), signed_in(), ticket_id)
     path, row = files.indexed_file(db(), config().datastore, ticket.id, files.check_area(area),
                                    str(index))
     return download(path, row.name)
@@ -50,8 +50,8 @@ def download_file(ticket_id, area, index):
 @bp.post("/tickets/<int:ticket_id>/retry")
 @login_required
 def retry(ticket_id):
-    ticket = queries.visible_ticket(db(), current(), ticket_id)
-    return attempt(lambda: tickets.retry(db(), current(), config().datastore, ticket),
+    ticket = queries.visible_ticket(db(), signed_in(), ticket_id)
+    return attempt(lambda: tickets.retry(db(), signed_in(), config().datastore, ticket),
                    f"Ticket {ticket_id} is queued again.",
                    url_for("tickets_page.ticket_page", ticket_id=ticket_id))
 
@@ -59,7 +59,7 @@ def retry(ticket_id):
 @bp.post("/tickets/<int:ticket_id>/delete")
 @login_required
 def delete(ticket_id):
-    ticket = queries.visible_ticket(db(), current(), ticket_id)
-    actors = consumer_actors(current(), ticket)
+    ticket = queries.visible_ticket(db(), signed_in(), ticket_id)
+    actors = consumer_actors(signed_in(), ticket)
     return attempt(lambda: tickets.delete_ticket(db(), ticket, actors, config().datastore),
                    f"Ticket {ticket_id} is deleted.", url_for("tickets_page.ticket_list"))

@@ -9,7 +9,7 @@ from flask import flash, make_response, redirect, render_template, request, url_
 
 from ..api._http import db, session_id
 from ..services import auth
-from ._web import current, login_required, page_blueprint
+from ._web import login_required, page_blueprint, signed_in
 
 bp = page_blueprint("tokens", __name__)
 
@@ -17,7 +17,7 @@ bp = page_blueprint("tokens", __name__)
 @bp.get("/token")
 @login_required
 def token_page():
-    who = current()
+    who = signed_in()
     template = "token.html" if who.accept_terms else "terms.html"
     return render_template(template, token=None)
 
@@ -35,7 +35,7 @@ def accept_terms():
 @bp.post("/token")
 @login_required
 def issue():
-    who = current()
+    who = signed_in()
     if not who.accept_terms:
         return redirect(url_for("tokens.token_page"), code=303)
     token = auth.issue_token(db(), who.user)

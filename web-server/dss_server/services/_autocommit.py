@@ -5,12 +5,12 @@ touch its connections."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator, cast
 
 from sqlalchemy.dialects.postgresql import psycopg2
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Select, TextClause, Update
 
 
 @contextmanager
@@ -24,7 +24,8 @@ def lend(pool: Engine | None) -> Iterator:
     try:
         yield connection
     finally:
-        if connection.driver_connection.closed:  # lost (a database restart): not back to the pool
+        driver = connection.driver_connection
+        if driver is None or driver.closed:  # lost (a database restart): not back to the pool
             connection.invalidate()
         else:
             connection.close()
@@ -34,7 +35,7 @@ class Query:
     """A Core statement that runs in the request's session, or straight on the cursor of an
     autocommit connection (PostgreSQL), compiled once to psycopg2's SQL text for that."""
 
-    def __init__(self, statement: Executable):
+    def __init__(self, statement: Select[Any] | Update | TextClause):
         self.statement = statement
         self.sql = str(statement.compile(dialect=psycopg2.dialect()))
 
@@ -42,7 +43,7 @@ class Query:
         """The first row (None if none, or the statement returns no rows); `connection`: one
         that `lend` gave, or None to use `db`."""
         if connection is None:
-            result = db.execute(self.statement, params)
+            result = cast(CursorResult[Any], db.execute(self.statement, params))  # what a Core statement gives
             return result.first() if result.returns_rows else None
         with connection.cursor() as cursor:
             cursor.execute(self.sql, params)

@@ -31,15 +31,18 @@ def user_ticket(db: DB, identity: Identity, ticket_id: int | str, for_update: bo
     if for_update:
         query = query.with_for_update()
     ticket = db.scalar(query)
-    require_readable(identity, ticket_id, ticket and ticket.user_id)
+    if ticket is None or not may_read(identity, ticket.user_id):
+        raise ticket_not_found(identity, ticket_id)
     return ticket
 
 
-def require_readable(identity: Identity, ticket_id: int, owner_id: int | None) -> None:
-    """The caller owns ticket `ticket_id` (`owner_id`: its owner, None if there is no such
-    ticket) or is an admin; else TicketNotFound (the original's 400)."""
-    if owner_id is None or (owner_id != identity.user_id and not identity.sysadmin):
-        raise TicketNotFound(f"Ticket {ticket_id} not found for user {identity.user_id}")
+def may_read(identity: Identity, owner_id: int) -> bool:
+    """Owners and admins read a ticket; to anyone else it does not exist."""
+    return owner_id == identity.user_id or identity.sysadmin
+
+
+def ticket_not_found(identity: Identity, ticket_id: int) -> TicketNotFound:
+    return TicketNotFound(f"Ticket {ticket_id} not found for user {identity.user_id}")
 
 
 def provides_service(db: DB, identity: Identity, githash: str) -> bool:

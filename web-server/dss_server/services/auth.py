@@ -6,6 +6,7 @@ import re
 import secrets
 from datetime import timedelta
 from functools import cached_property
+from typing import TypeGuard
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Engine
@@ -13,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DB
 
 from ..errors import Invalid, NotLoggedIn
-from ..models import Session, Token, User, utcnow
+from ..models import Session, Token, User, table_of, utcnow
 from ._autocommit import Query, lend
 
 NOAUTH_EMAIL = "test@example.com"
@@ -33,8 +34,8 @@ def new_session_id() -> str:
     return secrets.token_hex(20)
 
 
-def valid_session_id(value: str | None) -> bool:
-    return bool(value) and bool(_SESSION_ID.match(value))
+def valid_session_id(value: str | None) -> TypeGuard[str]:
+    return value is not None and bool(_SESSION_ID.match(value))
 
 
 class Identity:
@@ -52,10 +53,10 @@ class Identity:
 
     @cached_property
     def user(self) -> User:
-        return self._db.get(User, self.user_id)
+        return self._db.get_one(User, self.user_id)
 
 
-_SESSIONS, _USERS = Session.__table__, User.__table__
+_SESSIONS, _USERS = table_of(Session), table_of(User)
 _SESSION_IDENTITY = Query(select(_SESSIONS.c.user_id, _USERS.c.sysadmin, _SESSIONS.c.atime,
                                   _SESSIONS.c.accept_terms)
                            .join(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
@@ -122,7 +123,7 @@ def ensure_user(db: DB, email: str, dispname: str | None = None, sysadmin: bool 
             user = User(email=email, dispname=dispname or email, sysadmin=sysadmin, tier=tier)
             db.add(user)
     except IntegrityError:
-        user = db.scalar(select(User).where(User.email == email))
+        user = db.scalars(select(User).where(User.email == email)).one()
     return user
 
 
@@ -194,14 +195,14 @@ def redeem(db: DB, token: str) -> User:
     user_id = db.scalar(delete(Token).where(Token.token_hash == token_hash, Token.kind == "login")
                         .returning(Token.user_id))
     if user_id is not None:
-        user = db.get(User, user_id)
+        user = db.get_one(User, user_id)
         issue_token(db, user)
         return user
     user_id = db.scalar(select(Token.user_id).where(Token.token_hash == token_hash,
                                                     Token.kind == "reusable"))
     if user_id is None:
         raise NotLoggedIn("unauthorized")
-    return db.get(User, user_id)
+    return db.get_one(User, user_id)
 
 
 def logout(db: DB, session_id: str | None) -> None:

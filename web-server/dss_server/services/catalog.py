@@ -30,7 +30,8 @@ def by_githash(db: DB, githash: str) -> Service:
 def version_key(version: str) -> tuple[int, int, int]:
     """First three dot-separated parts as integers; missing or non-numeric parts count 0."""
     parts = (version or "").split(".")[:3] + ["0"] * 3
-    return tuple(int(p) if p.isdigit() else 0 for p in parts[:3])
+    major, minor, patch = (int(p) if p.isdigit() else 0 for p in parts[:3])
+    return major, minor, patch
 
 
 def resolve(db: DB, githash: str | None, name: str | None) -> Service:
@@ -53,7 +54,7 @@ def provider_services(db: DB, user_id: int) -> list[tuple[str, str, str, str]]:
              .where(ProviderAccess.user_id == user_id, Service.current.is_(True),
                     ProviderService.current.is_(True))
              .order_by(Service.name, ProviderService.provider_name))
-    return [tuple(row) for row in db.execute(query)]
+    return [(name, version, githash, provider) for name, version, githash, provider in db.execute(query)]
 
 
 def touch(db: DB, githashes: list[str]) -> None:
@@ -87,7 +88,7 @@ def stats(db: DB, service: Service) -> dict:
               .where(Ticket.service_githash == service.githash, TicketHistory.atime >= day_ago))
     n_success = db.scalar(recent.where(TicketHistory.status == "success"))
     n_failed = db.scalar(recent.where(TicketHistory.status.in_(("failed", "timeout"))))
-    result = {"n_success": n_success, "n_failed": n_failed}
+    result: dict[str, float | None] = {"n_success": n_success, "n_failed": n_failed}
     if n_success:
         result["avg_duration"] = _average_runtime(db, service.githash)
     result["last_heard_from"] = int((utcnow() - service.pingtime).total_seconds())

@@ -203,7 +203,7 @@ def _claim_once(db: DB, identity: Identity, githashes: list[str], provider: str,
                 policy: leases.ClaimPolicy, pool: Engine | None,
                 commit: Callable[[], None]) -> Claimed | None:
     started = time.perf_counter()
-    if _sweep_throttle.due([str(db.get_bind().url)]):
+    if _sweep_throttle.due([str(db.get_bind().engine.url)]):
         leases.sweep(db, policy)
     catalog.touch(db, githashes)
     claimed = _take(db, identity, githashes, provider, code, policy.order, pool, commit)
@@ -259,7 +259,9 @@ def _execute(db: DB, connection, statement: _Prepared, values: dict) -> tuple:
         with connection.cursor() as cursor:
             cursor.execute(statement.prepare)
         connection.info[statement.name] = True
-    return statement.execute.first(db, connection, values)
+    row = statement.execute.first(db, connection, values)
+    assert row is not None  # its aggregates make the one row the caller unpacks
+    return row
 
 
 def _take_with_orm(db: DB, values: dict, order: str) -> Claimed | None:
@@ -269,7 +271,7 @@ def _take_with_orm(db: DB, values: dict, order: str) -> Claimed | None:
                                           Ticket.service_githash.in_(values["githashes"])))
     if picked is None:
         return None
-    ticket = db.get(Ticket, picked)
+    ticket = db.get_one(Ticket, picked)
     claim = ClaimHistory(ticket_id=ticket.id, provider=values["provider"],
                          puser_id=values["user_id"], provider_code=values["code"],
                          session_hash=values["session_hash"], atime=values["now"])

@@ -416,7 +416,8 @@ def blob(db: DB, datastore: Path, prefix: str) -> tuple[Path, str]:
     row = db.scalar(select(TicketAttachment).where(TicketAttachment.uuid.startswith(prefix.lower()))
                     .order_by(TicketAttachment.id).limit(1))
     path = attachment_dir(datastore, row.ticket_id) / row.filename if row else None
-    if path is None or not path.is_file():
+    if row is None or path is None or not path.is_file():
         raise ResourceNotFound(f"Resource {prefix} not found")
-    valid = row.mime_type and MIME_TYPE.fullmatch(row.mime_type)  # stored before the check
-    return path, row.mime_type if valid else "application/octet-stream"
+    mime_type = row.mime_type or ""
+    valid = MIME_TYPE.fullmatch(mime_type)  # stored before the check
+    return path, mime_type if valid else "application/octet-stream"

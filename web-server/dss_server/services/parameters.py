@@ -80,7 +80,8 @@ def _bounds_problem(parameter: dict, kind: str) -> str | None:
         bounds = [parameter.get(key) for key in ("min", "max")]
         if any(bound is not None and not _is_number(bound, kind == "int") for bound in bounds):
             return f"'min' and 'max' must be {'whole ' if kind == 'int' else ''}numbers"
-        if None not in bounds and bounds[0] > bounds[1]:
+        low, high = bounds
+        if low is not None and high is not None and low > high:
             return "'min' is larger than 'max'"
     if kind == "choice":
         choices = parameter.get("choices")

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session as DB
 
 from ..errors import Forbidden, Invalid, NotFound, ProviderNotFound, ServiceNotFound
@@ -24,7 +25,7 @@ def all_providers(db: DB) -> list[str]:
     return list(db.scalars(select(Provider.name).order_by(Provider.name)))
 
 
-def add(db: DB, name: str) -> None:
+def add(db: DB, name: str | None) -> None:
     name = check_name(name)
     provider = db.get(Provider, name)
     if provider is None:
@@ -62,7 +63,7 @@ def users(db: DB, provider: str) -> list[tuple[int, str, bool]]:
     query = (select(User.id, User.email, ProviderAccess.admin)
              .join(ProviderAccess, ProviderAccess.user_id == User.id)
              .where(ProviderAccess.provider == provider).order_by(User.id))
-    return [tuple(row) for row in db.execute(query)]
+    return [(user_id, email, admin) for user_id, email, admin in db.execute(query)]
 
 
 def grant(db: DB, provider: str, email: str, admin: bool = False) -> User:
@@ -86,8 +87,8 @@ def revoke(db: DB, provider: str, user_id: str) -> User | None:
         raise Invalid(f"Not a user id: {user_id!r}") from None
     if user is None:
         return None
-    removed = db.execute(delete(ProviderAccess).where(ProviderAccess.user_id == user.id,
-                                                      ProviderAccess.provider == provider))
+    removed = cast(CursorResult[Any], db.execute(  # what a DELETE gives
+        delete(ProviderAccess).where(ProviderAccess.user_id == user.id, ProviderAccess.provider == provider)))
     if not removed.rowcount:
         return None
     _drop_tokens_of_former_members(db, [user.id])
@@ -120,12 +121,12 @@ def provider_token(db: DB, provider: str, email: str) -> tuple[User, str]:
     return user, issue_token(db, user, reusable=True)
 
 
-def services(db: DB, provider: str) -> list[tuple[str, str, str, str]]:
+def services(db: DB, provider: str) -> list[tuple[str, str, str, str | None]]:
     query = (select(Service.name, Service.version, Service.githash, Service.shortdesc)
              .join(ProviderService, ProviderService.service_githash == Service.githash)
              .where(ProviderService.provider_name == provider, Service.current.is_(True))
              .order_by(Service.name))
-    return [tuple(row) for row in db.execute(query)]
+    return [(name, version, githash, shortdesc) for name, version, githash, shortdesc in db.execute(query)]
 
 
 def retire_service(db: DB, provider: str, githash: str) -> None:

@@ -21,10 +21,11 @@ from ..models import (
     TicketProgress,
     User,
     UserTier,
+    table_of,
     utcnow,
 )
 from . import catalog, files, notify, parameters, workspace_info
-from .access import require_readable
+from .access import may_read, ticket_not_found
 from .auth import Identity
 
 FINISHED_PROGRESS = ("failed", "success", "timeout")
@@ -53,15 +54,15 @@ class Detail(NamedTuple):
     log: list[LogEntry]
 
 
-_TICKETS, _PROGRESS = Ticket.__table__, TicketProgress.__table__
+_TICKETS, _PROGRESS = table_of(Ticket), table_of(TicketProgress)
 _QUEUED = _TICKETS.alias("queued")
-_LOG, _LINKS, _ATTACHMENTS = (TicketLog.__table__, TicketLogAttachment.__table__,
-                              TicketAttachment.__table__)
+_LOG, _LINKS, _ATTACHMENTS = (table_of(TicketLog), table_of(TicketLogAttachment),
+                              table_of(TicketAttachment))
 # Polls are most of the traffic: a poll lists the user's tickets, then reads the ticket's
 # owner, status, claimed progress and queue position in one round trip and its new log
 # entries with their attachments in another. The statements are built once, so SQLAlchemy
 # reuses their compiled form (building one costs about as much as running it).
-_SERVICES = Service.__table__
+_SERVICES = table_of(Service)
 _USER_TICKETS = (select(_TICKETS.c.id, _SERVICES.c.name, _TICKETS.c.status)
                  .join(_SERVICES, _SERVICES.c.githash == _TICKETS.c.service_githash)
                  .where(_TICKETS.c.user_id == bindparam("user_id"), _TICKETS.c.status != "deleted")
@@ -108,7 +109,8 @@ def consumer_actors(identity: Identity, ticket: Ticket) -> set[str]:
 
 
 def list_tickets(db: DB, user_id: int) -> list[tuple[int, str, str]]:
-    return [tuple(row) for row in db.execute(_USER_TICKETS, {"user_id": user_id})]
+    return [(ticket_id, service, status)
+            for ticket_id, service, status in db.execute(_USER_TICKETS, {"user_id": user_id})]
 
 
 def ticket_summaries(db: DB, user: User) -> list[dict]:
@@ -130,7 +132,7 @@ def ticket_summaries(db: DB, user: User) -> list[dict]:
 # so each counts the tickets the one before it committed and the quota holds. NO KEY UPDATE
 # does not block the rows that merely reference the user (sessions, tokens, tickets). SQLite
 # ignores it: its BEGIN IMMEDIATE (db.py) already serialises every transaction.
-_USERS, _TIERS = User.__table__, UserTier.__table__
+_USERS, _TIERS = table_of(User), table_of(UserTier)
 _LOCKED_QUOTA = (select(func.coalesce(_USERS.c.max_tickets,
                                       select(_TIERS.c.max_tickets)
                                       .where(_TIERS.c.tier == _USERS.c.tier).scalar_subquery(),
@@ -147,7 +149,7 @@ _NEW_TICKET = (insert(_TICKETS)
                             select(bindparam("user_id"), bindparam("githash"), bindparam("status"),
                                    literal(0)).where(_OPEN_TICKETS < bindparam("quota")))
                .returning(_TICKETS.c.id))
-_NEW_HISTORY = insert(TicketHistory.__table__)
+_NEW_HISTORY = insert(table_of(TicketHistory))
 _DESCRIPTOR = select(_SERVICES.c.json).where(_SERVICES.c.githash == bindparam("githash"))
 _NEW_LOG_ENTRY = insert(_LOG).returning(_LOG.c.id)
 _LINK_ATTACHMENTS = insert(_LINKS).from_select(
@@ -245,7 +247,8 @@ def detail(db: DB, identity: Identity, ticket_id: int, since: int | None) -> Det
     """The ticket's status, progress, queue position (while ready) and log entries after
     `since` (None: none), if the caller may read it (access.user_ticket's rule)."""
     row = db.execute(_POLLED_TICKET, {"ticket_id": ticket_id}).first()
-    require_readable(identity, ticket_id, row and row[0])
+    if row is None or not may_read(identity, row[0]):
+        raise ticket_not_found(identity, ticket_id)
     _, status, claimed_total, queue_position = row
     entries: list[LogEntry] = []
     if since is not None:
@@ -260,8 +263,8 @@ def detail(db: DB, identity: Identity, ticket_id: int, since: int | None) -> Det
 
 def parse_fraction(name: str, value: str | None) -> float:
     try:
-        number = float(value)
-    except (TypeError, ValueError):
+        number = float(value or "")
+    except ValueError:
         raise Invalid(f"Parameter '{name}' must be a number, got {value!r}") from None
     if math.isnan(number) or not 0.0 <= number <= 1.0:
         raise Invalid(f"Parameter '{name}' must be between 0 and 1, got {value!r}")
@@ -291,7 +294,7 @@ def queue_position(db: DB, ticket: Ticket, same_service: bool) -> int:
                                                            Ticket.id <= ticket.id)
     if same_service:
         query = query.where(Ticket.service_githash == ticket.service_githash)
-    return db.scalar(query)
+    return db.execute(query).scalar_one()
 
 
 def append_log(db: DB, ticket_id: int, category: str, message: str) -> int:
