@@ -17,6 +17,8 @@ REQUIRED_IN_WHEEL = {
     "dispatcher": ["dss_dispatcher/__main__.py", "dss_dispatcher/config.py", "dss_client/__init__.py"],
     "inference-server": ["dss_inference/__init__.py", "dss_inference/config.py"],
 }
+# The distribution names users install by; the client's carries the `dss` command.
+DISTRIBUTION = {"web-server": "dss_server", "dispatcher": "dss_client", "inference-server": "dss_inference"}
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
@@ -29,6 +31,7 @@ def test_package_builds_from_the_docker_context(name, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
+    assert wheel.name.startswith(DISTRIBUTION[name] + "-")
     members = set(zipfile.ZipFile(wheel).namelist())
     for required in REQUIRED_IN_WHEEL[name]:
         if not (source / required).exists():
@@ -36,12 +39,18 @@ def test_package_builds_from_the_docker_context(name, tmp_path):
         assert required in members, f"{required} is not in the image's installed package"
     # `pip install ./<component>` outside the images installs what requirements.txt pins
     assert _requires_dist(wheel) == _pins(source / "requirements.txt")
+    if name == "dispatcher":
+        assert "dss = dss_client.cli:main" in _dist_info(wheel, "entry_points.txt")
+
+
+def _dist_info(wheel, filename: str) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        (member,) = (n for n in archive.namelist() if n.endswith(".dist-info/" + filename))
+        return archive.read(member).decode()
 
 
 def _requires_dist(wheel) -> list[str]:
-    with zipfile.ZipFile(wheel) as archive:
-        (metadata,) = (n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
-        lines = archive.read(metadata).decode().splitlines()
+    lines = _dist_info(wheel, "METADATA").splitlines()
     return [line.removeprefix("Requires-Dist: ") for line in lines
             if line.startswith("Requires-Dist: ")]
 
