@@ -14,6 +14,11 @@ same pool of client processes, and measures for each server in turn:
 - claims/s: batches of `--batch` ready tickets (made between the timed phases) emptied by the
   claimer processes (`POST api/pro/services/claims`) until the answer is `None`.
 
+And, for ours only, the ceiling of this machine: empty requests/s (`GET /healthz`, which
+touches no database) from the same client processes through the same gunicorn. No request can
+be faster, so it bounds each ratio: a poll is two requests, a claim one; the summary prints
+each target beside the most this ceiling would allow.
+
 Both users get the largest tier of their server (as bench/webstack.py does for ours), so that
 the open-ticket quota does not end a phase; the quota is still counted on every create.
 Checks (a failure exits 1): every submitted ticket listed as ready with its file, one file
@@ -172,7 +177,15 @@ def poll_job(client: DSSClient, errors: list, ticket_id: int, count: int) -> lis
     return [(ticket_id, listed.get(ticket_id), detail["status"], detail["progress"], seen)]
 
 
-JOBS = {"submit": submit_job, "claim": claim_job, "poll": poll_job}
+def empty_job(client: DSSClient, errors: list, count: int) -> list[int]:
+    for _ in range(count):
+        attempt(errors, client._get, "healthz")  # no public call: clients have no use for it
+    return [count]
+
+
+JOBS = {"submit": submit_job, "claim": claim_job, "poll": poll_job, "empty": empty_job}
+# HTTP requests one operation makes: the ceiling of empty requests/s bounds each rate by this
+REQUESTS_PER = {"status polls": 2, "submit requests": 1, "claims": 1}
 
 
 class Crew:
@@ -298,6 +311,18 @@ def measure_claims(server: Server, crew: Crew, claims: int, batch: int, failures
     return Figure(count, seconds, cpu_seconds, len(errors))
 
 
+def measure_ceiling(server: Server, crew: Crew, requests: int) -> Figure:
+    each = requests // len(crew.queues)
+    cpu = server.cpu_seconds()
+    errors: list[str] = []
+    counts, seconds = crew.run([("empty", server.url, each) for _ in crew.queues], errors)
+    figure = Figure(sum(counts) - len(errors), seconds, server.cpu_seconds() - cpu, len(errors))
+    print(f"{server.name:15s} {'empty requests':16s}: {figure.count:6d} in {figure.seconds:6.2f} s "
+          f"= {figure.rate:7.1f}/s; server CPU {figure.cpu_ms:.2f} ms each "
+          f"(GET /healthz: the ceiling of any request here)", flush=True)
+    return figure
+
+
 def measure(server: Server, crew: Crew, args, failures: list) -> dict[str, Figure]:
     figures = {"status polls": measure_polls(server, crew, args.polls, failures),
                "submit requests": measure_submits(server, crew, args.submits, failures),
@@ -319,6 +344,7 @@ def main(args) -> int:
             theirs = measure(server, crew, args, failures)
         with ours(args.workers) as server:
             mine = measure(server, crew, args, failures)
+            ceiling = measure_ceiling(server, crew, args.polls * 2)
     finally:
         crew.close()
     print(f"machine: {machine_note()}")
@@ -327,7 +353,8 @@ def main(args) -> int:
     for what, target in TARGETS.items():
         ratio = mine[what].rate / theirs[what].rate
         print(f"{what:16s}: {mine[what].rate:7.1f} vs {theirs[what].rate:7.1f}/s = {ratio:5.2f}x "
-              f"(target >= {target}x) {'OK' if ratio >= target else 'BELOW TARGET'}")
+              f"(target >= {target}x) {'OK' if ratio >= target else 'BELOW TARGET'}; "
+              f"empty requests would reach {ceiling.rate / REQUESTS_PER[what] / theirs[what].rate:.1f}x")
     ours_failed = [failure for failure in failures if not failure.startswith(ORIGINAL)]
     for failure in failures:  # the original's own failures are figures, not ours to fix
         print(f"{'FAILED' if failure in ours_failed else 'original failed'}: {failure}")
