@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from .. import wire
-from ..errors import DSSError, Invalid, NotLoggedIn
+from ..errors import Invalid, NotLoggedIn
 from ..services import auth
 from ._http import (
     accepts_json,
@@ -38,7 +38,7 @@ def login():
         raise Invalid("Missing 'token' parameter")
     try:
         user, new_session_id = auth.login(db(), token, session_id())
-    except DSSError:
+    except NotLoggedIn:
         auth.logout(db(), session_id())
         commit_now()  # the 401 must not undo the logout
         response = wire.error(401, "unauthorized", accepts_json())

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from flask import Blueprint
 
 from .. import wire
-from ..errors import DSSError, Invalid
+from ..errors import Conflict, Invalid, NotFound
 from ..models import LOG_CATEGORIES
 from ..services import catalog, claims, files, leases, provider_tickets, release, tickets
 from ..services.access import require_provider, service_provider_ticket
@@ -127,7 +127,7 @@ def status(ticket_id):
     if ticket.status == "claimed" and ticket.claim_id is not None:
         try:
             _active(ticket_id)  # the claimer asking renews its lease
-        except DSSError:
+        except (NotFound, Conflict):  # not its claim (any more): nothing to renew
             pass
     return wire.text(ticket.status)
 

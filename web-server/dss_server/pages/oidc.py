@@ -18,7 +18,7 @@ from joserfc.errors import JoseError
 
 from ..api._http import config, db, delete_session_cookie, session_id, set_session_cookie
 from ..config import ConfigError
-from ..errors import DSSError
+from ..errors import NotLoggedIn
 from ..services import auth
 from ._web import current, error_page, page_blueprint
 
@@ -142,7 +142,7 @@ def token_login():
         return error_page(400, "Enter a login token.")
     try:
         user = auth.redeem(db(), token)
-    except DSSError:
+    except NotLoggedIn:
         return error_page(401, "This login token is not valid (tokens work once; get a new "
                                "one from /token or your administrator).")
     return _signed_in_as(user, target)

@@ -6,7 +6,7 @@ import json
 from flask import abort, render_template
 
 from ..api._http import db
-from ..errors import DSSError
+from ..errors import ServiceNotFound
 from ..services import catalog, parameters
 from ._web import login_required, page_blueprint
 from .queries import shown
@@ -76,7 +76,7 @@ def service_list():
 def service_page(githash):
     try:
         service = catalog.by_githash(db(), githash)
-    except DSSError:
+    except ServiceNotFound:
         abort(404, f"No service with githash {githash}.")
     card = _card(db(), service)
     pretty = json.dumps(card["descriptor"], indent=2, ensure_ascii=False)

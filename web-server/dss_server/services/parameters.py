@@ -10,7 +10,7 @@ import json
 import math
 import re
 
-from ..errors import DSSError, Invalid
+from ..errors import Invalid
 
 TYPES = ("float", "int", "bool", "choice", "string")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
@@ -28,7 +28,7 @@ def declared(descriptor: dict) -> list[dict]:
     is one registration would now refuse (a service stored before the check existed)."""
     try:
         check_declaration(descriptor)
-    except DSSError:
+    except Invalid:
         return []
     return descriptor.get("parameters", [])
 
@@ -70,7 +70,7 @@ def _declaration_problem(parameter: dict) -> str | None:
         return "a 'default' is required"
     try:
         typed(parameter, parameter["default"])
-    except DSSError as exc:
+    except Invalid as exc:
         return f"its default is invalid ({exc.message.split(': ', 1)[1]})"
     return None
 
