@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from dss_client import DSSClient
-from helpers import PYTHON, default_sigint, free_port
+from helpers import PYTHON, REPO_ROOT, default_sigint, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +84,8 @@ def test_make_up_bootstraps_and_is_idempotent(tmp_path):
     try:
         assert "The DSS stack is up." in second, second
         assert re.search(r"services +(.*)", second).group(1) == githashes   # same githashes
+        for page in ("README.md", "docs/dispatcher.md"):  # the banner the docs show is this one
+            assert f"services          {githashes}" in (REPO_ROOT / page).read_text(), page
         token = re.search(r"Admin login token .*: ([0-9a-f]{48})", second).group(1)
         client = DSSClient(f"http://127.0.0.1:{ports['PORT']}")
         client.login(token)
