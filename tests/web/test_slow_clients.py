@@ -1,10 +1,12 @@
 """Clients that stall or wait, against a real gunicorn on loopback: a half-sent request gives its
 thread back (DSS_BODY_TIMEOUT), a stalled upload holds no more disk than arrived and is dropped
-with a 408, `wait=` claims cannot take every thread from /healthz, and the temp file of an
-upload cut short by a SIGKILL is removed as soon as the server starts again."""
+with a 408, `wait=` claims cannot take every thread from /healthz, claim nothing for a client
+that hung up and end when the server is stopped, and the temp file of an upload cut short by a
+SIGKILL is removed as soon as the server starts again."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -178,6 +180,51 @@ def test_waiting_claims_take_at_most_half_the_threads(server, sessions):
     githash, threads, results = waiting_claims(server, sessions, accounts=5, per_account=4)
     assert requests.get(f"{server.url}/healthz", timeout=PROMPT).text == "ok"
     finish(sessions, githash, threads, results, waiting=8)
+
+
+def test_a_waiting_claim_whose_client_hung_up_claims_nothing(server, sessions):
+    """A dispatcher stopped while its claim waits: a ticket made ready after must stay ready
+    for the next claimer, not sit claimed for nobody until its lease runs out."""
+    provider, githash = new_service(sessions)
+    account = login(server, sessions, f"gone-{provider}@example.org", provider)
+    body = f"services={githash}&provider={provider}&code=c&wait=30"
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall((f"POST /api/pro/services/claims HTTP/1.1\r\nHost: x\r\n"
+                  f"Cookie: webpy_session_id={account.cookies['webpy_session_id']}\r\n"
+                  "Content-Type: application/x-www-form-urlencoded\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+    time.sleep(1)  # the claim found nothing and waits
+    sock.close()
+    with sessions() as db:
+        owner = auth.ensure_user(db, f"owner-{provider}@example.org")
+        ticket = Ticket(user_id=owner.id, service_githash=githash, status="ready", attempts=0)
+        db.add(ticket)
+        db.commit()
+        ticket_id = ticket.id
+    time.sleep(3)  # waiters look every second without a notification (none from this insert)
+    with sessions() as db:
+        assert db.get_one(Ticket, ticket_id).status == "ready"
+    claimed = account.post(f"{server.url}/api/pro/services/claims",
+                           data={"services": githash, "provider": provider, "code": "c"})
+    assert claimed.text.startswith(f"{ticket_id},")
+
+
+def test_stopping_the_server_ends_waiting_claims_at_once(migrated_db, tmp_path, sessions):
+    """SIGTERM (a rolling deploy, Ctrl-C of `make up`): the waiting claim answers None and the
+    server exits, without waiting out `wait=30` (gunicorn would give it 30 s)."""
+    server = start_gunicorn(migrated_db, tmp_path)
+    try:
+        provider, githash = new_service(sessions)
+        account = login(server, sessions, f"stop-{provider}@example.org", provider)
+        results: list[str] = []
+        thread = claim_in_thread(server.url, account, provider, githash, results, wait=30)
+        time.sleep(1)  # waiting
+        os.killpg(server.process.pid, signal.SIGTERM)
+        thread.join(PROMPT)
+        assert results == ["None"]
+        server.process.wait(PROMPT)
+    finally:
+        server.stop()
 
 
 def test_a_killed_servers_upload_is_removed_at_restart_a_live_one_kept(migrated_db, tmp_path,

@@ -10,12 +10,18 @@ from __future__ import annotations
 from gunicorn.workers import gthread
 
 from .config import body_timeout
+from .services import notify
 
 
 class ThreadWorker(gthread.ThreadWorker):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.read_timeout = body_timeout()
+
+    def handle_exit(self, sig, frame) -> None:
+        """SIGTERM: gunicorn waits for the requests in progress; waiting claims end at once."""
+        notify.stop_waiting()
+        super().handle_exit(sig, frame)
 
     def enqueue_req(self, conn):
         if "init" not in vars(conn):  # gthread makes each socket blocking in conn.init()

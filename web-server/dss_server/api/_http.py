@@ -1,6 +1,8 @@
 """Request glue shared by the blueprints: DB session, identity, parameters, uploads, downloads."""
 from __future__ import annotations
 
+import select
+import socket
 from pathlib import Path
 from typing import Literal, cast, overload
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -114,6 +116,22 @@ def commit_now() -> None:
     login's logout), what a claim's statement on another connection must see, and an upload's
     checks, so that no row lock or connection is held while its body arrives."""
     db().commit()
+
+
+def client_gone() -> bool:
+    """The caller closed its connection (the dispatcher that asked stopped). False where that
+    cannot be told: no socket in the environ, or TLS in this process (no peeking there)."""
+    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    if sock is None:
+        return False
+    try:
+        if not select.select([sock], [], [], 0)[0]:
+            return False
+        return sock.recv(1, socket.MSG_PEEK) == b""  # readable and empty: the peer closed
+    except (TimeoutError, ValueError):
+        return False
+    except OSError:  # reset by the peer
+        return True
 
 
 def param(name: str, default: str | None = None) -> str | None:

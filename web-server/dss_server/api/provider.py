@@ -14,6 +14,7 @@ from ..throttle import Slots
 from ._http import (
     autocommit_pool,
     claim_policy,
+    client_gone,
     commit_now,
     config,
     db,
@@ -72,7 +73,8 @@ def claim():
     with _wait_slot(who, claims.parse_wait(param("wait"), config().max_claim_wait)) as wait:
         ticket = claims.claim(db=db(), identity=who, githashes=githashes,
                               provider=param("provider"), code=param("code"), wait_seconds=wait,
-                              policy=claim_policy(), pool=autocommit_pool(), commit=commit_now)
+                              policy=claim_policy(), pool=autocommit_pool(), commit=commit_now,
+                              client_gone=client_gone)
     if ticket is None:
         return wire.none()
     return wire.table(("id", "service_githash", "status"),

@@ -311,13 +311,18 @@ def _fair_key(row) -> tuple:
 
 def claim(*, db: DB, identity: Identity, githashes: list[str], provider: str | None,
           code: str | None, wait_seconds: float, policy: leases.ClaimPolicy,
-          pool: Engine | None, commit: Callable[[], None]) -> Claimed | None:
+          pool: Engine | None, commit: Callable[[], None],
+          client_gone: Callable[[], bool] = lambda: False) -> Claimed | None:
     """Claim now; with `wait_seconds` > 0 keep trying until a ticket is ready or time is up.
 
     On PostgreSQL the claim statement runs on a connection of the autocommit `pool`. `commit`
     ends the caller's unit of work in `db` where the claim needs it ended: before that
     statement, which must see what the session did (a sweep) and find it unlocked, and between
     attempts, so that a waiting claim holds no locks.
+
+    A waiting claim ends with None when the process shuts down, or when `client_gone` says the
+    caller hung up (a stopped dispatcher): a ticket claimed for nobody would stay claimed
+    until its lease ran out.
     """
     if not provider or not provider.strip():
         raise Invalid("Missing 'provider' parameter")
@@ -333,3 +338,5 @@ def claim(*, db: DB, identity: Identity, githashes: list[str], provider: str | N
             return ticket
         commit()
         notify.wait(seen, remaining)
+        if notify.stopping() or client_gone():
+            return None

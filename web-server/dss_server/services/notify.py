@@ -24,6 +24,7 @@ _condition = threading.Condition()
 _generation = 0
 _listeners: dict[str, threading.Thread] = {}
 _listeners_lock = threading.Lock()
+_stopping = False  # set by a signal handler, so without a lock: waiters look every POLL_SECONDS
 
 
 def ticket_ready(db: DB) -> None:
@@ -50,6 +51,17 @@ def wait(since_generation: int, timeout: float) -> None:
     """Block until a wake-up newer than `since_generation`, at most `timeout` s."""
     with _condition:
         _condition.wait_for(lambda: _generation != since_generation, min(timeout, POLL_SECONDS))
+
+
+def stop_waiting() -> None:
+    """The process is shutting down: claims waiting now answer None within POLL_SECONDS rather
+    than hold a graceful shutdown (and a rolling deploy) for up to their `wait=`."""
+    global _stopping
+    _stopping = True
+
+
+def stopping() -> bool:
+    return _stopping
 
 
 def install(session_factory, engine: Engine) -> None:
