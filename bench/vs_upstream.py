@@ -317,10 +317,14 @@ def measure_ceiling(server: Server, crew: Crew, requests: int) -> Figure:
     errors: list[str] = []
     counts, seconds = crew.run([("empty", server.url, each) for _ in crew.queues], errors)
     figure = Figure(sum(counts) - len(errors), seconds, server.cpu_seconds() - cpu, len(errors))
-    print(f"{server.name:15s} {'empty requests':16s}: {figure.count:6d} in {figure.seconds:6.2f} s "
-          f"= {figure.rate:7.1f}/s; server CPU {figure.cpu_ms:.2f} ms each "
-          f"(GET /healthz: the ceiling of any request here)", flush=True)
+    report(server, "empty requests", figure, "(GET /healthz: the ceiling of any request here)")
     return figure
+
+
+def report(server: Server, what: str, figure: Figure, note: str = "") -> None:
+    print(f"{server.name:15s} {what:16s}: {figure.count:6d} in {figure.seconds:6.2f} s = "
+          f"{figure.rate:7.1f}/s; server CPU {figure.cpu_ms:.2f} ms each; "
+          f"failed requests {figure.errors} {note}".rstrip(), flush=True)
 
 
 def measure(server: Server, crew: Crew, args, failures: list) -> dict[str, Figure]:
@@ -328,9 +332,7 @@ def measure(server: Server, crew: Crew, args, failures: list) -> dict[str, Figur
                "submit requests": measure_submits(server, crew, args.submits, failures),
                "claims": measure_claims(server, crew, args.claims, args.batch, failures)}
     for what, figure in figures.items():
-        print(f"{server.name:15s} {what:16s}: {figure.count:6d} in {figure.seconds:6.2f} s = "
-              f"{figure.rate:7.1f}/s; server CPU {figure.cpu_ms:.2f} ms each; "
-              f"failed requests {figure.errors}", flush=True)
+        report(server, what, figure)
         if figure.errors:
             failures.append(f"{server.name}: {figure.errors} {what} requests failed")
     return figures
@@ -344,7 +346,7 @@ def main(args) -> int:
             theirs = measure(server, crew, args, failures)
         with ours(args.workers) as server:
             mine = measure(server, crew, args, failures)
-            ceiling = measure_ceiling(server, crew, args.polls * 2)
+            ceiling = measure_ceiling(server, crew, args.polls * 2)  # the poll phase's requests
     finally:
         crew.close()
     print(f"machine: {machine_note()}")
